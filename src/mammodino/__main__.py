@@ -1,0 +1,3 @@
+from mammodino.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,129 @@
+"""The on-disk cache that ``mammodino index`` writes and everything after it reads.
+
+Layout of a cache folder ``OUT``::
+
+    OUT/manifest.csv              one row per source image or DBT volume (see MANIFEST_COLUMNS)
+    OUT/images/<ab>/<id>.npy      uint16, (H, W) for FFDM or (Z, H, W) for DBT; 0..65535 where
+                                  65535 is the brightest (densest) tissue, MONOCHROME2 sense,
+                                  cropped to the breast box (+ margin), chest wall on the LEFT,
+                                  long side resized to ``--size`` (default 1024)
+    OUT/masks/<ab>/<id>.npy       uint8 (H, W), 1 = breast tissue, same grid as the image
+                                  (DBT: one mask for all slices)
+
+``<ab>`` is the first two hex characters of ``id`` (256 shards, so no folder grows past a few
+thousand files even for millions of images). ``.npy`` is lossless and reads in ~0.2 ms; DBT
+volumes are memory-mapped so a single slice is read without loading the volume.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mammodino.errors import UserError
+
+MANIFEST_NAME = "manifest.csv"
+
+# Columns every manifest has, in this order. Extra columns may follow.
+MANIFEST_COLUMNS = [
+    "id",  # 16 hex chars, salted hash of the source path: stable, no patient data
+    "source",  # path relative to the indexed SRC folder (a folder for per-slice DBT series)
+    "stem",  # file stem (or series folder name): what label tables call the image id
+    "kind",  # ffdm | dbt
+    "slices",  # 1 for ffdm, Z for dbt
+    "laterality",  # L | R | "" (unknown)
+    "view",  # CC | MLO | ML | LM | XCCL | ... | "" (unknown)
+    "laterality_source",  # tag | labels | image | ""
+    "patient_key",  # salted hash of PatientID, never the raw id
+    "study_key",  # salted hash of StudyInstanceUID
+    "height",  # source pixels
+    "width",
+    "breast_box",  # "x0 y0 x1 y1" in source pixel coordinates, before any flip
+    "tissue_fraction",  # breast pixels / all pixels of the source image
+    "flipped",  # 1 when the image was mirrored so the chest wall is on the left
+    "cache_height",
+    "cache_width",
+    "image_file",  # relative to the cache folder
+    "mask_file",
+    "status",  # ok | skipped
+    "reason",  # empty when ok
+]
+
+
+def shard_of(image_id: str) -> str:
+    return image_id[:2]
+
+
+def image_relpath(image_id: str) -> str:
+    return f"images/{shard_of(image_id)}/{image_id}.npy"
+
+
+def mask_relpath(image_id: str) -> str:
+    return f"masks/{shard_of(image_id)}/{image_id}.npy"
+
+
+def read_manifest(cache_dir: str | Path, only_ok: bool = True) -> list[dict]:
+    """Rows of ``cache_dir/manifest.csv`` as dicts (strings, ints for the size columns)."""
+    path = Path(cache_dir) / MANIFEST_NAME
+    if not path.exists():
+        raise UserError(f"{cache_dir}: not an indexed cache (no {MANIFEST_NAME}); run `mammodino index` first")
+    rows = []
+    with path.open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            if only_ok and row.get("status") != "ok":
+                continue
+            for key in ("slices", "height", "width", "cache_height", "cache_width", "flipped"):
+                if row.get(key) not in (None, ""):
+                    row[key] = int(float(row[key]))
+            if row.get("tissue_fraction") not in (None, ""):
+                row["tissue_fraction"] = float(row["tissue_fraction"])
+            rows.append(row)
+    return rows
+
+
+@dataclass
+class CachedImage:
+    """One cached image or volume, opened lazily."""
+
+    cache_dir: Path
+    row: dict
+
+    @property
+    def id(self) -> str:
+        return self.row["id"]
+
+    @property
+    def is_dbt(self) -> bool:
+        return self.row["kind"] == "dbt"
+
+    @property
+    def n_slices(self) -> int:
+        return int(self.row.get("slices") or 1)
+
+    def image(self, slice_index: int | None = None) -> np.ndarray:
+        """uint16 (H, W). For DBT, ``slice_index`` picks one slice (memory-mapped read);
+        ``None`` gives the middle slice."""
+        path = self.cache_dir / self.row["image_file"]
+        if self.is_dbt:
+            vol = np.load(path, mmap_mode="r")
+            z = vol.shape[0] // 2 if slice_index is None else int(slice_index)
+            return np.array(vol[z])
+        return np.load(path)
+
+    def volume(self) -> np.ndarray:
+        return np.load(self.cache_dir / self.row["image_file"], mmap_mode="r")
+
+    def mask(self) -> np.ndarray:
+        return np.load(self.cache_dir / self.row["mask_file"])
+
+
+def open_cache(cache_dir: str | Path) -> list[CachedImage]:
+    """All ok images of a cache, in manifest order."""
+    cache_dir = Path(cache_dir)
+    rows = read_manifest(cache_dir)
+    if not rows:
+        raise UserError(f"{cache_dir}: the cache holds no usable image (every row was skipped)")
+    return [CachedImage(cache_dir, row) for row in rows]
