@@ -34,7 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, help_text in COMMANDS.items():
-        module = _load(name)
+        try:
+            module = _load(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != f"mammodino.commands.{name}":
+                raise
+            continue
         p = sub.add_parser(
             name,
             help=help_text,
