@@ -34,7 +34,7 @@ def list_presets() -> list[str]:
 def _read_yaml(path: Path, what: str) -> DictConfig:
     try:
         cfg = OmegaConf.load(path)
-    except (OSError, OmegaConfBaseException, ValueError) as exc:
+    except Exception as exc:  # OSError, YAML syntax errors, OmegaConf errors
         raise ConfigError(f"{what} {path}: cannot be read as YAML ({exc})") from exc
     if not isinstance(cfg, DictConfig):
         raise ConfigError(f"{what} {path}: expected a mapping of keys, got {type(cfg).__name__}")

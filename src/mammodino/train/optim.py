@@ -1,0 +1,57 @@
+"""AdamW parameter groups: layer-wise lr decay, patch-embed lr multiplier, no decay on
+biases, norms and tokens, and a separate last-layer group that can be frozen."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def layer_id(name: str, n_blocks: int) -> int:
+    """0 for embeddings, i+1 for block i, n_blocks+1 for everything after (norm, heads)."""
+    if name.startswith(("cls_token", "pos_embed", "mask_token", "register_tokens", "patch_embed")):
+        return 0
+    if name.startswith("blocks."):
+        return int(name.split(".")[1]) + 1
+    return n_blocks + 1
+
+
+def _no_decay(name: str, param: torch.Tensor) -> bool:
+    return param.ndim <= 1 or name.endswith(".bias") or "token" in name or "pos_embed" in name or ".gamma" in name
+
+
+def param_groups(modules: dict[str, nn.Module], n_blocks: int, layerwise_decay: float,
+                 patch_embed_lr_mult: float) -> list[dict]:
+    """One group per (module, parameter) kind with the multipliers the schedules apply.
+
+    ``modules`` maps a prefix ("backbone", "dino_head", ...) to a module; only the backbone gets
+    layer-wise decay (heads sit on top of the last block, multiplier 1)."""
+    groups = []
+    for prefix, module in modules.items():
+        for name, param in module.named_parameters():
+            if not param.requires_grad:
+                continue
+            lr_mult = 1.0
+            if prefix == "backbone":
+                lr_mult = layerwise_decay ** (n_blocks + 1 - layer_id(name, n_blocks))
+                if name.startswith("patch_embed"):
+                    lr_mult *= patch_embed_lr_mult
+            groups.append({
+                "params": [param],
+                "name": f"{prefix}.{name}",
+                "lr_multiplier": lr_mult,
+                "wd_multiplier": 0.0 if _no_decay(name, param) else 1.0,
+                "is_last_layer": "last_layer" in name,
+            })
+    return groups
+
+
+def build_optimizer(groups: list[dict], betas) -> torch.optim.AdamW:
+    return torch.optim.AdamW(groups, lr=0.0, betas=tuple(betas), weight_decay=0.0)
+
+
+def apply_schedules(optimizer: torch.optim.Optimizer, values: dict) -> None:
+    for group in optimizer.param_groups:
+        lr = values["last_layer_lr"] if group["is_last_layer"] else values["lr"]
+        group["lr"] = lr * group["lr_multiplier"]
+        group["weight_decay"] = values["wd"] * group["wd_multiplier"]

@@ -1,0 +1,168 @@
+"""Student and teacher networks and the MammoDINO objective for one batch.
+
+Student: backbone + DINO head (+ optional iBOT head) + slice projector and predictor.
+Teacher: the same without the predictor, updated only as an EMA of the student.
+Loss = DINO (CLS, multi-crop) + iBOT (masked patches) + KoLeo + DBT slice InfoNCE, with the
+term normalisation of DINOv2 (see ``forward_losses``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mammodino.losses import DINOLoss, iBOTPatchLoss, KoLeoLoss, SliceContrastLoss
+from mammodino.models.heads import DINOHead, SliceProjector
+from mammodino.models.vit import build_vit
+
+
+def _backbone(cfg, drop_path: float):
+    m = cfg.model
+    return build_vit(m.arch, patch_size=m.patch_size, num_register_tokens=m.num_register_tokens,
+                     drop_path_rate=drop_path, layerscale_init=m.layerscale_init,
+                     img_size=cfg.crops.global_crop_size)
+
+
+def _dino_head(cfg, in_dim, n_prototypes):
+    d = cfg.dino
+    return DINOHead(in_dim, n_prototypes, hidden_dim=d.hidden_dim, bottleneck_dim=d.bottleneck_dim, nlayers=d.nlayers)
+
+
+class Student(nn.Module):
+    """Everything that receives gradients; its forward is what DDP wraps."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.backbone = _backbone(cfg, cfg.model.drop_path_rate)
+        dim = self.backbone.embed_dim
+        self.dino_head = _dino_head(cfg, dim, cfg.dino.n_prototypes)
+        self.ibot_head = _dino_head(cfg, dim, cfg.ibot.n_prototypes) if cfg.ibot.separate_head else None
+        self.slice_proj = SliceProjector(dim, cfg.slice.hidden_dim, cfg.slice.proj_dim, predictor=True) if cfg.slice.enabled else None
+
+    def forward(self, global_crops, local_crops, masks, mask_indices):
+        g = self.backbone.forward_features(global_crops, masks=masks)
+        cls = g["x_norm_clstoken"]
+        out = {"global_cls": cls, "global_logits": self.dino_head(cls)}
+        if local_crops is not None and local_crops.numel():
+            local_cls = self.backbone.forward_features(local_crops)["x_norm_clstoken"]
+            out["local_logits"] = self.dino_head(local_cls)
+        patches = g["x_norm_patchtokens"].flatten(0, 1).index_select(0, mask_indices)
+        out["ibot_logits"] = (self.ibot_head or self.dino_head)(patches)
+        if self.slice_proj is not None:
+            out["slice_z"] = self.slice_proj(cls)
+        return out
+
+
+class Teacher(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.backbone = _backbone(cfg, 0.0)
+        dim = self.backbone.embed_dim
+        self.dino_head = _dino_head(cfg, dim, cfg.dino.n_prototypes)
+        self.ibot_head = _dino_head(cfg, dim, cfg.ibot.n_prototypes) if cfg.ibot.separate_head else None
+        self.slice_proj = SliceProjector(dim, cfg.slice.hidden_dim, cfg.slice.proj_dim, predictor=False) if cfg.slice.enabled else None
+
+
+class SSLModel(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg = cfg
+        self.student = Student(cfg)
+        self.teacher = Teacher(cfg)
+        self.teacher.requires_grad_(False)
+        self.dino_loss = DINOLoss(cfg.dino.n_prototypes, student_temp=cfg.dino.student_temp,
+                                  center_momentum=cfg.dino.center_momentum)
+        self.ibot_loss = iBOTPatchLoss(cfg.ibot.n_prototypes if cfg.ibot.separate_head else cfg.dino.n_prototypes,
+                                       student_temp=cfg.dino.student_temp, center_momentum=cfg.dino.center_momentum)
+        self.koleo_loss = KoLeoLoss()
+        self.slice_loss = SliceContrastLoss(cfg.slice.temperature) if cfg.slice.enabled else None
+        self.sync_teacher_from_student()
+
+    def ema_pairs(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """(teacher, student) parameters matched by name; the student predictor has no twin."""
+        s = dict(self.student.named_parameters())
+        t_params, s_params = [], []
+        for name, p in self.teacher.named_parameters():
+            t_params.append(p)
+            s_params.append(s[name])
+        return t_params, s_params
+
+    @torch.no_grad()
+    def sync_teacher_from_student(self) -> None:
+        for t, s in zip(*self.ema_pairs()):
+            t.copy_(s)
+
+    @torch.no_grad()
+    def update_teacher(self, momentum: float) -> None:
+        t_params, s_params = self.ema_pairs()
+        torch._foreach_mul_(t_params, momentum)
+        torch._foreach_add_(t_params, [p.detach() for p in s_params], alpha=1.0 - momentum)
+
+    @torch.no_grad()
+    def teacher_targets(self, batch: dict, teacher_temp: float) -> dict:
+        cfg = self.cfg
+        B = batch["is_dbt"].shape[0]
+        g = self.teacher.backbone.forward_features(batch["global_crops"])
+        cls = g["x_norm_clstoken"]
+        swapped = torch.cat((cls[B:], cls[:B]))  # teacher crop 2 is the target of student crop 1
+        dino_logits = self.teacher.dino_head(swapped)
+        patches = g["x_norm_patchtokens"].flatten(0, 1).index_select(0, batch["mask_indices_list"])
+        ibot_logits = (self.teacher.ibot_head or self.teacher.dino_head)(patches)
+        n_masked = batch["n_masked_patches"].to(dino_logits.device)
+        if cfg.dino.centering == "sinkhorn_knopp":
+            dino_probs = self.dino_loss.sinkhorn_knopp_teacher(dino_logits, teacher_temp)
+            ibot_probs = self.ibot_loss.sinkhorn_knopp_teacher(ibot_logits, teacher_temp, n_masked_patches_tensor=n_masked)
+        else:
+            dino_probs = self.dino_loss.softmax_center_teacher(dino_logits, teacher_temp)
+            self.dino_loss.update_center(dino_logits)
+            ibot_probs = self.ibot_loss.softmax_center_teacher(ibot_logits, teacher_temp)
+            self.ibot_loss.update_center(ibot_logits)
+        out = {"dino_probs": dino_probs, "ibot_probs": ibot_probs, "cls": cls}
+        if self.teacher.slice_proj is not None:
+            out["slice_z"] = self.teacher.slice_proj(swapped)
+        return out
+
+    def forward_losses(self, batch: dict, teacher_temp: float, student: nn.Module | None = None) -> dict:
+        """All loss terms for one (micro-)batch. ``student`` may be the DDP-wrapped student."""
+        cfg = self.cfg
+        student = student or self.student
+        B = batch["is_dbt"].shape[0]
+        n_global, n_local = 2, cfg.crops.local_crops_number
+        teacher = self.teacher_targets(batch, teacher_temp)
+        s = student(batch["global_crops"], batch.get("local_crops"), batch["masks"], batch["mask_indices_list"])
+
+        # DINOv2's normalisation: every (student crop, other teacher crop) pair is one term.
+        n_terms = n_global * (n_global - 1) + n_global * n_local
+        teacher_chunks = list(teacher["dino_probs"].chunk(n_global))
+        dino_local = s["global_logits"].new_zeros(())
+        if "local_logits" in s:
+            dino_local = self.dino_loss(list(s["local_logits"].chunk(n_local)), teacher_chunks) / n_terms
+        dino_global = self.dino_loss([s["global_logits"]], [teacher["dino_probs"]]) * 2 / n_terms
+        koleo = sum(self.koleo_loss(p) for p in s["global_cls"].chunk(n_global))
+        n_masked = int(batch["n_masked_patches"].reshape(-1)[0])
+        if n_masked > 0:
+            ibot = self.ibot_loss.forward_masked(
+                s["ibot_logits"], teacher["ibot_probs"], student_masks_flat=batch["masks"],
+                n_masked_patches=n_masked, masks_weight=batch["masks_weight"])
+        else:
+            ibot = s["ibot_logits"].sum() * 0.0
+        losses = {
+            "dino_loss": dino_local + dino_global,
+            "dino_local_loss": dino_local,
+            "dino_global_loss": dino_global,
+            "ibot_loss": ibot,
+            "koleo_loss": koleo,
+        }
+        total = cfg.dino.loss_weight * losses["dino_loss"] + cfg.ibot.loss_weight * ibot + cfg.dino.koleo_loss_weight * koleo
+        if self.slice_loss is not None:
+            # Row i of the student (slice z of sample i) is paired with row i of the swapped
+            # teacher (slice z' of sample i); each direction is one InfoNCE, averaged.
+            is_dbt = batch["is_dbt"].to(s["slice_z"].device)
+            sz, tz = s["slice_z"].chunk(n_global), teacher["slice_z"].chunk(n_global)
+            slice_loss = 0.5 * (self.slice_loss(sz[0], tz[0], is_dbt) + self.slice_loss(sz[1], tz[1], is_dbt))
+            losses["slice_loss"] = slice_loss
+            total = total + cfg.slice.loss_weight * slice_loss
+        losses["loss"] = total
+        losses["_teacher_probs"] = teacher["dino_probs"]
+        losses["_teacher_cls"] = teacher["cls"]
+        return losses

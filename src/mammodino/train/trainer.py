@@ -1,0 +1,331 @@
+"""The pretraining loop: the same code on CPU, one GPU, or many processes under torchrun.
+
+A step is: schedules -> forward (teacher targets, student, losses) -> backward -> finite
+check (all ranks agree) -> last-layer freeze -> gradient clip -> AdamW -> teacher EMA. The
+random state of a step is derived from (seed, step, rank) and the data of a step from
+(seed, step), so a resumed run repeats exactly what the uninterrupted run would have done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+from tqdm import tqdm
+
+from mammodino.config import save_config
+from mammodino.errors import UserError
+from mammodino.train import checkpoint as ckpt
+from mammodino.train import distributed as dist
+from mammodino.train.loader import build_loader
+from mammodino.train.metrics_log import MetricsLog
+from mammodino.train.monitor import CollapseMonitor
+from mammodino.train.optim import apply_schedules, build_optimizer, param_groups
+from mammodino.train.schedules import build_schedules
+from mammodino.train.ssl_model import SSLModel
+
+
+class NonFiniteLossError(UserError):
+    """Too many consecutive non-finite steps: the run saved its last good state and stopped."""
+
+
+def step_seed(seed: int, step: int, rank: int) -> int:
+    return (int(seed) * 1_000_003 + int(step) * 1_009 + int(rank)) % (2**63 - 1)
+
+
+def _autocast(device: torch.device, precision: str):
+    if device.type == "cuda" and precision in ("auto", "bf16"):
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    if device.type == "cpu" and precision == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _to_device(batch: dict, device: torch.device) -> dict:
+    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
+
+
+def _grads_finite(params) -> bool:
+    for p in params:
+        if p.grad is not None and not torch.isfinite(p.grad).all():
+            return False
+    return True
+
+
+class Trainer:
+    def __init__(self, cfg, data_dirs: list, run_dir: str | Path, resume: bool = False,
+                 progress: bool = True, stop_at: int | None = None, batch_hook=None):
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.resume = resume
+        self.progress = progress
+        self.stop_at = stop_at  # tests: stop after this many steps, as if killed after a save
+        self.batch_hook = batch_hook  # tests: tamper with a batch (e.g. inject NaN)
+        self.data_dirs = [Path(d) for d in data_dirs]
+        self.device = dist.setup()
+        self.rank, self.world = dist.rank(), dist.world_size()
+
+    # ----------------------------------------------------------------- set-up
+    def _prepare_run_dir(self) -> int:
+        existing = ckpt.find_resume_checkpoint(self.run_dir) if self.run_dir.exists() else None
+        if existing is not None and not self.resume:
+            raise UserError(
+                f"{self.run_dir} already holds a run ({existing.name}); pass --resume to continue it "
+                "or choose another --out (nothing is overwritten)")
+        if dist.is_main():
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            ckpt.clean_partials(self.run_dir)
+        dist.barrier()
+        return 0 if existing is None else -1
+
+    def _build(self):
+        cfg = self.cfg
+        from mammodino.data.dataset import PretrainDataset, collate
+        from mammodino.data.sampler import BatchPlan
+
+        for d in self.data_dirs:
+            if not d.exists():
+                raise UserError(f"--data {d}: no such folder")
+        self.dataset = PretrainDataset([str(d) for d in self.data_dirs], cfg)
+        self.plan = BatchPlan(self.dataset, cfg)
+        self.collate = collate
+        torch.manual_seed(cfg.train.seed)
+        self.model = SSLModel(cfg)
+        if cfg.model.pretrained:
+            from mammodino.models.dinov2_import import load_dinov2_weights
+
+            report = load_dinov2_weights(self.model.student.backbone, cfg.model.pretrained)
+            self.model.sync_teacher_from_student()
+            if dist.is_main():
+                print(f"initialised from {cfg.model.pretrained}: {report}", flush=True)
+        self.model.to(self.device)
+        n_blocks = len(self.model.student.backbone.blocks)
+        modules = {name: mod for name, mod in self.model.student.named_children() if mod is not None}
+        self.optimizer = build_optimizer(
+            param_groups(modules, n_blocks, cfg.optim.layerwise_decay, cfg.optim.patch_embed_lr_mult), cfg.optim.betas)
+        self.schedules = build_schedules(cfg)
+        self.monitor = CollapseMonitor(cfg.dino.n_prototypes, cfg.monitor.collapse_min_prototypes_frac,
+                                       cfg.monitor.collapse_min_cls_std)
+        self.student = self.model.student
+        if dist.is_enabled():
+            self.student = self._wrap_distributed(self.model.student)
+
+    def _wrap_distributed(self, module):
+        use_fsdp = self.cfg.train.fsdp is True or (self.cfg.train.fsdp == "auto" and self.cfg.model.arch == "large")
+        if use_fsdp:
+            from torch.distributed.fsdp import fully_shard
+
+            for block in module.backbone.blocks:
+                fully_shard(block)
+            fully_shard(module)
+            self.fsdp = True
+            return module
+        self.fsdp = False
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        kwargs = {"device_ids": [self.device.index]} if self.device.type == "cuda" else {}
+        return DDP(module, broadcast_buffers=False, **kwargs)
+
+    # ------------------------------------------------------------ checkpoints
+    def _state_tensors(self) -> dict:
+        tensors = {f"{k}": v for k, v in self.model.state_dict().items()}
+        opt_tensors, opt_meta = ckpt.flatten_optimizer(self.optimizer.state_dict())
+        rng_tensors, rng_meta = ckpt.rng_state()
+        tensors.update(opt_tensors)
+        tensors.update(rng_tensors)
+        return tensors, {"optimizer": opt_meta, "rng": rng_meta}
+
+    def save(self, step: int) -> Path | None:
+        """Write checkpoint-last (and a periodic copy when asked); rank 0 writes, all wait."""
+        tensors, extra = self._state_tensors()
+        path = None
+        if dist.is_main():
+            meta = {
+                "state": {"step": step, "world_size": self.world, "monitor_warned": self.monitor.warned,
+                          "data_dirs": [str(d) for d in self.data_dirs]},
+                "config": OmegaConf.to_container(self.cfg, resolve=True),
+                "optimizer": extra["optimizer"],
+                "rng": extra["rng"],
+                "format": "mammodino-checkpoint-1",
+            }
+            path = ckpt.save_checkpoint(self.run_dir / ckpt.LAST, tensors, meta)
+            keep = int(self.cfg.train.keep_every)
+            if keep and step % keep == 0:
+                ckpt.save_checkpoint(self.run_dir / ckpt.periodic_name(step), tensors, meta)
+        dist.barrier()
+        return path
+
+    def load(self, path: Path) -> int:
+        tensors, meta = ckpt.load_checkpoint(path)
+        model_keys = set(self.model.state_dict().keys())
+        model_state = {k: v for k, v in tensors.items() if k in model_keys}
+        missing = model_keys - set(model_state)
+        if missing:
+            raise UserError(f"checkpoint {path} does not match this config: missing {sorted(missing)[:5]} ...")
+        self.model.load_state_dict(model_state)
+        opt_state = ckpt.unflatten_optimizer(tensors, meta["optimizer"])
+        self.optimizer.load_state_dict(opt_state)
+        ckpt.restore_rng(tensors, meta.get("rng", {}))
+        step = int(meta["state"]["step"])
+        if dist.is_main():
+            prev = meta["state"].get("world_size", 1)
+            note = f" (saved with {prev} processes, now {self.world})" if prev != self.world else ""
+            print(f"resuming from {path.name} at step {step}{note}", flush=True)
+        return step
+
+    # ------------------------------------------------------------------ loop
+    def run(self) -> dict:
+        cfg = self.cfg
+        self._prepare_run_dir()
+        self._build()
+        start = 0
+        if self.resume:
+            found = ckpt.find_resume_checkpoint(self.run_dir)
+            if found is not None:
+                start = self.load(found)
+            elif dist.is_main():
+                print(f"--resume: no checkpoint in {self.run_dir}, starting from step 0", flush=True)
+        if dist.is_main():
+            save_config(cfg, self.run_dir / "config.yaml")
+            if start == 0:
+                self._write_preview()
+        log = MetricsLog(self.run_dir, start_step=start, enabled=dist.is_main())
+        if dist.is_main():
+            self._print_start(start)
+        total = int(cfg.train.steps)
+        end = total if self.stop_at is None else min(total, int(self.stop_at))
+        loader = build_loader(self.dataset, self.plan, cfg, start, self.rank, self.world, self.collate)
+        batches = iter(loader)
+        bar = tqdm(total=total, initial=start, desc="pretrain", unit="step", dynamic_ncols=True,
+                   disable=not (self.progress and dist.is_main()), file=sys.stderr)
+        nonfinite_run = 0
+        last = {}
+        t_last, imgs_since = time.perf_counter(), 0
+        step = start
+        try:
+            for step in range(start, end):
+                values = self.schedules.at(step)
+                apply_schedules(self.optimizer, values)
+                torch.manual_seed(step_seed(cfg.train.seed, step, self.rank))
+                self.optimizer.zero_grad(set_to_none=True)
+                sums, finite, stats = {}, True, None
+                buffers = {k: v.clone() for k, v in self.model.named_buffers() if "loss" in k}
+                for micro in range(cfg.train.grad_accum):
+                    batch = next(batches)
+                    if self.batch_hook is not None:
+                        batch = self.batch_hook(step, batch)
+                    batch = _to_device(batch, self.device)
+                    sync = micro == cfg.train.grad_accum - 1 or not hasattr(self.student, "no_sync")
+                    ctx = contextlib.nullcontext() if sync else self.student.no_sync()
+                    with ctx:
+                        with _autocast(self.device, cfg.train.precision):
+                            losses = self.model.forward_losses(batch, values["teacher_temp"], self.student)
+                        loss = losses["loss"] / cfg.train.grad_accum
+                        if torch.isfinite(loss.detach()):
+                            loss.backward()
+                        else:
+                            finite = False
+                            loss.detach_()
+                    for k, v in losses.items():
+                        if not k.startswith("_"):
+                            sums[k] = sums.get(k, 0.0) + float(v.detach()) / cfg.train.grad_accum
+                    if micro == 0:
+                        stats = self.monitor.update(losses["_teacher_probs"], losses["_teacher_cls"])
+                    imgs_since += batch["is_dbt"].shape[0]
+                finite = finite and _grads_finite(self.model.student.parameters())
+                flag = torch.tensor([1.0 if finite else 0.0], device=self.device)
+                dist.all_reduce_sum(flag)
+                if flag.item() < self.world:
+                    for k, v in buffers.items():  # undo centre updates made from the bad batch
+                        self.model.get_buffer(k).copy_(v)
+                    nonfinite_run += 1
+                    log.write({"step": step, "skipped": "non-finite loss or gradient", **{k: v for k, v in sums.items()}})
+                    print(f"\nstep {step}: non-finite loss or gradient; step skipped "
+                          f"({nonfinite_run} in a row, limit {cfg.train.max_nonfinite_steps})", file=sys.stderr, flush=True)
+                    if nonfinite_run >= cfg.train.max_nonfinite_steps:
+                        self.save(step)
+                        raise NonFiniteLossError(
+                            f"{nonfinite_run} consecutive steps had non-finite losses (last at step {step}); "
+                            f"saved the last good state to {self.run_dir / ckpt.LAST} and stopped. "
+                            "Lower optim.base_lr or check the input data.")
+                    bar.update(1)
+                    continue
+                nonfinite_run = 0
+                if step < round(cfg.optim.freeze_last_layer_fraction * total):
+                    for name, p in self.model.student.named_parameters():
+                        if "last_layer" in name:
+                            p.grad = None
+                grad_norm = self._clip(cfg.optim.clip_grad)
+                self.optimizer.step()
+                self.model.update_teacher(values["mom"])
+                bar.update(1)
+                done = step + 1
+                if done % cfg.train.log_every == 0 or done == end:
+                    now = time.perf_counter()
+                    ips = imgs_since * self.world / max(now - t_last, 1e-9)
+                    t_last, imgs_since = now, 0
+                    last = {"step": done, **{k: round(v, 6) for k, v in sums.items()},
+                            "lr": values["lr"], "wd": values["wd"], "momentum": values["mom"],
+                            "teacher_temp": values["teacher_temp"], "grad_norm": grad_norm,
+                            "images_per_s": round(ips, 3),
+                            **{k: (round(v, 5) if isinstance(v, float) else v) for k, v in stats.items()}}
+                    log.write(last)
+                    bar.set_postfix(loss=f"{sums['loss']:.3f}", img_s=f"{ips:.1f}")
+                    if stats["collapsed"] and dist.is_main() and self.monitor.warned < 5:
+                        self.monitor.warn(done, stats)
+                if done % cfg.train.checkpoint_every == 0 or done == end:
+                    self.save(done)
+        finally:
+            bar.close()
+            log.close()
+            del batches
+        if dist.is_main():
+            from mammodino.train.plots import plot_loss_curves
+
+            plot_loss_curves(self.run_dir / "metrics.jsonl", self.run_dir / "loss_curve.png")
+        return last
+
+    def _clip(self, max_norm: float) -> float:
+        params = [p for p in self.model.student.parameters() if p.grad is not None]
+        if not params:
+            return 0.0
+        norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+        return float(norm)
+
+    def _write_preview(self) -> None:
+        try:
+            from mammodino.data.preview import save_preview
+
+            save_preview(self.dataset, self.run_dir / "crop_preview.png", n=6)
+        except Exception as exc:  # a preview must never stop a run
+            print(f"(crop preview not written: {exc})", file=sys.stderr)
+
+    def _print_start(self, start: int) -> None:
+        cfg = self.cfg
+        n_params = sum(p.numel() for p in self.model.student.backbone.parameters())
+        n_dbt = sum(1 for i in range(len(self.dataset)) if self.dataset.is_dbt(i)) if hasattr(self.dataset, "is_dbt") else "?"
+        print(f"mammodino pretrain: {cfg.model.arch} ViT ({n_params / 1e6:.1f} M params), "
+              f"{len(self.dataset)} images/volumes ({n_dbt} DBT) from {', '.join(map(str, self.data_dirs))}, "
+              f"{self.world} process(es) on {self.device}, batch {cfg.train.batch_size}, steps {start}->{cfg.train.steps}, "
+              f"run folder {self.run_dir}", flush=True)
+        print("config:\n" + OmegaConf.to_yaml(cfg), flush=True)
+
+
+def pretrain(cfg, data_dirs, run_dir, resume=False, progress=True, stop_at=None, batch_hook=None) -> dict:
+    """Python entry point of ``mammodino pretrain``; returns the last logged metrics."""
+    if cfg.train.deterministic:
+        torch.use_deterministic_algorithms(True)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    trainer = Trainer(cfg, data_dirs, run_dir, resume=resume, progress=progress, stop_at=stop_at, batch_hook=batch_hook)
+    try:
+        return trainer.run()
+    finally:
+        if dist.is_enabled():
+            dist.teardown()
