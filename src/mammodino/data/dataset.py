@@ -1,0 +1,272 @@
+"""The pretraining dataset: cached mammograms -> multi-crop views + iBOT masks.
+
+One sample (FFDM): two independent global crops, ``crops.local_crops_number`` local crops,
+the tissue fraction of every patch of the global crops and their iBOT masks.
+
+One sample (DBT): slice ``z ~ U{e .. Z-1-e}`` (``e = data.dbt_edge_slices``, clamped for
+thin volumes) and a neighbour ``z' = z +- d``, ``d ~ U{1 .. data.dbt_max_offset}``, inside
+the same range when possible. Global crop 1 is slice ``z`` and global crop 2 slice ``z'``
+**at the same box** (independent photometric augmentation), so DINO's global-to-global term
+and the slice-contrast loss compare neighbouring slices of the same anatomy. Locals come from
+slice ``z``. Slices are read through a memory map (only the two slices are read).
+
+Determinism: ``dataset[key]`` depends only on ``(train.seed, key)``; its random generator is
+``np.random.Generator(PCG64(SeedSequence([seed, key.position])))``. The number of processes,
+DataLoader workers or the resume point cannot change a sample.
+
+Example:
+    >>> ds = PretrainDataset(["cache/"], cfg)
+    >>> sampler = ResumableBatchSampler.from_config(ds, cfg, rank=0, world_size=1)
+    >>> loader = build_loader(ds, cfg)               # DataLoader over the sampler, with collate
+    >>> batch = next(iter(loader))
+    >>> batch["global_crops"].shape                  # (2 * B, 1, 224, 224)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from mammodino.data.augment import GrayAugment, normalize
+from mammodino.data.cache import CachedImage, open_cache
+from mammodino.data.crops import Box, CropSampler, TissueMap, crop_resize
+from mammodino.data.masking import sample_patch_mask
+from mammodino.data.sampler import ResumableBatchSampler, SampleKey
+from mammodino.errors import UserError
+
+__all__ = ["PretrainDataset", "ResumableBatchSampler", "SampleKey", "collate", "build_loader", "dbt_slice_pair"]
+
+
+def sample_rng(seed: int, position: int) -> np.random.Generator:
+    """The random generator of the sample at ``position`` of a run seeded ``seed``."""
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed), int(position)])))
+
+
+def dbt_slice_pair(n_slices: int, edge: int, max_offset: int, rng: np.random.Generator) -> tuple[int, int]:
+    """``(z, z')`` with ``z`` uniform in ``[edge, Z-1-edge]`` and ``1 <= |z'-z| <= max_offset``.
+
+    Thin volumes: the edge is reduced so the range is never empty; ``z'`` stays inside the
+    edge-free range when possible, else anywhere in the volume; a single-slice volume gives
+    ``(0, 0)``.
+    """
+    if n_slices <= 1:
+        return 0, 0
+    edge = max(0, min(int(edge), (n_slices - 1) // 2))
+    lo, hi = edge, n_slices - 1 - edge
+    z = int(rng.integers(lo, hi + 1))
+    d = int(rng.integers(1, max(int(max_offset), 1) + 1))
+    sign = 1 if rng.random() < 0.5 else -1
+    for cand in (z + sign * d, z - sign * d):
+        if lo <= cand <= hi:
+            return z, cand
+    for a, b in ((lo, hi), (0, n_slices - 1)):
+        options = [c for c in range(z - max_offset, z + max_offset + 1) if c != z and a <= c <= b]
+        if options:
+            return z, int(options[rng.integers(len(options))])
+    return z, z  # unreachable for n_slices >= 2, kept for safety
+
+
+class PretrainDataset(torch.utils.data.Dataset):
+    """All ok rows of one or more caches, as multi-crop training samples.
+
+    Args:
+        cache_dirs: cache folders written by ``mammodino index`` (a single path is accepted).
+        cfg: the resolved config (sections crops, augment, data, ibot, model, train).
+        seed: overrides ``train.seed``.
+
+    Raises:
+        UserError: a folder is not a cache, holds no usable image, or its files are missing.
+    """
+
+    def __init__(self, cache_dirs: Sequence[str | Path] | str | Path, cfg, seed: int | None = None):
+        if isinstance(cache_dirs, (str, Path)):
+            cache_dirs = [cache_dirs]
+        if not cache_dirs:
+            raise UserError("no cache folder given")
+        self.items: list[CachedImage] = []
+        for folder in cache_dirs:
+            folder = Path(folder)
+            if not folder.is_dir():
+                raise UserError(f"{folder}: no such cache folder")
+            items = open_cache(folder)
+            first = items[0]
+            for rel in (first.row.get("image_file"), first.row.get("mask_file")):
+                if not rel or not (folder / rel).exists():
+                    raise UserError(f"{folder}: the manifest names {rel!r}, which is missing: re-run `mammodino index`")
+            self.items.extend(items)
+        self.cache_dirs = [Path(c) for c in cache_dirs]
+        self.cfg = cfg
+        self.seed = int(cfg.train.seed if seed is None else seed)
+        self.crops = CropSampler.from_config(cfg.crops)
+        self.augment = GrayAugment.from_config(cfg.augment)
+        self.global_size = int(cfg.crops.global_crop_size)
+        self.local_size = int(cfg.crops.local_crop_size)
+        self.n_local = int(cfg.crops.local_crops_number)
+        self.patch_size = int(cfg.model.patch_size)
+        self.grid = self.global_size // self.patch_size
+        self.hflip = bool(cfg.crops.hflip)
+        # Random sampler = plain DINOv2: masks anywhere, ratio of all patches.
+        self.mask_min_tissue = float(cfg.crops.mask_min_tissue) if self.crops.tissue_aware else None
+        self.mask_probability = float(cfg.ibot.mask_sample_probability)
+        self.mask_ratio = tuple(float(v) for v in cfg.ibot.mask_ratio_min_max)
+        self.dbt_edge = int(cfg.data.dbt_edge_slices)
+        self.dbt_max_offset = int(cfg.data.dbt_max_offset)
+        is_dbt = np.array([it.is_dbt for it in self.items], dtype=bool)
+        self.ffdm_indices = np.flatnonzero(~is_dbt)
+        self.dbt_indices = np.flatnonzero(is_dbt)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def make_key(self, index: int, position: int | None = None) -> SampleKey:
+        """A key for item ``index`` outside of a sampler (masks drawn by the dataset)."""
+        index = int(index)
+        return SampleKey(index if position is None else int(position), index, bool(self.items[index].is_dbt), None)
+
+    def __getitem__(self, key) -> dict:
+        if not isinstance(key, SampleKey):
+            key = self.make_key(key) if np.isscalar(key) else SampleKey(*key)
+        item = self.items[key.index]
+        rng = sample_rng(self.seed, key.position)
+        mask = item.mask()
+        tissue = TissueMap(mask)
+        mask_ranges = key.mask_ranges if key.mask_ranges is not None else self._draw_mask_ranges(rng)
+
+        if item.is_dbt:
+            z1, z2 = dbt_slice_pair(item.n_slices, self.dbt_edge, self.dbt_max_offset, rng)
+            volume = item.volume()
+            img1 = np.asarray(volume[z1])
+            img2 = np.asarray(volume[z2])
+            box1, _ = self.crops.global_box(tissue, rng)
+            box2 = box1
+        else:
+            z1 = z2 = -1
+            img1 = img2 = item.image()
+            box1, _ = self.crops.global_box(tissue, rng)
+            box2, _ = self.crops.global_box(tissue, rng)
+        if img1.shape != mask.shape:
+            raise UserError(f"{item.cache_dir}: image {item.id} is {img1.shape} but its mask is {mask.shape}")
+
+        globals_, masks, patch_tissue = [], [], []
+        for c, (img, box, kind) in enumerate(((img1, box1, "global1"), (img2, box2, "global2"))):
+            crop, frac = self._view(img, box, self.global_size, rng, kind, tissue)
+            patch_mask = sample_patch_mask(frac, mask_ranges[c], rng, self.mask_min_tissue)
+            globals_.append(torch.from_numpy(crop)[None])
+            masks.append(patch_mask.reshape(-1))
+            patch_tissue.append(frac.reshape(-1))
+
+        locals_, local_boxes = [], []
+        for _ in range(self.n_local):
+            box, _ = self.crops.local_box(tissue, rng)
+            crop, _ = self._view(img1, box, self.local_size, rng, "local", None)
+            locals_.append(torch.from_numpy(crop)[None])
+            local_boxes.append(tuple(box))
+
+        return {
+            "global_crops": globals_,
+            "local_crops": locals_,
+            "masks": torch.from_numpy(np.stack(masks)),
+            "patch_tissue": torch.from_numpy(np.stack(patch_tissue)),
+            "is_dbt": bool(item.is_dbt),
+            "index": int(key.index),
+            "position": int(key.position),
+            "slices": (int(z1), int(z2)),
+            "global_boxes": [tuple(box1), tuple(box2)],
+            "local_boxes": local_boxes,
+        }
+
+    def _draw_mask_ranges(self, rng: np.random.Generator):
+        """Outside a sampler: each global crop masked with ``mask_sample_probability``."""
+        return tuple(self.mask_ratio if rng.random() < self.mask_probability else None for _ in range(2))
+
+    def _view(self, img, box: Box, size: int, rng, kind: str, tissue: TissueMap | None):
+        """Crop + resize + photometric augmentation (+ optional flip) + normalisation."""
+        crop = crop_resize(img, box, size)
+        frac = tissue.patch_fractions(box, self.grid) if tissue is not None else None
+        params = self.augment.draw(rng, kind)
+        flip = self.hflip and rng.random() < 0.5
+        crop = self.augment.apply(crop, params)
+        if flip:
+            crop = np.ascontiguousarray(crop[:, ::-1])
+            if frac is not None:
+                frac = np.ascontiguousarray(frac[:, ::-1])
+        return normalize(crop), frac
+
+
+def collate(samples: list[dict]) -> dict:
+    """Batch samples in DINOv2's layout, with its iBOT bookkeeping.
+
+    Returns a dict with ``global_crops`` (2B, 1, G, G) = [crop 1 of every sample, then crop 2];
+    ``local_crops`` (L*B, 1, l, l) = [local 1 of every sample, local 2, ...]; ``masks`` bool
+    (2B, N) in the order of ``global_crops``; ``mask_indices_list`` (flat indices of masked
+    patches in ``masks.flatten()``); ``masks_weight`` (1 / masked patches of its crop, per
+    masked patch); ``n_masked_patches`` long (1,); ``upperbound`` (int, = the exact count,
+    since masks are exact); ``patch_tissue`` float (2B, N); ``is_dbt`` bool (B,); ``index`` and
+    ``position`` long (B,); ``slices`` long (B, 2) (``-1`` for FFDM).
+    """
+    B = len(samples)
+    n_global = len(samples[0]["global_crops"])
+    n_local = len(samples[0]["local_crops"])
+    global_crops = torch.stack([s["global_crops"][i] for i in range(n_global) for s in samples])
+    if n_local:
+        local_crops = torch.stack([s["local_crops"][i] for i in range(n_local) for s in samples])
+    else:
+        local_crops = torch.empty((0, 1, 0, 0), dtype=torch.float32)
+    masks = torch.stack([s["masks"][i] for i in range(n_global) for s in samples])
+    patch_tissue = torch.stack([s["patch_tissue"][i] for i in range(n_global) for s in samples])
+    mask_indices_list = masks.flatten().nonzero().flatten()
+    masks_weight = (1 / masks.sum(-1).clamp(min=1.0)).unsqueeze(-1).expand_as(masks)[masks]
+    n_masked = int(mask_indices_list.shape[0])
+    return {
+        "global_crops": global_crops,
+        "local_crops": local_crops,
+        "masks": masks,
+        "mask_indices_list": mask_indices_list,
+        "masks_weight": masks_weight,
+        "n_masked_patches": torch.full((1,), fill_value=n_masked, dtype=torch.long),
+        "upperbound": n_masked,
+        "patch_tissue": patch_tissue,
+        "is_dbt": torch.tensor([s["is_dbt"] for s in samples], dtype=torch.bool),
+        "index": torch.tensor([s["index"] for s in samples], dtype=torch.long),
+        "position": torch.tensor([s["position"] for s in samples], dtype=torch.long),
+        "slices": torch.tensor([s["slices"] for s in samples], dtype=torch.long).reshape(B, 2),
+    }
+
+
+def worker_init(_worker_id: int) -> None:
+    """One thread per DataLoader worker (the workers are the parallelism)."""
+    import cv2
+
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
+def build_loader(
+    dataset: PretrainDataset,
+    cfg,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+    start_step: int = 0,
+    steps: int | None = -1,
+    num_workers: int | None = None,
+    pin_memory: bool = False,
+) -> torch.utils.data.DataLoader:
+    """A DataLoader yielding this rank's collated (micro-)batches from ``start_step`` on."""
+    sampler = ResumableBatchSampler.from_config(
+        dataset, cfg, rank=rank, world_size=world_size, start_step=start_step, steps=steps
+    )
+    workers = int(cfg.data.num_workers if num_workers is None else num_workers)
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=collate,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        worker_init_fn=worker_init if workers > 0 else None,
+        pin_memory=pin_memory,
+        prefetch_factor=2 if workers > 0 else None,
+    )
