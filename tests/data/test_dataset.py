@@ -12,7 +12,7 @@ import torch
 from mammodino.config import load_config
 from mammodino.data.cache import MANIFEST_COLUMNS, image_relpath, mask_relpath
 from mammodino.data.dataset import PretrainDataset, build_loader, collate, dbt_slice_pair, sample_rng
-from mammodino.data.sampler import ResumableBatchSampler, SampleKey
+from mammodino.data.sampler import BatchPlan, SampleKey
 from mammodino.errors import UserError
 
 
@@ -133,8 +133,8 @@ def test_dbt_slice_pair_thin_volumes():
 
 def test_collate_layout_and_ibot_bookkeeping(cache, cfg):
     ds = PretrainDataset([cache], cfg)
-    sampler = ResumableBatchSampler.from_config(ds, cfg)
-    keys = sampler.batch_keys(0)
+    plan = BatchPlan(ds, cfg)
+    keys = plan.batch_keys(0)
     samples = [ds[k] for k in keys]
     batch = collate(samples)
     B = len(keys)
@@ -230,7 +230,7 @@ def test_phantom_cache_end_to_end(request, cfg):
     pytest.importorskip("mammodino.synth.generate")
     cache = request.getfixturevalue("phantom_cache")
     ds = PretrainDataset([cache], cfg)
-    sampler = ResumableBatchSampler.from_config(ds, cfg)
-    batch = collate([ds[k] for k in sampler.batch_keys(0)])
+    plan = BatchPlan(ds, cfg)
+    batch = collate([ds[k] for k in plan.batch_keys(0)])
     assert torch.isfinite(batch["global_crops"]).all()
     assert int(batch["is_dbt"].sum()) >= 2

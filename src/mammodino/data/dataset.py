@@ -16,7 +16,7 @@ DataLoader workers or the resume point cannot change a sample.
 
 Example:
     >>> ds = PretrainDataset(["cache/"], cfg)
-    >>> sampler = ResumableBatchSampler.from_config(ds, cfg, rank=0, world_size=1)
+    >>> plan = BatchPlan(ds, cfg)                    # the global order: plan.batch_keys(step)
     >>> loader = build_loader(ds, cfg)               # DataLoader over the sampler, with collate
     >>> batch = next(iter(loader))
     >>> batch["global_crops"].shape                  # (2 * B, 1, 224, 224)
@@ -34,10 +34,10 @@ from mammodino.data.augment import GrayAugment, normalize
 from mammodino.data.cache import CachedImage, open_cache
 from mammodino.data.crops import Box, CropSampler, TissueMap, crop_resize
 from mammodino.data.masking import sample_patch_mask
-from mammodino.data.sampler import ResumableBatchSampler, SampleKey
+from mammodino.data.sampler import BatchPlan, ResumableBatchSampler, SampleKey
 from mammodino.errors import UserError
 
-__all__ = ["PretrainDataset", "ResumableBatchSampler", "SampleKey", "collate", "build_loader", "dbt_slice_pair"]
+__all__ = ["PretrainDataset", "BatchPlan", "ResumableBatchSampler", "SampleKey", "collate", "build_loader", "dbt_slice_pair"]
 
 
 def sample_rng(seed: int, position: int) -> np.random.Generator:
@@ -120,6 +120,9 @@ class PretrainDataset(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def is_dbt(self, index: int) -> bool:
+        return bool(self.items[int(index)].is_dbt)
 
     def make_key(self, index: int, position: int | None = None) -> SampleKey:
         """A key for item ``index`` outside of a sampler (masks drawn by the dataset)."""

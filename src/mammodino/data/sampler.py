@@ -131,29 +131,33 @@ class _EpochStream:
         return out
 
 
-class ResumableBatchSampler(torch.utils.data.Sampler):
-    """Yields this rank's lists of :class:`SampleKey`, one per (micro-)batch, from a step on.
+class BatchPlan:
+    """The global sequence of sample keys of a run: ``batch_keys(step)`` for any step.
 
     Args:
-        ffdm_indices: dataset indices of FFDM items.
-        dbt_indices: dataset indices of DBT items.
-        batch_size: the *global* batch (all processes, all accumulation steps).
-        seed: run seed.
-        dbt_fraction: share of each global batch drawn from DBT (see module doc).
-        mask_probability: share of the global crops that get an iBOT mask.
-        mask_ratio_min_max: range of the masked ratio.
-        rank, world_size: this process and the number of processes.
-        grad_accum: micro-batches per step and rank; each yielded list is one micro-batch.
-        start_step: first step to yield (resume).
-        steps: stop before this step (``None``: never stop).
+        dataset: anything with ``ffdm_indices`` and ``dbt_indices`` (a ``PretrainDataset``).
+        cfg: the resolved config (``train.batch_size``, ``train.seed``, ``data.dbt_fraction``,
+            ``ibot.mask_sample_probability``, ``ibot.mask_ratio_min_max``).
 
     Example:
-        >>> sampler = ResumableBatchSampler.from_config(dataset, cfg, rank=0, world_size=2, start_step=100)
-        >>> loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=2)
+        >>> plan = BatchPlan(dataset, cfg)
+        >>> keys = plan.batch_keys(1000)      # global batch of step 1000, computed directly
     """
 
-    def __init__(
-        self,
+    def __init__(self, dataset, cfg):
+        self._setup(
+            dataset.ffdm_indices,
+            dataset.dbt_indices,
+            int(cfg.train.batch_size),
+            seed=int(cfg.train.seed),
+            dbt_fraction=float(cfg.data.dbt_fraction),
+            mask_probability=float(cfg.ibot.mask_sample_probability),
+            mask_ratio_min_max=tuple(cfg.ibot.mask_ratio_min_max),
+        )
+
+    @classmethod
+    def from_indices(
+        cls,
         ffdm_indices: Sequence[int],
         dbt_indices: Sequence[int],
         batch_size: int,
@@ -162,61 +166,32 @@ class ResumableBatchSampler(torch.utils.data.Sampler):
         dbt_fraction: float = 0.25,
         mask_probability: float = 0.5,
         mask_ratio_min_max: tuple[float, float] = (0.1, 0.5),
-        rank: int = 0,
-        world_size: int = 1,
-        grad_accum: int = 1,
-        start_step: int = 0,
-        steps: int | None = None,
-    ):
+    ) -> "BatchPlan":
+        plan = cls.__new__(cls)
+        plan._setup(ffdm_indices, dbt_indices, batch_size, seed=seed, dbt_fraction=dbt_fraction,
+                    mask_probability=mask_probability, mask_ratio_min_max=mask_ratio_min_max)
+        return plan
+
+    def _setup(self, ffdm_indices, dbt_indices, batch_size, *, seed, dbt_fraction, mask_probability,
+               mask_ratio_min_max) -> None:
         if not len(ffdm_indices) and not len(dbt_indices):
             raise UserError("the sampler has no image to draw from")
         if batch_size <= 0:
             raise ConfigError(f"config key 'train.batch_size': must be > 0, got {batch_size}")
-        if world_size <= 0 or not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} of world size {world_size}")
-        if batch_size % (world_size * grad_accum):
-            raise ConfigError(
-                f"config key 'train.batch_size' ({batch_size}) must be divisible by the number of "
-                f"processes x 'train.grad_accum' ({world_size} x {grad_accum})"
-            )
         self.batch_size = int(batch_size)
         self.seed = int(seed)
-        self.rank = int(rank)
-        self.world_size = int(world_size)
-        self.grad_accum = int(grad_accum)
-        self.start_step = int(start_step)
-        self.steps = None if steps is None else int(steps)
+        self.dbt_fraction = float(dbt_fraction)
         self.mask_probability = float(mask_probability)
         self.mask_ratio_min_max = (float(mask_ratio_min_max[0]), float(mask_ratio_min_max[1]))
-        self.n_dbt = dbt_per_batch(self.batch_size, float(dbt_fraction), len(ffdm_indices), len(dbt_indices))
+        self.n_dbt = dbt_per_batch(self.batch_size, self.dbt_fraction, len(ffdm_indices), len(dbt_indices))
         self.n_ffdm = self.batch_size - self.n_dbt
         self._dbt_slot = dbt_slots(self.batch_size, self.n_dbt)
         self._ffdm = _EpochStream(ffdm_indices, self.seed, _STREAM_FFDM) if len(ffdm_indices) else None
         self._dbt = _EpochStream(dbt_indices, self.seed, _STREAM_DBT) if len(dbt_indices) else None
 
-    @classmethod
-    def from_config(
-        cls, dataset, cfg, *, rank: int = 0, world_size: int = 1, start_step: int = 0, steps: int | None = -1
-    ) -> "ResumableBatchSampler":
-        """For a :class:`~mammodino.data.dataset.PretrainDataset`; ``steps=-1``: ``train.steps``."""
-        return cls(
-            dataset.ffdm_indices,
-            dataset.dbt_indices,
-            int(cfg.train.batch_size),
-            seed=int(cfg.train.seed),
-            dbt_fraction=float(cfg.data.dbt_fraction),
-            mask_probability=float(cfg.ibot.mask_sample_probability),
-            mask_ratio_min_max=tuple(cfg.ibot.mask_ratio_min_max),
-            rank=rank,
-            world_size=world_size,
-            grad_accum=int(cfg.train.grad_accum),
-            start_step=start_step,
-            steps=int(cfg.train.steps) if steps == -1 else steps,
-        )
-
-    # -- the global order ---------------------------------------------------------------
     def batch_keys(self, step: int) -> list[SampleKey]:
         """The ``B`` keys of global batch ``step`` (all ranks), in O(B)."""
+        step = int(step)
         B = self.batch_size
         ffdm = self._ffdm.take(step * self.n_ffdm, self.n_ffdm) if self.n_ffdm else []
         dbt = self._dbt.take(step * self.n_dbt, self.n_dbt) if self.n_dbt else []
@@ -233,17 +208,93 @@ class ResumableBatchSampler(torch.utils.data.Sampler):
             keys.append(SampleKey(step * B + j, index, is_dbt, masks[j]))
         return keys
 
-    def rank_keys(self, step: int, rank: int | None = None, world_size: int | None = None) -> list[SampleKey]:
-        """This rank's contiguous slice of global batch ``step``."""
-        rank = self.rank if rank is None else rank
-        world_size = self.world_size if world_size is None else world_size
+    def rank_keys(self, step: int, rank: int = 0, world_size: int = 1) -> list[SampleKey]:
+        """Rank ``rank``'s contiguous slice of global batch ``step``."""
+        if self.batch_size % world_size:
+            raise ConfigError(
+                f"config key 'train.batch_size' ({self.batch_size}) must be divisible by the number of processes ({world_size})"
+            )
         per = self.batch_size // world_size
         return self.batch_keys(step)[rank * per : (rank + 1) * per]
 
-    # -- iteration ------------------------------------------------------------------------
+    # -- resume -----------------------------------------------------------------------------
+    def state_dict(self, step: int) -> dict:
+        """What a checkpoint saved after ``step`` optimizer steps needs to resume the order."""
+        return {"samples_consumed": int(step) * self.batch_size, "batch_size": self.batch_size, "seed": self.seed}
+
+    def start_step_from_state(self, state: dict) -> int:
+        """The step to resume at; the global batch size must not have changed."""
+        consumed = int(state["samples_consumed"])
+        if consumed % self.batch_size:
+            raise UserError(
+                f"cannot resume the data order: {consumed} samples were consumed, not a whole number "
+                f"of global batches of {self.batch_size} (was train.batch_size changed?)"
+            )
+        return consumed // self.batch_size
+
+
+class ResumableBatchSampler(torch.utils.data.Sampler):
+    """Yields this rank's lists of :class:`SampleKey`, one per (micro-)batch, from a step on.
+
+    Args:
+        plan: the run's :class:`BatchPlan`.
+        rank, world_size: this process and the number of processes.
+        grad_accum: micro-batches per step and rank; each yielded list is one micro-batch.
+        start_step: first step to yield (resume).
+        steps: stop before this step (``None``: never stop).
+
+    Example:
+        >>> sampler = ResumableBatchSampler.from_config(dataset, cfg, rank=0, world_size=2, start_step=100)
+        >>> loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=2)
+    """
+
+    def __init__(
+        self,
+        plan: BatchPlan,
+        *,
+        rank: int = 0,
+        world_size: int = 1,
+        grad_accum: int = 1,
+        start_step: int = 0,
+        steps: int | None = None,
+    ):
+        if world_size <= 0 or not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} of world size {world_size}")
+        if plan.batch_size % (world_size * grad_accum):
+            raise ConfigError(
+                f"config key 'train.batch_size' ({plan.batch_size}) must be divisible by the number of "
+                f"processes x 'train.grad_accum' ({world_size} x {grad_accum})"
+            )
+        self.plan = plan
+        self.rank = int(rank)
+        self.world_size = int(world_size)
+        self.grad_accum = int(grad_accum)
+        self.start_step = int(start_step)
+        self.steps = None if steps is None else int(steps)
+
+    @classmethod
+    def from_config(
+        cls, dataset, cfg, *, rank: int = 0, world_size: int = 1, start_step: int = 0, steps: int | None = -1
+    ) -> "ResumableBatchSampler":
+        """For a :class:`~mammodino.data.dataset.PretrainDataset`; ``steps=-1``: ``train.steps``."""
+        return cls(
+            BatchPlan(dataset, cfg),
+            rank=rank,
+            world_size=world_size,
+            grad_accum=int(cfg.train.grad_accum),
+            start_step=start_step,
+            steps=int(cfg.train.steps) if steps == -1 else steps,
+        )
+
+    def batch_keys(self, step: int) -> list[SampleKey]:
+        return self.plan.batch_keys(step)
+
+    def rank_keys(self, step: int) -> list[SampleKey]:
+        return self.plan.rank_keys(step, self.rank, self.world_size)
+
     def __iter__(self) -> Iterator[list[SampleKey]]:
         step = self.start_step
-        micro = self.batch_size // (self.world_size * self.grad_accum)
+        micro = self.plan.batch_size // (self.world_size * self.grad_accum)
         while self.steps is None or step < self.steps:
             keys = self.rank_keys(step)
             for a in range(self.grad_accum):
@@ -254,19 +305,3 @@ class ResumableBatchSampler(torch.utils.data.Sampler):
         if self.steps is None:
             raise TypeError("an endless sampler (steps=None) has no length")
         return max(self.steps - self.start_step, 0) * self.grad_accum
-
-    # -- resume -----------------------------------------------------------------------------
-    def state_dict(self, step: int) -> dict:
-        """What a checkpoint saved after ``step`` optimizer steps needs to resume the order."""
-        return {"samples_consumed": int(step) * self.batch_size, "batch_size": self.batch_size, "seed": self.seed}
-
-    @staticmethod
-    def start_step_from_state(state: dict, batch_size: int) -> int:
-        """The step to resume at; the global batch size must not have changed."""
-        consumed = int(state["samples_consumed"])
-        if consumed % batch_size:
-            raise UserError(
-                f"cannot resume the data order: {consumed} samples were consumed, not a whole number "
-                f"of global batches of {batch_size} (was train.batch_size changed?)"
-            )
-        return consumed // batch_size
