@@ -1,0 +1,35 @@
+"""One self-contained HTML page for a run folder: configuration, loss curves, collapse
+monitor, crop preview, probe tables with CIs, ROC curves and attention maps.
+
+Examples:
+  mammodino report runs/tiny                        # writes runs/tiny/report.html
+  mammodino report runs/tiny --out report.html --probe probe-rsna --probe probe-vindr
+
+Probe results are read from RUN_DIR/probe*/results.json and from every --probe DIR;
+attention maps from RUN_DIR/attention/*.png and every --attention DIR. Images are embedded
+as base64 PNG, so the page needs nothing else. Missing parts are noted in the page.
+"""
+
+from __future__ import annotations
+
+HELP = "One self-contained HTML page for a run folder."
+
+
+def add_arguments(p) -> None:
+    p.add_argument("run_dir", metavar="RUN_DIR", help="pretraining run folder")
+    p.add_argument("--out", default=None, help="HTML file (default RUN_DIR/report.html)")
+    p.add_argument("--probe", action="append", default=[], metavar="DIR", help="probe output folder (repeatable)")
+    p.add_argument("--attention", action="append", default=[], metavar="DIR", help="attention PNG folder (repeatable)")
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from mammodino.errors import UserError
+    from mammodino.eval.report import write_report
+
+    if not Path(args.run_dir).is_dir():
+        raise UserError(f"run folder {args.run_dir}: no such folder")
+    out = write_report(args.run_dir, args.out, args.probe, args.attention)
+    print(f"report: {out} ({out.stat().st_size / 1024:.0f} KiB)")
+    return 0

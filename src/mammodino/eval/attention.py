@@ -1,0 +1,240 @@
+"""Last-layer CLS-to-patch attention maps, overlaid on the mammogram (``mammodino attention``).
+
+For each input image: the CLS token's attention to every patch in the last block, per head
+(registers excluded, each head's map renormalised over the patches so registers that soak
+up attention do not wash the map out), and the mean over heads. The image goes through the
+same geometry as ``embed`` (long side = resolution, zero-padded square, chest wall left);
+the maps are cropped back to the image area, upsampled and drawn over it with a colormap,
+together with the breast outline (contour of the tissue mask).
+
+Inputs: DICOM files (read, segmented, cropped to the breast and put in canonical
+orientation the way ``mammodino index`` does), cached images (``--cache DIR`` + manifest
+id or file stem, or a ``.npy`` from a cache's images/ folder, whose mask is used), or any
+``.npy`` / PNG / TIFF image.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from mammodino.errors import SkipFile, UserError
+from mammodino.eval.embedding import fit_to_square, input_size, pad_to_square
+
+DISPLAY_LONG_SIDE = 1024  # what a DICOM is resized to before embedding (the cache default)
+CROP_MARGIN = 0.02  # of the box side, as a cache crop
+
+
+@dataclass
+class SourceImage:
+    name: str  # output file stem (no folder names: they may carry patient ids)
+    image: np.ndarray  # float32 [0, 1], (H, W), chest wall left
+    mask: np.ndarray  # uint8 (H, W)
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "image"
+
+
+def _to_unit(img: np.ndarray) -> np.ndarray:
+    if img.dtype == np.uint16:
+        return img.astype(np.float32) / 65535.0
+    if img.dtype == np.uint8:
+        return img.astype(np.float32) / 255.0
+    img = img.astype(np.float32)
+    if img.max() > 1.0 or img.min() < 0.0:
+        lo, hi = float(img.min()), float(img.max())
+        img = (img - lo) / max(hi - lo, 1e-6)
+    return img
+
+
+def _mask_of(img01: np.ndarray) -> np.ndarray:
+    from mammodino.tissue.segmentation import breast_mask
+
+    try:
+        return breast_mask(img01)
+    except SkipFile:
+        return np.zeros(img01.shape, dtype=np.uint8)
+
+
+def prepare_dicom(path: Path, long_side: int = DISPLAY_LONG_SIDE) -> SourceImage:
+    """read_dicom -> segment -> crop to the breast box (+ margin) -> chest wall left ->
+    long side ``long_side`` (DBT: the middle slice, segmented on the max projection)."""
+    from mammodino.io.dicom_reader import read_dicom
+    from mammodino.tissue.orientation import chest_wall_on_left
+    from mammodino.tissue.segmentation import segment
+
+    try:
+        mi = read_dicom(path)
+    except SkipFile as exc:
+        raise UserError(f"{path}: {exc.reason}") from exc
+    ref = mi.reference_plane()
+    try:
+        seg = segment(ref, view=mi.meta.get("view") or None)
+    except SkipFile as exc:
+        raise UserError(f"{path}: {exc.reason}") from exc
+    img = mi.pixels if mi.pixels.ndim == 2 else mi.pixels[mi.pixels.shape[0] // 2]
+    H, W = img.shape
+    x0, y0, x1, y1 = seg.box()
+    mx, my = int(round(CROP_MARGIN * (x1 - x0))), int(round(CROP_MARGIN * (y1 - y0)))
+    region = (max(0, x0 - mx), max(0, y0 - my), min(W, x1 + mx), min(H, y1 + my))
+    flip = not chest_wall_on_left(seg.small_mask)
+    crop = img[region[1] : region[3], region[0] : region[2]]
+    scale = min(1.0, long_side / max(crop.shape))
+    out_w, out_h = max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale))
+    crop = cv2.resize(np.ascontiguousarray(crop, dtype=np.float32), (out_w, out_h), interpolation=cv2.INTER_AREA)
+    if flip:
+        crop = crop[:, ::-1].copy()
+    mask = seg.mask_for_region(region, (out_w, out_h), flip=flip)
+    return SourceImage(_safe_name(path.stem), np.clip(crop, 0, 1).astype(np.float32), mask)
+
+
+def resolve_inputs(images: list[str], cache: str | Path | None = None) -> list[SourceImage]:
+    """Turn command-line IMAGE arguments into prepared images."""
+    out = []
+    cached = None
+    for item in images:
+        p = Path(item)
+        if p.is_file():
+            suffix = p.suffix.lower()
+            if suffix == ".npy":
+                arr = np.load(p, allow_pickle=False)
+                arr = arr[arr.shape[0] // 2] if arr.ndim == 3 else arr
+                mask_path = p.parent.parent.parent / "masks" / p.parent.name / p.name
+                img = _to_unit(arr)
+                mask = np.load(mask_path, allow_pickle=False) if mask_path.exists() else _mask_of(img)
+                out.append(SourceImage(_safe_name(p.stem), img, mask.astype(np.uint8)))
+            elif suffix in (".png", ".tif", ".tiff", ".jpg", ".jpeg"):
+                arr = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+                if arr is None:
+                    raise UserError(f"{p}: cannot read the image")
+                if arr.ndim == 3:
+                    arr = arr.mean(axis=2).astype(arr.dtype)
+                img = _to_unit(arr)
+                out.append(SourceImage(_safe_name(p.stem), img, _mask_of(img)))
+            else:
+                out.append(prepare_dicom(p))
+            continue
+        if cache is None:
+            raise UserError(f"{item}: no such file (to name a cached image by id or stem, pass --cache CACHE)")
+        if cached is None:
+            from mammodino.data.cache import open_cache
+
+            cached = open_cache(cache)
+        hits = [c for c in cached if c.id == item or c.row.get("stem") == item]
+        if not hits:
+            raise UserError(f"{item}: not an id or stem of the cache {cache}")
+        for c in hits:
+            out.append(SourceImage(_safe_name(c.id), _to_unit(c.image()), c.mask().astype(np.uint8)))
+    return out
+
+
+def cls_attention(model: torch.nn.Module, image01: np.ndarray, resolution: int, device="cpu"):
+    """(heads, gh, gw) attention of the CLS token to the patches covering the image, each
+    head normalised to sum 1 over all patches; plus the (h, w) of the resized image."""
+    from mammodino.models.preprocess import normalize
+
+    patch = int(model.patch_size)
+    size = input_size(resolution, patch)
+    resized, place = fit_to_square(image01, size)
+    x = torch.from_numpy(normalize(pad_to_square(resized, size, place)))[None, None].to(device)
+    with torch.inference_mode():
+        attn = model.get_last_selfattention(x)  # (1, heads, T, T)
+    r = int(getattr(model, "num_register_tokens", 0))
+    cls = attn[0, :, 0, 1 + r :].float().cpu().numpy()
+    g = size // patch
+    cls = cls.reshape(cls.shape[0], g, g)
+    cls = cls / np.maximum(cls.sum(axis=(1, 2), keepdims=True), 1e-12)
+    y0, x0, h, w = place
+    gy0, gx0 = y0 // patch, x0 // patch
+    gy1, gx1 = -(-(y0 + h) // patch), -(-(x0 + w) // patch)
+    return cls[:, gy0:gy1, gx0:gx1], (h, w), place
+
+
+def _upsample(grid: np.ndarray, place, patch: int, shape: tuple[int, int]) -> np.ndarray:
+    """Patch grid (cropped to the image) -> map on the image of ``shape`` (bilinear)."""
+    y0, x0, h, w = place
+    gh, gw = grid.shape
+    big = cv2.resize(grid.astype(np.float32), (gw * patch, gh * patch), interpolation=cv2.INTER_NEAREST)
+    oy, ox = y0 - (y0 // patch) * patch, x0 - (x0 // patch) * patch
+    big = big[oy : oy + h, ox : ox + w]
+    big = cv2.GaussianBlur(big, (0, 0), sigmaX=patch / 2)
+    return cv2.resize(big, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+
+
+def _normalise(m: np.ndarray) -> np.ndarray:
+    lo, hi = np.percentile(m, 1), np.percentile(m, 99.5)
+    return np.clip((m - lo) / max(hi - lo, 1e-12), 0, 1)
+
+
+def overlay(image01: np.ndarray, heat01: np.ndarray | None, mask: np.ndarray | None, alpha: float = 0.5,
+            cmap: str = "inferno") -> np.ndarray:
+    """RGB uint8: the grayscale image, the heat map blended with ``alpha``, the breast outline."""
+    import matplotlib
+
+    gray = np.repeat((np.clip(image01, 0, 1) * 255).astype(np.uint8)[..., None], 3, axis=2)
+    out = gray.astype(np.float32)
+    if heat01 is not None:
+        colors = (matplotlib.colormaps[cmap](heat01)[..., :3] * 255).astype(np.float32)
+        out = (1 - alpha) * out + alpha * colors
+    out = out.clip(0, 255).astype(np.uint8)
+    if mask is not None and mask.any():
+        m = cv2.resize(mask.astype(np.uint8), (image01.shape[1], image01.shape[0]), interpolation=cv2.INTER_NEAREST)
+        contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        thickness = max(1, int(round(max(image01.shape) / 400)))
+        cv2.drawContours(out, contours, -1, (0, 255, 255), thickness)
+    return np.ascontiguousarray(out)
+
+
+def render_attention(model, src: SourceImage, out_dir: Path, resolution: int = 448, alpha: float = 0.5,
+                     device="cpu", display_long_side: int = 768) -> tuple[Path, Path, dict]:
+    """Write ``<name>_attention.png`` (image | mean-attention overlay) and ``<name>_heads.png``
+    (one overlay per head). Returns both paths and a few numbers about the map."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    heads, _hw, place = cls_attention(model, src.image, resolution, device)
+    patch = int(model.patch_size)
+    scale = min(1.0, display_long_side / max(src.image.shape))
+    disp_shape = (max(1, round(src.image.shape[0] * scale)), max(1, round(src.image.shape[1] * scale)))
+    disp = cv2.resize(src.image, (disp_shape[1], disp_shape[0]), interpolation=cv2.INTER_AREA)
+    mean_map = _normalise(_upsample(heads.mean(axis=0), place, patch, disp_shape))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    left = overlay(disp, None, src.mask)
+    right = overlay(disp, mean_map, src.mask, alpha=alpha)
+    sep = np.full((disp.shape[0], 8, 3), 255, np.uint8)
+    mean_png = out_dir / f"{src.name}_attention.png"
+    cv2.imwrite(str(mean_png), cv2.cvtColor(np.hstack([left, sep, right]), cv2.COLOR_RGB2BGR))
+
+    n = heads.shape[0]
+    cols = min(n, 6)
+    rows = -(-n // cols)
+    aspect = disp.shape[1] / disp.shape[0]
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 3.4 * aspect + 0.3, rows * 3.6 + 0.4), dpi=110, squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            m = _normalise(_upsample(heads[i], place, patch, disp_shape))
+            ax.imshow(overlay(disp, m, src.mask, alpha=alpha))
+            ax.set_title(f"head {i}", fontsize=8)
+    fig.suptitle(f"{src.name}: last-layer CLS attention per head", fontsize=9)
+    fig.tight_layout()
+    heads_png = out_dir / f"{src.name}_heads.png"
+    fig.savefig(heads_png)
+    plt.close(fig)
+
+    # How much of the attention falls on the breast (vs background): a number to report.
+    m_small = cv2.resize(src.mask.astype(np.float32), (heads.shape[2], heads.shape[1]), interpolation=cv2.INTER_AREA)
+    mean_grid = heads.mean(axis=0)
+    tissue_share = float((mean_grid * (m_small > 0.5)).sum() / max(mean_grid.sum(), 1e-12))
+    stats = {"image": src.name, "heads": int(n), "grid": list(heads.shape[1:]),
+             "attention_on_tissue": tissue_share, "tissue_area_share": float((m_small > 0.5).mean()),
+             "mean_map_entropy_bits": float(-(mean_grid / mean_grid.sum() * np.log2(mean_grid / mean_grid.sum() + 1e-12)).sum())}
+    return mean_png, heads_png, stats
