@@ -1,0 +1,483 @@
+"""``generate_phantoms``: a folder of synthetic FFDM + DBT DICOM files and their labels.
+
+Layout of ``out``::
+
+    out/ffdm/ffdm_000000.dcm ...   4 views per patient: L-CC, L-MLO, R-CC, R-MLO
+    out/dbt/dbt_000000.dcm ...     one multi-frame volume per patient (its own patients)
+    out/labels.csv                 one row per file (columns: LABEL_COLUMNS)
+    out/.mammodino-synth.json      the parameters, so a re-run can tell its own output
+
+Cases:
+- FFDM: ``ceil(n_ffdm / 4)`` patients (n_ffdm is rounded up to whole patients). A patient has
+  one density class for both breasts (A-D in shuffled blocks of four patients, so classes are
+  balanced even in small sets); 90 % of patients have a lesion in
+  exactly one breast (so ~45 % of breasts and images are positive, balanced for probes),
+  seen in both views of that breast. The two views are independent draws of the same breast
+  (same size, density and lesion type/size/depth behind the nipple; texture and the lesion's
+  height and vertical position drawn per view): a compressed breast is a different shape in
+  each view, so one rigid 3D phantom would not be more truthful than this.
+- DBT: each volume is its own patient, random side and view; density in shuffled blocks of
+  four, lesion in shuffled blocks of two (exactly half of each pair of volumes).
+
+Determinism: every case has its own ``numpy`` generator seeded by ``(seed, kind, case)``, so
+the files do not depend on the number of workers or the order they finish in; UIDs are
+hashes of the seed and the image id. Same seed, same bytes.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import re
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mammodino.errors import UserError
+from mammodino.synth import dicom_writer as dw
+from mammodino.synth.geometry import BreastShape, thickness_profile, view_geometry
+from mammodino.synth.imaging import (
+    dbt_angles,
+    dbt_projections,
+    ffdm_projection,
+    presentation,
+    shift_and_add,
+    to_display,
+)
+from mammodino.synth.lesions import LesionSpec, draw_spec, insert_lesion
+from mammodino.synth.phantom import DENSITY_FRACTION, MU_FAT, build_phantom
+
+LABEL_COLUMNS = [
+    "image_id",
+    "path",
+    "patient_id",
+    "laterality",
+    "view",
+    "kind",
+    "density",
+    "lesion",
+    "lesion_type",
+    "lesion_box",
+    "lesion_slices",
+]
+MARKER = ".mammodino-synth.json"
+GENERATOR_VERSION = 1
+DENSITIES = ("A", "B", "C", "D")
+FIELD_MM = 230.0  # detector height covered by the image rows (FFDM and DBT)
+PHOTONS_PER_MM2 = 15000 / 0.45**2  # quanta reaching the detector in air (FFDM dose)
+FULL_SCALE = 2.1  # presentation units at the top of the stored range (fat ~1, gland ~1.75)
+TONE_GAMMA = 2.2  # presentation tone curve: fat dark grey, dense tissue near white
+FFDM_LAYERS = 12
+P_PATIENT_LESION = 0.9
+DBT_BITS = 12
+_OWN_FILE = re.compile(r"^(labels\.csv(\.tmp)?|\.mammodino-synth\.json(\.tmp)?|ffdm/\.?ffdm_\d{6}\.dcm(\.tmp)?|dbt/\.?dbt_\d{6}\.dcm(\.tmp)?)$")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that determines the output (stored in the marker file)."""
+
+    n_ffdm: int
+    n_dbt: int
+    seed: int
+    ffdm_shape: tuple[int, int]
+    dbt_shape: tuple[int, int, int]
+    dbt_projections: int
+    dbt_half_angle_deg: float
+    patient_name: str | None
+    patient_id_prefix: str
+
+    def as_json(self) -> dict:
+        d = asdict(self)
+        d["ffdm_shape"] = list(self.ffdm_shape)
+        d["dbt_shape"] = list(self.dbt_shape)
+        return {"generator": "mammodino.synth", "version": GENERATOR_VERSION, "params": d}
+
+
+# ----------------------------------------------------------------------------- case drawing
+
+
+def _rng(settings: Settings, *key: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([settings.seed, *key]))
+
+
+def _balanced(settings: Settings, stream: int, index: int, values: tuple):
+    """``values[...]`` for case ``index``, drawn as shuffled blocks holding each value once, so
+    even a handful of cases covers the classes evenly (a plain draw would not)."""
+    block, pos = divmod(index, len(values))
+    order = _rng(settings, 9, stream, block).permutation(len(values))
+    return values[int(order[pos])]
+
+
+def _draw_shape(rng: np.random.Generator, base: BreastShape | None = None) -> BreastShape:
+    if base is None:
+        return BreastShape(
+            half_height=float(rng.uniform(0.33, 0.44)),
+            depth=float(rng.uniform(0.60, 0.84)),
+            squareness=float(rng.uniform(2.0, 2.7)),
+            thickness_mm=float(rng.uniform(38.0, 65.0)),
+        )
+    # the other breast of the same woman: nearly the same size
+    return BreastShape(
+        half_height=base.half_height * float(rng.uniform(0.96, 1.04)),
+        depth=base.depth * float(rng.uniform(0.95, 1.05)),
+        squareness=base.squareness,
+        thickness_mm=base.thickness_mm * float(rng.uniform(0.95, 1.05)),
+    )
+
+
+def _patient_ident(settings: Settings, number: int, kind: str, image_id: str, instance: int) -> dw.Identity:
+    patient_id = f"{settings.patient_id_prefix}{number:04d}"
+    name = settings.patient_name or f"PHANTOM^{number:04d}"
+    day = int(_rng(settings, 7, number).integers(0, 3 * 365))
+    date = np.datetime64("2021-01-04") + np.timedelta64(day, "D")
+    seed = settings.seed
+    return dw.Identity(
+        patient_name=name,
+        patient_id=patient_id,
+        study_uid=dw.make_uid(seed, "study", kind, number),
+        series_uid=dw.make_uid(seed, "series", image_id),
+        sop_uid=dw.make_uid(seed, "sop", image_id),
+        frame_of_reference_uid=dw.make_uid(seed, "for", image_id),
+        study_date=str(date).replace("-", ""),
+        accession=f"SYN{number:06d}",
+        instance_number=instance,
+    )
+
+
+def _box_text(box: tuple[int, int, int, int] | None) -> str:
+    return "" if box is None else " ".join(str(int(v)) for v in box)
+
+
+def _mirror_box(box: tuple[int, int, int, int], width: int) -> tuple[int, int, int, int]:
+    x0, y0, x1, y1 = box
+    return (width - x1, y0, width - x0, y1)
+
+
+def _pixel_mm(rows: int) -> float:
+    return FIELD_MM / rows
+
+
+def _render_view(
+    rng: np.random.Generator,
+    shape: BreastShape,
+    view: str,
+    shape_hw: tuple[int, int],
+    n_layers: int,
+    gland_fraction: float,
+    spec: LesionSpec | None,
+    coarse: int,
+):
+    px = _pixel_mm(shape_hw[0])
+    geom = view_geometry(view, shape_hw, px, shape, rng)
+    ph = build_phantom(geom, n_layers, gland_fraction, rng, coarse=coarse)
+    placed = insert_lesion(ph, spec, rng) if spec is not None else None
+    return geom, ph, placed
+
+
+def _ffdm_patient(settings: Settings, out: str, patient: int) -> list[dict]:
+    """Write the 4 views of FFDM patient ``patient``; returns their label rows."""
+    rng = _rng(settings, 0, patient)
+    density = _balanced(settings, 0, patient, DENSITIES)
+    gland = DENSITY_FRACTION[density] * float(rng.uniform(0.85, 1.15))
+    lesion_side = ("L", "R")[int(rng.integers(2))] if rng.random() < P_PATIENT_LESION else None
+    spec = draw_spec(rng) if lesion_side else None
+    style = dw.STYLES[patient % len(dw.STYLES)]
+    base = _draw_shape(rng)
+    number = patient + 1
+    rows = []
+    h, w = settings.ffdm_shape
+    px = _pixel_mm(h)
+    photons = PHOTONS_PER_MM2 * px * px
+    for s, side in enumerate(("L", "R")):
+        shape = base if s == 0 else _draw_shape(rng, base)
+        side_spec = spec if side == lesion_side else None
+        for v, view in enumerate(("CC", "MLO")):
+            idx = patient * 4 + s * 2 + v
+            image_id = f"ffdm_{idx:06d}"
+            vrng = _rng(settings, 0, patient, 1 + s, v)
+            geom, ph, placed = _render_view(vrng, shape, view, (h, w), FFDM_LAYERS, gland, side_spec, coarse=2)
+            log_img = ffdm_projection(ph.mu, ph.dz_mm, photons, vrng)
+            thick = thickness_profile(geom.dist_mm, geom.thickness_mm)
+            pres = presentation(log_img, thick, geom.thickness_mm, MU_FAT)
+            img = to_display(pres, FULL_SCALE, style.bits_stored, TONE_GAMMA)
+            breast = geom.inside
+            box = placed.box if placed else None
+            if side == "R":  # chest wall on the right, as a right breast is displayed
+                img, breast = img[:, ::-1], breast[:, ::-1]
+                box = _mirror_box(box, w) if box else None
+            ident = _patient_ident(settings, number, "ffdm", image_id, instance=s * 2 + v + 1)
+            rel = f"ffdm/{image_id}.dcm"
+            dw.write_ffdm(Path(out) / rel, np.ascontiguousarray(img), breast, style, ident, side, view, px)
+            rows.append(
+                {
+                    "image_id": image_id,
+                    "path": rel,
+                    "patient_id": ident.patient_id,
+                    "laterality": side,
+                    "view": view,
+                    "kind": "ffdm",
+                    "density": density,
+                    "lesion": 1 if side_spec else 0,
+                    "lesion_type": side_spec.kind if side_spec else "none",
+                    "lesion_box": _box_text(box),
+                    "lesion_slices": "",
+                }
+            )
+    return rows
+
+
+def _dbt_case(settings: Settings, out: str, index: int, n_ffdm_patients: int) -> list[dict]:
+    """Write DBT volume ``index`` (its own patient); returns its label row."""
+    rng = _rng(settings, 1, index)
+    density = _balanced(settings, 1, index, DENSITIES)
+    gland = DENSITY_FRACTION[density] * float(rng.uniform(0.85, 1.15))
+    side = ("L", "R")[int(rng.integers(2))]
+    view = ("CC", "MLO")[int(rng.integers(2))]
+    spec = draw_spec(rng) if _balanced(settings, 2, index, (True, False)) else None
+    shape = _draw_shape(rng)
+    n_slices, h, w = settings.dbt_shape
+    px = _pixel_mm(h)
+    geom, ph, placed = _render_view(rng, shape, view, (h, w), n_slices, gland, spec, coarse=1)
+    angles = dbt_angles(settings.dbt_projections, settings.dbt_half_angle_deg)
+    photons = PHOTONS_PER_MM2 * px * px
+    projections = dbt_projections(ph.mu, ph.dz_mm, px, angles, photons, rng)
+    heights = (np.arange(n_slices) + 0.5) * ph.dz_mm
+    vol = shift_and_add(projections, angles, heights, px)
+    thick = thickness_profile(geom.dist_mm, geom.thickness_mm)
+    stored = np.empty(vol.shape, dtype=np.uint16)
+    for j in range(n_slices):
+        stored[j] = to_display(presentation(vol[j], thick, geom.thickness_mm, MU_FAT), FULL_SCALE, DBT_BITS, TONE_GAMMA)
+    breast = geom.inside
+    box = placed.box if placed else None
+    slices = ""
+    if placed:
+        z0 = int(np.clip(math.floor(placed.z_mm[0] / ph.dz_mm), 0, n_slices - 1))
+        z1 = int(np.clip(math.floor(placed.z_mm[1] / ph.dz_mm), 0, n_slices - 1))
+        slices = f"{z0} {z1}"
+    if side == "R":
+        stored, breast = stored[:, :, ::-1], breast[:, ::-1]
+        box = _mirror_box(box, w) if box else None
+    image_id = f"dbt_{index:06d}"
+    number = n_ffdm_patients + index + 1
+    ident = _patient_ident(settings, number, "dbt", image_id, instance=1)
+    rel = f"dbt/{image_id}.dcm"
+    dw.write_dbt(Path(out) / rel, np.ascontiguousarray(stored), breast, DBT_BITS, ident, side, view, px, ph.dz_mm)
+    return [
+        {
+            "image_id": image_id,
+            "path": rel,
+            "patient_id": ident.patient_id,
+            "laterality": side,
+            "view": view,
+            "kind": "dbt",
+            "density": density,
+            "lesion": 1 if spec else 0,
+            "lesion_type": spec.kind if spec else "none",
+            "lesion_box": _box_text(box),
+            "lesion_slices": slices,
+        }
+    ]
+
+
+def _run_job(job: tuple) -> list[dict]:
+    kind, settings, out, index, n_patients = job
+    if kind == "ffdm":
+        return _ffdm_patient(settings, out, index)
+    return _dbt_case(settings, out, index, n_patients)
+
+
+def _worker_init() -> None:
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+# ----------------------------------------------------------------------------- the folder
+
+
+def _own_files(out: Path) -> tuple[list[Path], list[Path]]:
+    """(files a previous run of ours may have written, anything else) under ``out``."""
+    own, foreign = [], []
+    for p in sorted(out.rglob("*")):
+        if p.is_dir():
+            continue
+        rel = p.relative_to(out).as_posix()
+        (own if _OWN_FILE.match(rel) else foreign).append(p)
+    return own, foreign
+
+
+def _check_folder(out: Path, settings: Settings) -> bool:
+    """Refuse to touch anything that is not our own output with the same parameters.
+
+    Returns True when ``out`` already holds the complete output for these settings.
+    """
+    if not out.exists():
+        return False
+    if not out.is_dir():
+        raise UserError(f"{out}: exists and is not a folder")
+    own, foreign = _own_files(out)
+    if not own and not foreign:
+        return False
+    marker = out / MARKER
+    if not marker.exists():
+        example = (foreign or own)[0].relative_to(out)
+        raise UserError(
+            f"{out}: not empty and not written by `mammodino synth` (e.g. {example}); "
+            "give a new or empty folder (nothing was written)"
+        )
+    try:
+        info = json.loads(marker.read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{marker}: unreadable ({exc}); give a new or empty folder") from exc
+    want = settings.as_json()
+    if info.get("params") != want["params"] or info.get("version") != want["version"]:
+        old = info.get("params", {})
+        diff = ", ".join(
+            f"{k}: {old.get(k)!r} -> {v!r}" for k, v in want["params"].items() if old.get(k) != v
+        ) or f"generator version {info.get('version')} -> {want['version']}"
+        raise UserError(
+            f"{out}: holds phantoms made with other parameters ({diff}); "
+            "give a new folder or delete this one yourself (nothing was written)"
+        )
+    if foreign:
+        raise UserError(
+            f"{out}: holds files that `mammodino synth` did not write (e.g. {foreign[0].relative_to(out)}); "
+            "give a new or empty folder (nothing was written)"
+        )
+    labels = out / "labels.csv"
+    if info.get("complete") and labels.exists():
+        with labels.open(newline="") as fh:
+            listed = [row["path"] for row in csv.DictReader(fh)]
+        if all((out / p).exists() for p in listed):
+            return True
+    return False
+
+
+def _write_marker(out: Path, settings: Settings, complete: bool) -> None:
+    info = settings.as_json()
+    info["complete"] = complete
+    tmp = out / (MARKER + ".tmp")
+    tmp.write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, out / MARKER)
+
+
+def generate_phantoms(
+    out: str | Path,
+    n_ffdm: int,
+    n_dbt: int,
+    seed: int = 0,
+    *,
+    workers: int = 1,
+    ffdm_shape: tuple[int, int] = (512, 400),
+    dbt_shape: tuple[int, int, int] = (32, 256, 200),
+    dbt_projections: int = 9,
+    dbt_half_angle_deg: float = 12.5,
+    patient_name: str | None = None,
+    patient_id_prefix: str | None = None,
+    progress: bool = False,
+) -> Path:
+    """Write ``n_ffdm`` FFDM images (rounded up to whole 4-view patients) and ``n_dbt`` DBT
+    volumes as DICOM under ``out``, plus ``out/labels.csv``; returns the labels path.
+
+    Args:
+        out: output folder; must be new, empty, or this function's own output made with the
+            same arguments (then it is reused when complete, regenerated otherwise). Anything
+            else is refused with a :class:`UserError` before a byte is written.
+        n_ffdm, n_dbt: numbers of FFDM images and DBT volumes.
+        seed: same seed and arguments, byte-identical files and labels.
+        workers: processes (results do not depend on it).
+        ffdm_shape: (rows, cols) of an FFDM image; the rows span 230 mm.
+        dbt_shape: (slices, rows, cols) of a DBT volume.
+        dbt_projections, dbt_half_angle_deg: acquisition arc (default GE-like: 9 over +-12.5 deg;
+            Hologic-like: 15 over +-7.5 deg).
+        patient_name: PatientName written in every file (default ``PHANTOM^<number>``); for
+            privacy tests that need a realistic name such as ``DOE^JANE``.
+        patient_id_prefix: PatientID = prefix + 4-digit patient number (default ``PHANTOM-``,
+            e.g. ``MRN-42`` gives ``MRN-420001``). File names never contain it.
+        progress: show a progress bar on stderr.
+
+    Example:
+        >>> labels = generate_phantoms("/tmp/phantoms", n_ffdm=12, n_dbt=2, seed=0)  # doctest: +SKIP
+    """
+    out = Path(out)
+    if n_ffdm < 0 or n_dbt < 0:
+        raise UserError(f"n_ffdm and n_dbt must be >= 0 (got {n_ffdm}, {n_dbt})")
+    if n_ffdm == 0 and n_dbt == 0:
+        raise UserError("nothing to generate: n_ffdm and n_dbt are both 0")
+    if len(ffdm_shape) != 2 or min(ffdm_shape) < 64 or len(dbt_shape) != 3 or min(dbt_shape[1:]) < 64 or dbt_shape[0] < 4:
+        raise UserError(f"image shapes too small: ffdm_shape={ffdm_shape} (>= 64x64), dbt_shape={dbt_shape} (>= 4x64x64)")
+    if dbt_projections < 2 or not (0 < dbt_half_angle_deg < 45):
+        raise UserError(f"DBT arc needs >= 2 projections and 0 < half angle < 45 deg (got {dbt_projections}, {dbt_half_angle_deg})")
+    settings = Settings(
+        n_ffdm=int(n_ffdm),
+        n_dbt=int(n_dbt),
+        seed=int(seed),
+        ffdm_shape=(int(ffdm_shape[0]), int(ffdm_shape[1])),
+        dbt_shape=(int(dbt_shape[0]), int(dbt_shape[1]), int(dbt_shape[2])),
+        dbt_projections=int(dbt_projections),
+        dbt_half_angle_deg=float(dbt_half_angle_deg),
+        patient_name=patient_name,
+        patient_id_prefix="PHANTOM-" if patient_id_prefix is None else str(patient_id_prefix),
+    )
+    labels_path = out / "labels.csv"
+    if _check_folder(out, settings):
+        return labels_path
+    out.mkdir(parents=True, exist_ok=True)
+    _write_marker(out, settings, complete=False)
+
+    n_patients = math.ceil(n_ffdm / 4)
+    jobs = [("ffdm", settings, str(out), p, n_patients) for p in range(n_patients)]
+    jobs += [("dbt", settings, str(out), i, n_patients) for i in range(n_dbt)]
+    total_images = 4 * n_patients + n_dbt
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total_images, unit="img", desc="synth", dynamic_ncols=True)
+    rows: list[dict] = []
+    try:
+        if workers <= 1 or len(jobs) == 1:
+            for job in jobs:
+                got = _run_job(job)
+                rows += got
+                if bar:
+                    bar.update(len(got))
+        else:
+            import multiprocessing as mp
+
+            # spawn: the workers never inherit a parent's thread pools (torch, OpenCV)
+            ctx = mp.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init) as pool:
+                # DBT cases are the slowest: start them first so the pool ends evenly
+                order = sorted(jobs, key=lambda j: j[0] != "dbt")
+                futures = [pool.submit(_run_job, job) for job in order]
+                for fut in as_completed(futures):
+                    got = fut.result()
+                    rows += got
+                    if bar:
+                        bar.update(len(got))
+    finally:
+        if bar:
+            bar.close()
+
+    rows.sort(key=lambda r: (r["kind"] != "ffdm", r["image_id"]))
+    tmp = out / "labels.csv.tmp"
+    with tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=LABEL_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, labels_path)
+    _write_marker(out, settings, complete=True)
+    return labels_path
+
+
+def read_labels(path: str | Path) -> list[dict]:
+    """Rows of a ``labels.csv`` written by :func:`generate_phantoms` (all values strings)."""
+    with Path(path).open(newline="") as fh:
+        return list(csv.DictReader(fh))
