@@ -1,0 +1,425 @@
+"""``mammodino index``: an archive folder -> breast-cropped uint16 cache + manifest.
+
+Per source (a file or a per-slice DBT series), in a worker process:
+read (uint16 display values, tissue bright) -> segment a 512-px copy -> breast box (+2%
+margin) -> crop, mirror so the chest wall is on the left, resize (INTER_AREA, never up)
+to a long side of ``size`` -> write image and mask ``.npy`` atomically (tmp + rename)
+-> return the manifest row. The main process walks the source folder lazily, keeps a
+bounded number of files in flight, appends each row to the manifest as it arrives, and
+never holds the dataset (or the file list) in memory.
+
+Resuming: sources already in the manifest with status ok or skipped are not redone;
+a partial last manifest line (killed mid-write) is cut. Nothing under SRC is modified.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import re
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from mammodino.data.cache import MANIFEST_NAME, image_relpath, mask_relpath
+from mammodino.data.index_walk import Source, WalkStats, iter_sources
+from mammodino.data.manifest_writer import DoneSet, ManifestWriter, repair_tail
+from mammodino.errors import SkipFile, UserError
+from mammodino.io.dicom_reader import DEFAULT_MAX_PIXELS, read_dicom, read_dicom_series
+from mammodino.io.image_reader import read_image
+from mammodino.privacy import SALT_FILE, load_or_create_salt, pseudonym
+from mammodino.tissue.orientation import chest_wall_on_left
+from mammodino.tissue.segmentation import segment
+
+CRASH_REASON = "worker process died while reading this file (crash in a native decoder or out of memory)"
+
+
+@dataclass(frozen=True)
+class IndexOptions:
+    """What every worker needs to turn a source into a cache entry."""
+
+    out: str
+    size: int = 1024
+    include_for_processing: bool = False
+    salt: str = ""
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    margin: float = 0.02
+    remove_pectoral: bool = False
+
+
+@dataclass(frozen=True)
+class Task:
+    id: str
+    rel: str
+    paths: tuple
+    stem: str
+    reader: str
+    error: str = ""
+    label_laterality: str = ""
+    label_view: str = ""
+
+
+def index_folder(src, out, size: int = 1024, workers: int = 1, labels=None, include_for_processing: bool = False,
+                 salt: str | None = None, progress: bool = True, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 margin: float = 0.02, remove_pectoral: bool = False) -> dict:
+    """Index every image under ``src`` into the cache folder ``out``; returns the summary
+    ``{"ok", "skipped", "already_done", "ignored", "reasons": {reason: n}, "seconds", "manifest"}``.
+
+    ``workers``: processes (1 = in this process). ``labels``: CSV with image id + laterality
+    and/or view columns (used when the tags lack them). ``salt``: pseudonym salt (default: the
+    cache's own, created once in ``out/.mammodino-salt``). ``progress``: tqdm bar and the
+    printed summary.
+    """
+    t0 = time.perf_counter()
+    src = Path(src).expanduser()
+    out = Path(out).expanduser()
+    if not src.is_dir():
+        raise UserError(f"{src}: source folder not found (or not a folder)")
+    if int(size) < 16:
+        raise UserError(f"--size {size}: must be at least 16 pixels")
+    workers = max(1, int(workers or 1))
+    src_real, out_real = src.resolve(), out.resolve()
+    if src_real == out_real:
+        raise UserError(f"{out}: the cache folder must not be the source folder")
+    out.mkdir(parents=True, exist_ok=True)
+    salt = _salt_for(out, salt)
+    label_table = {}
+    if labels:
+        from mammodino.io.labels import load_label_table
+
+        label_table = load_label_table(labels)
+
+    manifest_path = out / MANIFEST_NAME
+    repair_tail(manifest_path)
+    done = DoneSet.from_manifest(manifest_path)
+    _remove_stale_tmp(out)
+    opts = IndexOptions(out=str(out), size=int(size), include_for_processing=bool(include_for_processing),
+                        salt=salt, max_pixels=int(max_pixels), margin=float(margin),
+                        remove_pectoral=bool(remove_pectoral))
+    stats = WalkStats()
+    already = [0]
+
+    def is_done(rel: str) -> bool:
+        if rel in done:
+            already[0] += 1
+            return True
+        return False
+
+    def tasks():
+        for source in iter_sources(src, exclude=[out], stats=stats, is_done=is_done):
+            yield _task_for(source, salt, label_table)
+
+    counts = {"ok": 0, "skipped": 0}
+    reasons: dict[str, int] = {}
+    bar = _progress_bar(progress)
+    with ManifestWriter(out) as writer:
+        def record(row: dict) -> None:
+            writer.write(row)
+            status = row.get("status", "skipped")
+            counts[status] = counts.get(status, 0) + 1
+            if status != "ok":
+                key = _reason_class(row.get("reason", ""))
+                reasons[key] = reasons.get(key, 0) + 1
+            if bar is not None:
+                bar.update(1)
+                if (counts["ok"] + counts["skipped"]) % 8 == 0:
+                    bar.set_postfix(ok=counts["ok"], skipped=counts["skipped"], refresh=False)
+
+        try:
+            if workers == 1:
+                _init_worker(opts)
+                for task in tasks():
+                    record(process_task(task))
+            else:
+                _run_pool(tasks(), opts, workers, record)
+        finally:
+            if bar is not None:
+                bar.close()
+
+    summary = {
+        "ok": counts.get("ok", 0),
+        "skipped": counts.get("skipped", 0),
+        "already_done": already[0],
+        "ignored": stats.ignored,
+        "ignored_by_extension": dict(stats.ignored_by_extension),
+        "reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
+        "seconds": round(time.perf_counter() - t0, 3),
+        "manifest": str(manifest_path),
+    }
+    if progress:
+        print(format_summary(summary, src, out))
+    return summary
+
+
+def format_summary(summary: dict, src, out) -> str:
+    lines = [f"indexed {src} -> {out} in {summary['seconds']:.1f} s: {summary['ok']} ok, "
+             f"{summary['skipped']} skipped, {summary['already_done']} already done, "
+             f"{summary['ignored']} ignored by extension"]
+    if summary["ignored_by_extension"]:
+        lines.append("  ignored: " + ", ".join(f"{k} {v}" for k, v in sorted(summary["ignored_by_extension"].items())))
+    if summary["reasons"]:
+        lines.append("  skipped by reason:")
+        lines += [f"  {n:7d}  {reason}" for reason, n in summary["reasons"].items()]
+    lines.append(f"  manifest: {summary['manifest']}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- main-process helpers
+
+
+def _salt_for(out: Path, salt: str | None) -> str:
+    salt_file = out / SALT_FILE
+    if salt:
+        if salt_file.exists() and salt_file.read_text().strip() != salt:
+            raise UserError(f"{out}: --salt differs from the salt this cache was built with ({salt_file}); "
+                            "patient keys would not match. Use the same salt or a new cache folder")
+        return salt
+    manifest = out / MANIFEST_NAME
+    if not salt_file.exists() and manifest.exists() and manifest.stat().st_size > 0:
+        raise UserError(f"{out}: the manifest exists but {SALT_FILE} does not; pass the --salt used to build it")
+    return load_or_create_salt(out)
+
+
+def _task_for(source: Source, salt: str, labels: dict) -> Task:
+    lat, view = labels.get(source.stem, ("", "")) if labels else ("", "")
+    return Task(id=pseudonym(source.rel, salt), rel=source.rel, paths=source.paths, stem=source.stem,
+                reader=source.reader, error=source.error, label_laterality=lat, label_view=view)
+
+
+def _remove_stale_tmp(out: Path) -> None:
+    """Temporary files of a killed run (never referenced by the manifest)."""
+    for top in ("images", "masks"):
+        root = out / top
+        if not root.is_dir():
+            continue
+        for shard in os.scandir(root):
+            if not shard.is_dir():
+                continue
+            for entry in os.scandir(shard.path):
+                if ".tmp-" in entry.name:
+                    try:
+                        os.unlink(entry.path)
+                    except OSError:
+                        pass
+
+
+def _reason_class(reason: str) -> str:
+    """Group reasons that differ only by numbers ('tissue fraction 0.0012' ~ '0.0031')."""
+    return re.sub(r"\d[\d,.]*", "#", reason) if reason else "(no reason)"
+
+
+def _progress_bar(enabled: bool):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(unit="img", desc="index", dynamic_ncols=True, file=sys.stderr)
+
+
+def _mp_context():
+    if sys.platform.startswith("linux") and "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["mammodino.data.indexer"])
+        return ctx
+    return mp.get_context("spawn")
+
+
+def _run_pool(tasks, opts: IndexOptions, workers: int, record) -> None:
+    """Bounded in-flight work on a process pool. When a worker dies (segfault in a native
+    decoder, OOM kill) every file that was in flight is retried alone, so only the file that
+    kills a worker again is recorded as skipped, and the run goes on."""
+    ctx = _mp_context()
+    max_in_flight = 2 * workers + 2
+
+    def new_pool(n):
+        return ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_init_worker, initargs=(opts,))
+
+    pool = new_pool(workers)
+    pending: dict = {}
+    it = iter(tasks)
+    exhausted = False
+    try:
+        while True:
+            while not exhausted and len(pending) < max_in_flight:
+                task = next(it, None)
+                if task is None:
+                    exhausted = True
+                    break
+                if task.reader == "error":
+                    record(_skipped_row(task, task.error))
+                    continue
+                pending[pool.submit(process_task, task)] = task
+            if not pending:
+                break
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            broken = []
+            for fut in done:
+                task = pending.pop(fut)
+                try:
+                    record(fut.result())
+                except BrokenProcessPool:
+                    broken.append(task)
+            if broken:
+                suspects = broken + list(pending.values())
+                pending.clear()
+                pool.shutdown(wait=True, cancel_futures=True)
+                for task in suspects:
+                    record(_run_isolated(task, ctx, opts))
+                pool = new_pool(workers)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _run_isolated(task: Task, ctx, opts: IndexOptions) -> dict:
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=_init_worker, initargs=(opts,))
+    try:
+        return pool.submit(process_task, task).result()
+    except BrokenProcessPool:
+        return _skipped_row(task, CRASH_REASON)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+# --------------------------------------------------------------------------- worker side
+
+_OPTS: IndexOptions | None = None
+
+
+def _init_worker(opts: IndexOptions) -> None:
+    global _OPTS
+    _OPTS = opts
+    cv2.setNumThreads(1)  # one process per core already
+
+
+def _base_row(task: Task) -> dict:
+    return {"id": task.id, "source": task.rel, "stem": task.stem}
+
+
+def _skipped_row(task: Task, reason: str) -> dict:
+    row = _base_row(task)
+    row.update(status="skipped", reason=reason)
+    return row
+
+
+def process_task(task: Task) -> dict:
+    """One source -> cache files + manifest row. Never raises for bad input."""
+    opts = _OPTS
+    if task.reader == "error":
+        return _skipped_row(task, task.error)
+    try:
+        return _process(task, opts)
+    except SkipFile as exc:
+        return _skipped_row(task, exc.reason)
+    except MemoryError:
+        return _skipped_row(task, "out of memory while reading")
+    except Exception as exc:  # noqa: BLE001 - a bad file must not stop a million-file run
+        text = f"{type(exc).__name__}: {exc}".replace("\n", " ")[:200]
+        return _skipped_row(task, f"unexpected error ({text})")
+
+
+def _read(task: Task, opts: IndexOptions):
+    if task.reader == "series":
+        return read_dicom_series(task.paths, include_for_processing=opts.include_for_processing,
+                                 max_pixels=opts.max_pixels, dtype=np.uint16)
+    if task.reader == "image":
+        return read_image(task.paths[0], max_pixels=opts.max_pixels, dtype=np.uint16)
+    return read_dicom(task.paths[0], include_for_processing=opts.include_for_processing,
+                      max_pixels=opts.max_pixels, dtype=np.uint16)
+
+
+def _process(task: Task, opts: IndexOptions) -> dict:
+    image = _read(task, opts)
+    meta = image.meta
+    pixels = image.pixels
+    view = meta.get("view") or task.label_view
+    seg = segment(image.reference_plane(), view=view, remove_pectoral_muscle=opts.remove_pectoral)
+    flipped = not chest_wall_on_left(seg.small_mask)
+    if meta.get("laterality"):
+        laterality, lat_source = meta["laterality"], "tag"
+    elif task.label_laterality:
+        laterality, lat_source = task.label_laterality, "labels"
+    else:
+        laterality, lat_source = ("R" if flipped else "L"), "image"
+
+    H, W = pixels.shape[-2:]
+    box = seg.box()
+    region = expand_box(box, opts.margin, W, H)
+    x0, y0, x1, y1 = region
+    cw, ch = x1 - x0, y1 - y0
+    scale = min(1.0, opts.size / max(cw, ch))
+    out_w, out_h = max(1, round(cw * scale)), max(1, round(ch * scale))
+    if pixels.ndim == 2:
+        cached = _crop_resize(pixels, region, (out_w, out_h), flipped)
+    else:
+        cached = np.empty((pixels.shape[0], out_h, out_w), dtype=np.uint16)
+        for z in range(pixels.shape[0]):
+            cached[z] = _crop_resize(pixels[z], region, (out_w, out_h), flipped)
+    del pixels, image
+    mask = seg.mask_for_region(region, (out_w, out_h), flip=flipped)
+
+    out = Path(opts.out)
+    save_npy_atomic(out / image_relpath(task.id), cached)
+    save_npy_atomic(out / mask_relpath(task.id), mask)
+    row = _base_row(task)
+    row.update(
+        kind=meta.get("kind", "ffdm"),
+        slices=int(cached.shape[0]) if cached.ndim == 3 else 1,
+        laterality=laterality,
+        view=view or "",
+        laterality_source=lat_source,
+        patient_key=pseudonym(meta.get("patient_id"), opts.salt),
+        study_key=pseudonym(meta.get("study_uid"), opts.salt),
+        height=int(H),
+        width=int(W),
+        breast_box=" ".join(str(int(v)) for v in box),
+        tissue_fraction=f"{seg.tissue_fraction:.4f}",
+        flipped=int(flipped),
+        cache_height=int(out_h),
+        cache_width=int(out_w),
+        image_file=image_relpath(task.id),
+        mask_file=mask_relpath(task.id),
+        status="ok",
+        reason="",
+    )
+    return row
+
+
+def expand_box(box, margin: float, width: int, height: int) -> tuple[int, int, int, int]:
+    """Grow (x0, y0, x1, y1) by ``margin`` x its size on every side, clipped to the image."""
+    x0, y0, x1, y1 = box
+    mx = int(round(margin * (x1 - x0)))
+    my = int(round(margin * (y1 - y0)))
+    return max(0, x0 - mx), max(0, y0 - my), min(width, x1 + mx), min(height, y1 + my)
+
+
+def _crop_resize(img2d: np.ndarray, region, size, flip: bool) -> np.ndarray:
+    x0, y0, x1, y1 = region
+    crop = img2d[y0:y1, x0:x1]
+    if (crop.shape[1], crop.shape[0]) != tuple(size):
+        crop = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
+    if flip:
+        crop = crop[:, ::-1]
+    return np.ascontiguousarray(crop, dtype=np.uint16)
+
+
+def save_npy_atomic(path: Path, arr: np.ndarray) -> None:
+    """np.save to a temporary name in the same folder, then rename: a killed run never
+    leaves a half-written file under the final name."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            np.save(fh, arr, allow_pickle=False)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

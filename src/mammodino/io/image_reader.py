@@ -1,0 +1,189 @@
+"""PNG, TIFF, JPEG and NPY mammograms (already-converted archives).
+
+These formats carry no VOI, photometric or laterality tags, so:
+- grey levels are scaled by the smallest bit depth that holds the data (8, 10, 12, 14 or
+  16 bits; a 16-bit PNG holding 12-bit values would otherwise be near black); float NPY in
+  [0, 1] is kept, other float data is min-max scaled;
+- polarity is checked: when the image border (mostly air on a mammogram) is brighter than
+  the middle, the file was saved MONOCHROME1-style and is inverted (``meta["inverted"]``);
+- colour files are reduced to grey (identical channels: one channel; else luminance);
+- a 3-D TIFF / NPY ``(Z, H, W)`` is a DBT volume.
+The pixel count is checked from the file header before anything is decoded.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from mammodino.errors import SkipFile
+from mammodino.io.dicom_reader import DEFAULT_MAX_PIXELS
+from mammodino.io.types import MammoImage, empty_meta
+
+IMAGE_EXTENSIONS = {".png": "png", ".tif": "tiff", ".tiff": "tiff", ".npy": "npy",
+                    ".jpg": "jpeg", ".jpeg": "jpeg"}
+
+
+def read_image(path, max_pixels: int = DEFAULT_MAX_PIXELS, dtype="float32") -> MammoImage:
+    """PNG/TIFF/JPEG/NPY -> :class:`MammoImage` (float32 [0, 1], or uint16 0..65535 with
+    ``dtype="uint16"``). Unreadable or unusable files raise SkipFile."""
+    path = Path(path)
+    fmt = IMAGE_EXTENSIONS.get(path.suffix.lower())
+    if fmt is None:
+        raise SkipFile(f"unsupported image format ({path.suffix or 'no extension'})")
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise SkipFile(f"cannot read file ({exc.strerror or exc})") from None
+    if size == 0:
+        raise SkipFile("empty file (0 bytes)")
+    if fmt == "npy":
+        arr = _read_npy(path, max_pixels)
+    elif fmt == "tiff":
+        arr = _read_tiff(path, max_pixels)
+    else:
+        _check_header_size(path, fmt, max_pixels)
+        arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if arr is None:
+            raise SkipFile(f"not a readable {fmt.upper()} file (corrupt or truncated)")
+    arr = _to_grey(arr, fmt)
+    if arr.size == 0 or min(arr.shape[-2:]) == 0:
+        raise SkipFile(f"zero-sized image ({' x '.join(str(s) for s in arr.shape)})")
+    unit = _to_unit(arr)
+    inverted = _looks_inverted(unit if unit.ndim == 2 else unit.max(axis=0))
+    if inverted:
+        unit = 1.0 - unit
+    if np.dtype(dtype) == np.uint16:
+        pixels = np.rint(unit * 65535.0).astype(np.uint16)
+    elif np.dtype(dtype) == np.float32:
+        pixels = unit.astype(np.float32, copy=False)
+    else:
+        raise ValueError(f"dtype must be float32 or uint16, got {dtype}")
+    meta = empty_meta(kind="dbt" if pixels.ndim == 3 else "ffdm", source_format=fmt)
+    meta["inverted"] = inverted
+    return MammoImage(pixels, meta)
+
+
+def _check_header_size(path: Path, fmt: str, max_pixels: int) -> None:
+    """Refuse absurd sizes from the PNG/JPEG header before decoding."""
+    with path.open("rb") as fh:
+        head = fh.read(64 * 1024 if fmt == "jpeg" else 32)
+    h = w = None
+    if fmt == "png":
+        if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n":
+            raise SkipFile("not a PNG file (bad signature)")
+        w, h = struct.unpack(">II", head[16:24])
+    elif fmt == "jpeg":
+        i = 2
+        while i + 9 < len(head):
+            if head[i] != 0xFF:
+                i += 1
+                continue
+            marker = head[i + 1]
+            if marker in (0xC0, 0xC1, 0xC2, 0xC3):
+                h, w = struct.unpack(">HH", head[i + 5:i + 9])
+                break
+            seg_len = struct.unpack(">H", head[i + 2:i + 4])[0]
+            i += 2 + seg_len
+    if h is not None and w is not None:
+        if h == 0 or w == 0:
+            raise SkipFile(f"zero-sized image ({h} x {w})")
+        if h * w > max_pixels:
+            raise SkipFile(f"image too large: {h} x {w} = {h * w:,} pixels (limit {max_pixels:,})")
+
+
+def _read_npy(path: Path, max_pixels: int) -> np.ndarray:
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as exc:
+        raise SkipFile(f"not a plain numeric NPY array ({str(exc).splitlines()[0][:120]})") from None
+    except Exception as exc:  # noqa: BLE001 - truncated/corrupt header
+        raise SkipFile(f"unreadable NPY file ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})") from None
+    if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "uif" or arr.dtype.fields:
+        raise SkipFile(f"NPY array of dtype {getattr(arr, 'dtype', '?')} is not a grey image")
+    if arr.ndim not in (2, 3):
+        raise SkipFile(f"NPY array of shape {arr.shape} is not an image ((H, W) or (Z, H, W))")
+    if arr.size > max_pixels:
+        raise SkipFile(f"image too large: {' x '.join(map(str, arr.shape))} = {arr.size:,} pixels (limit {max_pixels:,})")
+    try:
+        return np.array(arr)
+    except Exception as exc:  # noqa: BLE001 - memory map shorter than the header says
+        raise SkipFile(f"truncated NPY file ({type(exc).__name__})") from None
+
+
+def _read_tiff(path: Path, max_pixels: int) -> np.ndarray:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            shape = tuple(series.shape)
+            n = int(np.prod(shape)) if shape else 0
+            if n == 0:
+                raise SkipFile(f"zero-sized image ({' x '.join(map(str, shape)) or 'empty'})")
+            if n > max_pixels * (3 if shape[-1] in (3, 4) else 1):
+                raise SkipFile(f"image too large: {' x '.join(map(str, shape))} = {n:,} values (limit {max_pixels:,})")
+            return series.asarray()
+    except SkipFile:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise SkipFile(f"not a readable TIFF file ({type(exc).__name__}: {str(exc)[:120]})") from None
+
+
+def _to_grey(arr: np.ndarray, fmt: str) -> np.ndarray:
+    arr = np.asarray(arr)
+    if fmt != "npy" and arr.ndim == 3 and arr.shape[-1] in (3, 4):
+        colour = arr[..., :3]
+        if np.array_equal(colour[..., 0], colour[..., 1]) and np.array_equal(colour[..., 1], colour[..., 2]):
+            return colour[..., 0]
+        # cv2 gives BGR, tifffile RGB; luminance weights barely differ for the two orders
+        weights = np.array([0.114, 0.587, 0.299] if fmt in ("png", "jpeg") else [0.299, 0.587, 0.114])
+        return (colour.astype(np.float32) @ weights.astype(np.float32)).astype(np.float32)
+    if arr.ndim == 3 and arr.shape[0] == 1:
+        return arr[0]
+    if arr.ndim not in (2, 3):
+        raise SkipFile(f"array of shape {arr.shape} is not a grey image")
+    return arr
+
+
+def _to_unit(arr: np.ndarray) -> np.ndarray:
+    """-> float32 [0, 1]."""
+    if arr.dtype == np.bool_:
+        return arr.astype(np.float32)
+    if arr.dtype.kind in "ui":
+        hi = int(arr.max()) if arr.size else 0
+        lo = int(arr.min()) if arr.size else 0
+        if lo < 0:
+            return _minmax(arr.astype(np.float32))
+        if arr.dtype.itemsize == 1:
+            return arr.astype(np.float32) / 255.0
+        bits = max(8, int(np.ceil(np.log2(hi + 1))) if hi > 0 else 8)
+        bits = min(b for b in (8, 10, 12, 14, 16, 32, 64) if b >= bits)
+        return (arr.astype(np.float64) / float(2**bits - 1)).astype(np.float32)
+    arr = arr.astype(np.float32)
+    if not np.isfinite(arr).all():
+        arr = np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0)
+    if arr.size and arr.min() >= 0.0 and arr.max() <= 1.0:
+        return arr
+    return _minmax(arr)
+
+
+def _minmax(arr: np.ndarray) -> np.ndarray:
+    lo, hi = float(arr.min()), float(arr.max())
+    if hi <= lo:
+        return np.zeros_like(arr, dtype=np.float32)
+    return ((arr - lo) / (hi - lo)).astype(np.float32)
+
+
+def _looks_inverted(img2d: np.ndarray) -> bool:
+    """Border brighter than the centre by a clear margin -> saved with air white."""
+    h, w = img2d.shape
+    if min(h, w) < 8:
+        return False
+    b = max(1, min(h, w) // 20)
+    border = np.concatenate([img2d[:b].ravel(), img2d[-b:].ravel(), img2d[:, :b].ravel(), img2d[:, -b:].ravel()])
+    centre = img2d[h // 4: 3 * h // 4, w // 4: 3 * w // 4]
+    return float(np.median(border)) > 0.5 and float(np.median(border)) > float(np.median(centre)) + 0.2
