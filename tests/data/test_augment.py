@@ -87,3 +87,10 @@ def test_blur_smooths_and_keeps_mean():
 def test_normalize_constants():
     x = np.array([0.0, 0.5, 1.0], np.float32)
     assert normalize(x).tolist() == [-2.0, 0.0, 2.0]
+
+
+def test_normalize_matches_the_models_preprocess():
+    from mammodino.models.preprocess import normalize as model_normalize
+
+    x = np.random.default_rng(5).random((7, 9)).astype(np.float32)
+    assert np.allclose(normalize(x.copy()), model_normalize(x), atol=1e-6)

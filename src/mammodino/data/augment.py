@@ -27,13 +27,14 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from mammodino.models.preprocess import MEAN, STD
+
 # Which blur probability (index into augment.blur_prob) a crop kind uses.
 CROP_KINDS = {"global1": 0, "global2": 1, "local": 2}
 
-# Normalisation of the final crop: (x - NORM_MEAN) / NORM_STD maps the cache's [0, 1] range to
-# about [-2, 2]. Must equal the encoder's input constants (mammodino.models.preprocess).
-NORM_MEAN = 0.5
-NORM_STD = 0.25
+# Normalisation of the final crop: the encoder's input constants, owned by models.preprocess.
+NORM_MEAN = float(MEAN)
+NORM_STD = float(STD)
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,7 @@ def gaussian_blur(x: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def normalize(x: np.ndarray) -> np.ndarray:
-    """(x - mean) / std in place, with the encoder's input constants."""
+    """``mammodino.models.preprocess.normalize``, in place on a float32 array (no copy)."""
     x -= np.float32(NORM_MEAN)
     x *= np.float32(1.0 / NORM_STD)
     return x

@@ -255,23 +255,37 @@ class CropSampler:
         return box, frac
 
 
-def crop_resize(image: np.ndarray, box: Box, size: int) -> np.ndarray:
-    """Crop ``box`` out of a uint16 (or float) image and resize it to ``size`` x ``size``.
+def _area_resize(region: np.ndarray, size: int) -> np.ndarray:
+    """Anti-aliased shrink: exact 2x box halvings (OpenCV's SIMD fast path, ~10x cheaper than
+    a fractional INTER_AREA on the full crop) while the crop is at least twice the target, then
+    one INTER_AREA step by the remaining factor in [1, 2). Halving trims an odd last row or
+    column (under 0.5 % of the crop)."""
+    h, w = region.shape[:2]
+    while w >= 2 * size and h >= 2 * size:
+        region = cv2.resize(region[: h - h % 2, : w - w % 2], (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+        h, w = region.shape[:2]
+    return cv2.resize(region, (size, size), interpolation=cv2.INTER_AREA)
 
-    Only the crop is touched: the uint16 region is resized first (INTER_AREA when shrinking,
-    INTER_LINEAR when enlarging) and only the small result is converted to float32 in [0, 1].
+
+def crop_resize(image: np.ndarray, box: Box, size: int) -> np.ndarray:
+    """Crop ``box`` out of a uint16 (or uint8 / float) image and resize it to ``size`` x ``size``.
+
+    Only the crop is touched: the integer region is resized first (area averaging when
+    shrinking, INTER_LINEAR when enlarging) and only the small result is converted to float32
+    in [0, 1].
     """
     region = image[box.y0 : box.y1, box.x0 : box.x1]
-    interp = cv2.INTER_AREA if box.area >= size * size else cv2.INTER_LINEAR
-    if region.dtype == np.uint16:
-        out = cv2.resize(region, (size, size), interpolation=interp).astype(np.float32)
-        out *= np.float32(1.0 / 65535.0)
-        return out
-    if region.dtype == np.uint8:
-        out = cv2.resize(region, (size, size), interpolation=interp).astype(np.float32)
-        out *= np.float32(1.0 / 255.0)
-        return out
-    return cv2.resize(np.ascontiguousarray(region, dtype=np.float32), (size, size), interpolation=interp)
+    if region.dtype not in (np.uint16, np.uint8):
+        region = np.ascontiguousarray(region, dtype=np.float32)
+    if box.area >= size * size:
+        out = _area_resize(region, size)
+    else:
+        out = cv2.resize(region, (size, size), interpolation=cv2.INTER_LINEAR)
+    if out.dtype == np.uint16:
+        return out.astype(np.float32) * np.float32(1.0 / 65535.0)
+    if out.dtype == np.uint8:
+        return out.astype(np.float32) * np.float32(1.0 / 255.0)
+    return out
 
 
 def crop_mask(mask: np.ndarray, box: Box, size: int) -> np.ndarray:
