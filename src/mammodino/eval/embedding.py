@@ -37,46 +37,30 @@ from mammodino.eval.perturb import Perturbation
 
 
 # ----------------------------------------------------------------------------- encoders
-def _infer_arch_from_state(path: Path) -> tuple[str | None, int | None, int]:
-    """(arch, patch size, registers) of a DINOv2-style weight file, read without pickle."""
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+def _infer_arch_from_weights(path: Path) -> tuple[str | None, int | None, int, int | None]:
+    """(arch, patch size, registers, img size) of a DINOv2 / timm / HF weight file, read with
+    the importer's own safe reader and key conversion (no pickle)."""
+    import re
 
-            state = load_file(str(path))
-        else:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 (any unreadable file is a user error)
-        raise UserError(f"{path}: cannot read weights ({exc})") from exc
-    if isinstance(state, dict):
-        for key in ("teacher", "model", "state_dict"):
-            if isinstance(state.get(key), dict):
-                state = state[key]
-    dim = depth = patch = None
-    regs = 0
-    blocks = set()
-    for k, v in state.items():
-        if not torch.is_tensor(v):
-            continue
-        name = k.split("backbone.", 1)[-1]
-        if name.endswith("cls_token"):
-            dim = v.shape[-1]
-        if name.endswith("patch_embed.proj.weight"):
-            patch = v.shape[-1]
-        if name.endswith("register_tokens") or name.endswith("reg_token"):
-            regs = v.shape[1]
-        parts = name.split(".")
-        for i, p in enumerate(parts[:-1]):
-            if p in ("blocks", "layer") and parts[i + 1].isdigit():
-                blocks.add(int(parts[i + 1]))
-    depth = len(blocks) or None
+    from mammodino.models.dinov2_import import convert_state_dict, read_weights
     from mammodino.models.vit import ARCHS
 
-    arch = None
-    for name, (d, n, _h) in ARCHS.items():
-        if d == dim and n == depth:
-            arch = name
-    return arch, patch, regs
+    tensors, _skipped = read_weights(path)
+    converted, _source, _report = convert_state_dict(tensors)
+    if "cls_token" not in converted:
+        raise UserError(f"{path}: no ViT backbone found in the weights (no cls_token)")
+    dim = int(converted["cls_token"].shape[-1])
+    depth = 1 + max((int(m.group(1)) for k in converted if (m := re.match(r"blocks\.(\d+)\.", k))), default=-1)
+    proj = converted.get("patch_embed.proj.weight")
+    patch = int(proj.shape[-1]) if proj is not None else None
+    regs = int(converted["register_tokens"].shape[1]) if "register_tokens" in converted else 0
+    arch = next((name for name, (d, n, _h) in ARCHS.items() if (d, n) == (dim, depth)), None)
+    img = None
+    if "pos_embed" in converted and patch:
+        n_pos = int(converted["pos_embed"].shape[1]) - 1
+        side = int(round(n_pos**0.5))
+        img = side * patch if side * side == n_pos else None
+    return arch, patch, regs, img
 
 
 def load_backbone(
@@ -114,17 +98,14 @@ def load_backbone(
     if not path.exists():
         raise UserError(f"checkpoint {path}: no such file or folder")
     if path.is_dir():
-        last = path / "checkpoint-last.safetensors"
-        if last.exists():
-            return _from_training_checkpoint(last, which)
-        return _from_export(path)
+        if (path / "model.safetensors").exists():
+            return _from_export(path)
+        return _from_training_checkpoint(path, which)  # a run folder: its newest checkpoint
     if path.suffix == ".safetensors":
         if _is_training_checkpoint(path):
             return _from_training_checkpoint(path, which)
-        try:
+        if (path.parent / "config.json").exists():
             return _from_export(path)
-        except UserError:
-            pass  # a plain weight file: try the DINOv2 importer below
     return _from_dinov2(path, arch, patch_size)
 
 
@@ -133,19 +114,15 @@ def _is_training_checkpoint(path: Path) -> bool:
         from safetensors import safe_open
 
         with safe_open(str(path), framework="pt", device="cpu") as fh:
-            meta = fh.metadata() or {}
-            if "state" in meta or "config" in meta:
-                return True
-            return any(k.startswith(("teacher.", "student.")) for k in fh.keys())
-    except Exception:  # noqa: BLE001
+            return any(k.startswith(("teacher.backbone.", "student.backbone.")) for k in fh.keys())
+    except Exception:  # noqa: BLE001 (not a safetensors file: let the importer say why)
         return False
 
 
 def _from_training_checkpoint(path: Path, which: str):
-    try:
-        from mammodino.models.export import backbone_from_checkpoint
-    except ImportError as exc:  # pragma: no cover (the models part provides it)
-        raise UserError(f"cannot read training checkpoints: mammodino.models.export is missing ({exc})") from exc
+    from mammodino.models.export import backbone_from_checkpoint, resolve_checkpoint
+
+    path = resolve_checkpoint(path)
     model, cfg = backbone_from_checkpoint(path, which=which)
     model_cfg = cfg.get("model", cfg) if isinstance(cfg, dict) else {}
     info = {"source": "training-checkpoint", "checkpoint": str(path), "which": which,
@@ -155,14 +132,9 @@ def _from_training_checkpoint(path: Path, which: str):
 
 
 def _from_export(path: Path):
-    try:
-        from mammodino import load_encoder
+    from mammodino import load_encoder
 
-        model = load_encoder(path)
-    except ImportError as exc:  # pragma: no cover
-        raise UserError(f"cannot read exported encoders: {exc}") from exc
-    except (OSError, ValueError, KeyError) as exc:
-        raise UserError(f"{path}: not an exported encoder ({exc})") from exc
+    model = load_encoder(path)
     info = {"source": "exported-encoder", "checkpoint": str(path), "arch": getattr(model, "arch", None),
             "patch_size": int(getattr(model, "patch_size", 14))}
     return model.eval(), info
@@ -171,19 +143,17 @@ def _from_export(path: Path):
 def _from_dinov2(path: Path, arch: str | None, patch_size: int | None):
     from mammodino.models.vit import build_vit
 
-    inferred_arch, inferred_patch, regs = _infer_arch_from_state(path)
+    from mammodino.models.dinov2_import import load_dinov2_weights
+
+    inferred_arch, inferred_patch, regs, img = _infer_arch_from_weights(path)
     arch = arch or inferred_arch
     if arch is None:
         raise UserError(f"{path}: cannot tell the ViT size from the weights; pass --arch (tiny|small|base|large)")
-    model = build_vit(arch, patch_size=patch_size or inferred_patch or 14, num_register_tokens=regs)
-    try:
-        from mammodino.models.dinov2_import import load_dinov2_weights
-    except ImportError as exc:  # pragma: no cover
-        raise UserError(f"cannot import DINOv2 weights: mammodino.models.dinov2_import is missing ({exc})") from exc
+    model = build_vit(arch, patch_size=patch_size or inferred_patch or 14, num_register_tokens=regs,
+                      img_size=img or 224)
     report = load_dinov2_weights(model, path)
     info = {"source": "dinov2-import", "checkpoint": str(path), "arch": arch,
-            "patch_size": int(model.patch_size), "num_register_tokens": regs,
-            "import_report": report if isinstance(report, (dict, str)) else str(report)}
+            "patch_size": int(model.patch_size), "num_register_tokens": regs, "import_report": str(report)}
     return model.eval(), info
 
 

@@ -198,6 +198,11 @@ def run_probe(
     X = fs.features[joined.index]
     y, groups = joined.y, joined.groups
     train, test, split_desc = _split(joined, test_size, seed, log)
+    if len(test) == 0 or len(train) == 0:
+        raise UserError(
+            f"task {task}: {len(set(groups.tolist()))} labelled patients are too few to hold out test patients "
+            "of every class; more labelled patients are needed"
+        )
     if len(np.unique(y[test])) < 2:
         raise UserError(
             f"task {task}: the test split holds only class {joined.classes[int(y[test][0])]!r} "
