@@ -124,7 +124,7 @@ def iter_sources(src, exclude=(), stats: WalkStats | None = None, is_done=None):
             kind = classify(entry.name)
             if kind == "ignore":
                 stats.ignored += 1
-                ext = os.path.splitext(entry.name)[1].lower() or entry.name
+                ext = "(hidden)" if entry.name.startswith(".") else (os.path.splitext(entry.name)[1].lower() or entry.name)
                 stats.ignored_by_extension[ext] = stats.ignored_by_extension.get(ext, 0) + 1
             elif kind == "image":
                 if not is_done(rel):

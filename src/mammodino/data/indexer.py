@@ -230,10 +230,11 @@ def _mp_context():
     return mp.get_context("spawn")
 
 
-def _run_pool(tasks, opts: IndexOptions, workers: int, record) -> None:
+def _run_pool(tasks, opts: IndexOptions, workers: int, record, work=None) -> None:
     """Bounded in-flight work on a process pool. When a worker dies (segfault in a native
     decoder, OOM kill) every file that was in flight is retried alone, so only the file that
     kills a worker again is recorded as skipped, and the run goes on."""
+    work = work or process_task  # a module-level function (pickled by reference)
     ctx = _mp_context()
     max_in_flight = 2 * workers + 2
 
@@ -254,7 +255,7 @@ def _run_pool(tasks, opts: IndexOptions, workers: int, record) -> None:
                 if task.reader == "error":
                     record(_skipped_row(task, task.error))
                     continue
-                pending[pool.submit(process_task, task)] = task
+                pending[pool.submit(work, task)] = task
             if not pending:
                 break
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -270,16 +271,16 @@ def _run_pool(tasks, opts: IndexOptions, workers: int, record) -> None:
                 pending.clear()
                 pool.shutdown(wait=True, cancel_futures=True)
                 for task in suspects:
-                    record(_run_isolated(task, ctx, opts))
+                    record(_run_isolated(task, ctx, opts, work))
                 pool = new_pool(workers)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _run_isolated(task: Task, ctx, opts: IndexOptions) -> dict:
+def _run_isolated(task: Task, ctx, opts: IndexOptions, work) -> dict:
     pool = ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=_init_worker, initargs=(opts,))
     try:
-        return pool.submit(process_task, task).result()
+        return pool.submit(work, task).result()
     except BrokenProcessPool:
         return _skipped_row(task, CRASH_REASON)
     finally:

@@ -7,9 +7,10 @@ from air, so the dim periphery near the skin is lost, while the skin fold below 
 breast and the upper axilla are kept. The recipe here:
 
 1. Downsample to a long side of 512 (INTER_AREA) and blur lightly (sigma 1 px).
-2. Otsu gives a coarse split; the background level is the median of the dark class; the
-   breast threshold is 10% of the way from the background level to the Otsu threshold, so
-   the thin periphery near the skin line is kept while noise and padding are not.
+2. Otsu gives a coarse split; the background level is the most frequent grey level of the
+   dark class; the breast threshold is 10% of the way from the background level to the
+   Otsu threshold (at least 3 noise sigmas above the background), so the thin periphery
+   near the skin line is kept while noise and padding are not.
 3. Morphological opening (5 px disc) detaches thin bridges (collimator lines, labels that
    touch the breast); the largest connected component is the breast, holes filled.
    Burned-in labels and markers are separate components and are dropped with the rest.
@@ -165,9 +166,15 @@ def _mask_small(small: np.ndarray) -> np.ndarray | None:
     as8 = np.clip((blurred - lo) / (hi - lo) * 255.0 + 0.5, 0, 255).astype(np.uint8)
     otsu8, _ = cv2.threshold(as8, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     otsu = lo + otsu8 / 255.0 * (hi - lo)
-    dark = blurred[blurred <= otsu]
-    background = float(np.median(dark)) if dark.size else lo
-    threshold = background + BACKGROUND_STEP * (otsu - background)
+    # background = the most frequent level of the dark class (not its median: on a fatty
+    # breast with a bright pectoral muscle the dark class is half fat); its noise from the
+    # spread below that level
+    dark = as8[as8 <= otsu8]
+    bg8 = int(np.argmax(np.bincount(dark.ravel(), minlength=256))) if dark.size else 0
+    background = lo + bg8 / 255.0 * (hi - lo)
+    below = blurred[as8 <= bg8]
+    sigma = 1.4826 * float(np.median(background - below)) if below.size else 0.0
+    threshold = background + max(BACKGROUND_STEP * (otsu - background), 3.0 * sigma)
     mask = (blurred > threshold).astype(np.uint8)
     radius = max(1, round(2 * max(small.shape) / SEG_LONG_SIDE))
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))

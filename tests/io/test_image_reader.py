@@ -1,0 +1,111 @@
+"""PNG / TIFF / NPY round trips (8 and 16 bit, volumes), polarity, and refusals."""
+
+import cv2
+import numpy as np
+import pytest
+import tifffile
+
+from mammodino.errors import SkipFile
+from mammodino.io.image_reader import read_image
+
+
+def _breast(h=64, w=48, hi=255, dtype=np.uint8):
+    """Half-disc of tissue on the left edge, dark air elsewhere."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.zeros((h, w), np.float64)
+    inside = ((yy - h / 2) / (h / 2.2)) ** 2 + (xx / (w * 0.7)) ** 2 <= 1
+    img[inside] = 0.3 + 0.7 * (1 - xx[inside] / w)
+    return np.rint(img * hi).astype(dtype)
+
+
+def test_png_8_bit_round_trip(tmp_path):
+    arr = _breast()
+    cv2.imwrite(str(tmp_path / "a.png"), arr)
+    img = read_image(tmp_path / "a.png")
+    assert img.pixels.dtype == np.float32 and img.meta["kind"] == "ffdm"
+    np.testing.assert_allclose(img.pixels, arr / 255.0, atol=1e-7)
+
+
+def test_png_16_bit_round_trip_and_uint16_output(tmp_path):
+    arr = _breast(hi=65535, dtype=np.uint16)
+    cv2.imwrite(str(tmp_path / "b.png"), arr)
+    np.testing.assert_allclose(read_image(tmp_path / "b.png").pixels, arr / 65535.0, atol=1e-7)
+    np.testing.assert_array_equal(read_image(tmp_path / "b.png", dtype="uint16").pixels, arr)
+
+
+def test_16_bit_png_holding_12_bit_values_is_scaled_by_12_bits(tmp_path):
+    arr = _breast(hi=4095, dtype=np.uint16)
+    cv2.imwrite(str(tmp_path / "c.png"), arr)
+    np.testing.assert_allclose(read_image(tmp_path / "c.png").pixels, arr / 4095.0, atol=1e-7)
+
+
+@pytest.mark.parametrize("dtype,hi", [(np.uint8, 255), (np.uint16, 65535)])
+def test_tiff_round_trip(tmp_path, dtype, hi):
+    arr = _breast(hi=hi, dtype=dtype)
+    tifffile.imwrite(tmp_path / "d.tif", arr)
+    np.testing.assert_allclose(read_image(tmp_path / "d.tif").pixels, arr / float(hi), atol=1e-7)
+
+
+def test_tiff_stack_is_a_volume(tmp_path):
+    vol = np.stack([_breast(hi=65535, dtype=np.uint16)] * 3)
+    tifffile.imwrite(tmp_path / "v.tiff", vol, photometric="minisblack")
+    img = read_image(tmp_path / "v.tiff")
+    assert img.pixels.shape == (3, 64, 48) and img.meta["kind"] == "dbt"
+
+
+def test_npy_float_and_integer_round_trip(tmp_path):
+    f = _breast().astype(np.float32) / 255
+    np.save(tmp_path / "f.npy", f)
+    np.testing.assert_allclose(read_image(tmp_path / "f.npy").pixels, f)
+    vol = np.stack([_breast(hi=65535, dtype=np.uint16)] * 2)
+    np.save(tmp_path / "v.npy", vol)
+    img = read_image(tmp_path / "v.npy")
+    assert img.pixels.shape == (2, 64, 48)
+    np.testing.assert_allclose(img.pixels, vol / 65535.0, atol=1e-7)
+
+
+def test_npy_with_objects_is_refused_without_unpickling(tmp_path):
+    np.save(tmp_path / "o.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(SkipFile, match="NPY"):
+        read_image(tmp_path / "o.npy")
+
+
+def test_inverted_png_is_turned_tissue_bright(tmp_path):
+    arr = _breast()
+    cv2.imwrite(str(tmp_path / "inv.png"), 255 - arr)
+    img = read_image(tmp_path / "inv.png")
+    assert img.meta["inverted"] is True
+    np.testing.assert_allclose(img.pixels, arr / 255.0, atol=1e-6)
+
+
+def test_grey_rgb_png_is_one_channel(tmp_path):
+    arr = _breast()
+    cv2.imwrite(str(tmp_path / "rgb.png"), np.dstack([arr] * 3))
+    np.testing.assert_allclose(read_image(tmp_path / "rgb.png").pixels, arr / 255.0, atol=1e-7)
+
+
+def test_truncated_png_and_bad_signature(tmp_path):
+    arr = _breast(256, 256)
+    cv2.imwrite(str(tmp_path / "t.png"), arr)
+    data = (tmp_path / "t.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 3])
+    with pytest.raises(SkipFile, match="corrupt or truncated"):
+        read_image(tmp_path / "cut.png")
+    (tmp_path / "fake.png").write_bytes(b"hello, not a png at all, just text" * 4)
+    with pytest.raises(SkipFile, match="not a PNG"):
+        read_image(tmp_path / "fake.png")
+
+
+def test_size_limit_from_png_header_before_decoding(tmp_path):
+    cv2.imwrite(str(tmp_path / "s.png"), _breast())
+    with pytest.raises(SkipFile, match="too large"):
+        read_image(tmp_path / "s.png", max_pixels=1000)
+
+
+def test_empty_and_zero_sized(tmp_path):
+    (tmp_path / "e.png").write_bytes(b"")
+    with pytest.raises(SkipFile, match="empty file"):
+        read_image(tmp_path / "e.png")
+    np.save(tmp_path / "z.npy", np.zeros((0, 10), np.uint8))
+    with pytest.raises(SkipFile, match="zero-sized"):
+        read_image(tmp_path / "z.npy")

@@ -1,0 +1,48 @@
+"""Laterality/view normalisation and tolerant label tables (real RSNA/VinDr/CMMD layouts)."""
+
+import pytest
+
+from mammodino.errors import UserError
+from mammodino.io.labels import load_label_table, stem_of
+from mammodino.io.tags import normalise_laterality, normalise_view
+
+
+@pytest.mark.parametrize("text,view", [
+    ("CC", "CC"), ("mlo", "MLO"), ("cranio-caudal", "CC"), ("medio-lateral oblique", "MLO"),
+    ("R-10226", "MLO"), ("399162004", "CC"), ("L-MLO", "MLO"), ("RCC", "CC"), ("XCCL", "XCCL"),
+    ("FLATFIELD", ""), ("", ""), (None, ""),
+])
+def test_normalise_view(text, view):
+    assert normalise_view(text) == view
+
+
+@pytest.mark.parametrize("text,lat", [("L", "L"), ("right", "R"), ("Left breast", "L"), ("B", ""), ("", "")])
+def test_normalise_laterality(text, lat):
+    assert normalise_laterality(text) == lat
+
+
+def test_stem_of():
+    assert stem_of("a/b/123.dcm") == "123"
+    assert stem_of("C:\\x\\9.png") == "9"
+    assert stem_of("1.2.840.113619.2.55") == "1.2.840.113619.2.55"
+
+
+def test_rsna_table(label_tables_dir):
+    table = load_label_table(label_tables_dir / "rsna_train.csv")
+    assert table["462822612"] == ("L", "CC")
+    assert all(lat in "LR" and view for lat, view in table.values())
+
+
+def test_vindr_table_uses_view_position(label_tables_dir):
+    table = load_label_table(label_tables_dir / "vindr_breast-level_annotations.csv")
+    assert table["d8125545210c08e1b1793a5af6458ee2"] == ("L", "CC")
+
+
+def test_table_without_image_id_is_a_user_error(label_tables_dir):
+    with pytest.raises(UserError, match="image-id column"):
+        load_label_table(label_tables_dir / "cmmd_clinical.csv")
+
+
+def test_tolerant_column_names(tmp_path):
+    (tmp_path / "t.csv").write_text("File Name;ImageLaterality;ViewPosition\nimgs/a.png;Right;MLO\nb.dcm;L;cc\n")
+    assert load_label_table(tmp_path / "t.csv") == {"a": ("R", "MLO"), "b": ("L", "CC")}

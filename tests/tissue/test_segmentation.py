@@ -1,0 +1,110 @@
+"""Breast mask on synthetic images with known geometry: labels dropped, tails trimmed, noise,
+orientation, no-tissue refusals, pectoral removal."""
+
+import numpy as np
+import pytest
+
+from mammodino.errors import SkipFile
+from mammodino.tissue.orientation import chest_wall_on_left, laterality_from_image, to_canonical
+from mammodino.tissue.segmentation import breast_box, breast_mask, segment, tissue_fraction
+
+
+def _phantom(h=400, w=300, seed=0, background=0.0, noise=0.0, label=True):
+    """Half ellipse against the left edge (rows 60..340, up to x=210) with texture, plus a
+    burned-in label block near the right edge."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.full((h, w), background, np.float32)
+    breast = ((yy - 200) / 140.0) ** 2 + (xx / 210.0) ** 2 <= 1
+    img[breast] = 0.25 + 0.5 * rng.random(breast.sum()).astype(np.float32) * 0.3 + 0.3 * (1 - xx[breast] / 210)
+    if label:
+        img[20:45, 240:290] = 0.95  # "R-MLO"
+    img += rng.normal(0, noise, img.shape).astype(np.float32)
+    return np.clip(img, 0, 1), (0, 60, 210, 341)
+
+
+def _iou(a, b):
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    u = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - ix * iy
+    return ix * iy / u
+
+
+@pytest.mark.parametrize("background,noise", [(0.0, 0.0), (0.08, 0.02)])
+def test_box_of_synthetic_breast_drops_the_label(background, noise):
+    img, truth = _phantom(background=background, noise=noise)
+    mask = breast_mask(img)
+    assert mask.dtype == np.uint8 and mask.shape == img.shape
+    assert mask[20:45, 240:290].sum() == 0  # label not breast
+    box = breast_box(mask)
+    assert _iou(box, truth) > 0.9, box
+    assert 0.3 < tissue_fraction(mask) < 0.5
+
+
+def test_uint16_input_gives_the_same_box():
+    img, _ = _phantom()
+    a = segment(img).box()
+    b = segment(np.rint(img * 65535).astype(np.uint16)).box()
+    assert max(abs(x - y) for x, y in zip(a, b)) <= 1
+
+
+def test_skin_fold_tail_below_the_breast_is_cut():
+    img, truth = _phantom(label=False)
+    img[340:395, 0:25] = 0.35  # a narrow strip of skin fold under the breast, joined to it
+    box = segment(img).box()
+    assert box[3] <= truth[3] + 8, box
+
+
+def test_mirrored_breast_is_right_and_flips_to_the_left():
+    img, _ = _phantom(label=False)
+    right = img[:, ::-1].copy()
+    mask = breast_mask(right)
+    assert not chest_wall_on_left(mask)
+    assert laterality_from_image(right, mask) == "R"
+    canon, cmask, flipped = to_canonical(right, mask)
+    assert flipped and chest_wall_on_left(cmask)
+    np.testing.assert_array_equal(canon, img)
+
+
+def test_black_and_uniform_images_have_no_tissue():
+    for value in (0.0, 0.6):
+        with pytest.raises(SkipFile, match=r"no breast tissue found \(tissue fraction 0\.0000\)"):
+            segment(np.full((200, 150), value, np.float32))
+
+
+def test_speck_is_not_a_breast():
+    img = np.zeros((400, 300), np.float32)
+    img[100:104, 100:104] = 1.0
+    with pytest.raises(SkipFile, match="no breast tissue"):
+        segment(img)
+
+
+def test_too_small_image():
+    with pytest.raises(SkipFile, match=r"too small \(4 x 4 pixels\)"):
+        segment(np.ones((4, 4), np.float32))
+
+
+def test_mask_for_region_matches_full_mask():
+    img, _ = _phantom()
+    seg = segment(img)
+    full = seg.full_mask()
+    region = (10, 50, 230, 350)
+    part = seg.mask_for_region(region, (220, 300))
+    np.testing.assert_array_equal(part, full[50:350, 10:230])
+    flipped = seg.mask_for_region(region, (220, 300), flip=True)
+    np.testing.assert_array_equal(flipped, part[:, ::-1])
+
+
+def test_pectoral_muscle_removed_on_mlo_only():
+    img, _ = _phantom(label=False)
+    yy, xx = np.mgrid[0:400, 0:300]
+    muscle = (xx < 120 - 0.6 * (yy - 60)) & (yy >= 60)
+    img[muscle & (img > 0)] = 0.97
+    plain = segment(img, view="MLO")
+    cut = segment(img, view="MLO", remove_pectoral_muscle=True)
+    cc = segment(img, view="CC", remove_pectoral_muscle=True)
+    assert cc.tissue_fraction == plain.tissue_fraction
+    removed = plain.full_mask().astype(bool) & ~cut.full_mask().astype(bool)
+    inside_muscle = removed[muscle].mean() if muscle.any() else 0
+    assert removed.sum() > 0 and inside_muscle > 0.5
+    assert removed[~muscle].sum() < 0.25 * removed.sum()
