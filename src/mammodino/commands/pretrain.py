@@ -21,6 +21,9 @@ def add_arguments(p) -> None:
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder (checkpoints, metrics, config)")
     p.add_argument("--steps", type=int, default=None, help="total optimisation steps (overrides train.steps)")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in RUN_DIR")
+    p.add_argument("--stop-at", type=int, default=None, metavar="STEP",
+                   help="save and stop after this step (the schedules still span train.steps); continue later with --resume, "
+                        "e.g. on a preemptible or time-limited job")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.batch_size=32")
 
@@ -33,7 +36,8 @@ def run(args) -> int:
     if args.steps is not None:
         overrides.append(f"train.steps={args.steps}")
     cfg = load_config(args.config, overrides)
-    last = pretrain(cfg, args.data, args.out, resume=args.resume, progress=not args.no_progress)
+    last = pretrain(cfg, args.data, args.out, resume=args.resume, progress=not args.no_progress,
+                    stop_at=args.stop_at)
     if last:
         shown = ", ".join(f"{k}={last[k]:.4g}" for k in ("loss", "dino_loss", "ibot_loss", "koleo_loss", "slice_loss") if k in last)
         print(f"done: step {last['step']}, {shown}; run folder {args.out}")

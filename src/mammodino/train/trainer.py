@@ -268,6 +268,7 @@ class Trainer:
                 bar.update(1)
                 done = step + 1
                 if done % cfg.train.log_every == 0 or done == end:
+                    sums = self._mean_over_ranks(sums)
                     now = time.perf_counter()
                     ips = imgs_since * self.world / max(now - t_last, 1e-9)
                     t_last, imgs_since = now, 0
@@ -291,6 +292,14 @@ class Trainer:
 
             plot_loss_curves(self.run_dir / "metrics.jsonl", self.run_dir / "loss_curve.png")
         return last
+
+    def _mean_over_ranks(self, values: dict) -> dict:
+        if not dist.is_enabled():
+            return values
+        keys = sorted(values)
+        t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=self.device)
+        dist.all_reduce_mean(t)
+        return dict(zip(keys, t.tolist()))
 
     def _clip(self, max_norm: float) -> float:
         params = [p for p in self.model.student.parameters() if p.grad is not None]
