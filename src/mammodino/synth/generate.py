@@ -41,14 +41,8 @@ import numpy as np
 from mammodino.errors import UserError
 from mammodino.synth import dicom_writer as dw
 from mammodino.synth.geometry import BreastShape, thickness_profile, view_geometry
-from mammodino.synth.imaging import (
-    dbt_angles,
-    dbt_projections,
-    ffdm_projection,
-    presentation,
-    shift_and_add,
-    to_display,
-)
+from mammodino.synth import imaging
+from mammodino.synth.imaging import ffdm_projection, presentation, to_display
 from mammodino.synth.lesions import LesionSpec, draw_spec, insert_lesion
 from mammodino.synth.phantom import DENSITY_FRACTION, MU_FAT, build_phantom
 
@@ -244,11 +238,11 @@ def _dbt_case(settings: Settings, out: str, index: int, n_ffdm_patients: int) ->
     n_slices, h, w = settings.dbt_shape
     px = _pixel_mm(h)
     geom, ph, placed = _render_view(rng, shape, view, (h, w), n_slices, gland, spec, coarse=1)
-    angles = dbt_angles(settings.dbt_projections, settings.dbt_half_angle_deg)
+    angles = imaging.dbt_angles(settings.dbt_projections, settings.dbt_half_angle_deg)
     photons = PHOTONS_PER_MM2 * px * px
-    projections = dbt_projections(ph.mu, ph.dz_mm, px, angles, photons, rng)
+    projections = imaging.dbt_projections(ph.mu, ph.dz_mm, px, angles, photons, rng)
     heights = (np.arange(n_slices) + 0.5) * ph.dz_mm
-    vol = shift_and_add(projections, angles, heights, px)
+    vol = imaging.shift_and_add(projections, angles, heights, px)
     thick = thickness_profile(geom.dist_mm, geom.thickness_mm)
     stored = np.empty(vol.shape, dtype=np.uint16)
     for j in range(n_slices):
@@ -376,8 +370,8 @@ def generate_phantoms(
     workers: int = 1,
     ffdm_shape: tuple[int, int] = (512, 400),
     dbt_shape: tuple[int, int, int] = (32, 256, 200),
-    dbt_projections: int = 9,
-    dbt_half_angle_deg: float = 12.5,
+    dbt_projections: int = 15,
+    dbt_half_angle_deg: float = 25.0,
     patient_name: str | None = None,
     patient_id_prefix: str | None = None,
     progress: bool = False,
@@ -394,8 +388,10 @@ def generate_phantoms(
         workers: processes (results do not depend on it).
         ffdm_shape: (rows, cols) of an FFDM image; the rows span 230 mm.
         dbt_shape: (slices, rows, cols) of a DBT volume.
-        dbt_projections, dbt_half_angle_deg: acquisition arc (default GE-like: 9 over +-12.5 deg;
-            Hologic-like: 15 over +-7.5 deg).
+        dbt_projections, dbt_half_angle_deg: acquisition arc. Default: 15 projections over
+            +-25 deg (a wide, Siemens-like arc): our 0.9 mm DBT pixels are ~10x coarser than a
+            real detector's, and a wide arc keeps out-of-plane blur, counted in pixels, in a
+            realistic range. Hologic-like: 15 over +-7.5; GE-like: 9 over +-12.5.
         patient_name: PatientName written in every file (default ``PHANTOM^<number>``); for
             privacy tests that need a realistic name such as ``DOE^JANE``.
         patient_id_prefix: PatientID = prefix + 4-digit patient number (default ``PHANTOM-``,

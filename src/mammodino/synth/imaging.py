@@ -5,7 +5,8 @@ image -ln(I / I0) -- the line integral, high where tissue is dense -- is what a 
 presentation" image shows (tissue bright, air dark).
 
 DBT: the tube sweeps an arc parallel to the chest wall (so shifts run along image rows),
-``n_projections`` exposures evenly over +-``half_angle_deg`` sharing the FFDM dose. With a
+``n_projections`` exposures evenly over +-``half_angle_deg`` sharing the FFDM dose (the
+generator's default is 15 over +-25 deg). With a
 parallel-beam approximation, a structure at height h above the detector lands h*tan(theta)
 further along the sweep in the projection at angle theta. Shift-and-add undoes that shift for
 one height per slice: structures at that height add up sharp, others smear over

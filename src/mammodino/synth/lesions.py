@@ -7,7 +7,7 @@ finding between CC and MLO; the rest of its position is drawn per view.
 - mass: a lobulated 3D ellipsoid denser than glandular tissue, either circumscribed (soft
   ~1 px edge) or spiculated (irregular core plus thin radiating 3D strands). Partial volumes
   are integrated with sub-layer z samples, so the projection is smooth even on coarse layers.
-- calcification cluster: 6-16 specks of 0.5-1.1 mm of calcium hydroxyapatite (mu 1.8-3 /mm
+- calcification cluster: 6-16 specks of 0.6-1.3 mm of calcium hydroxyapatite (mu 2-3 /mm
   near 20 keV, ~50x fat) in a small 3D region; each speck is rendered with its exact volume spread as a small Gaussian.
 
 Every insertion returns the lesion's box in image pixels (canonical orientation, chest wall
@@ -66,7 +66,7 @@ def draw_spec(rng: np.random.Generator, kind: str | None = None) -> LesionSpec:
         size_frac=float(rng.uniform(0.04, 0.08)),
         spiculated=False,
         nipple_dist_frac=float(rng.uniform(0.2, 0.7)),
-        contrast=float(rng.uniform(1.8, 3.0)),
+        contrast=float(rng.uniform(2.0, 3.0)),
         n_specks=int(rng.integers(6, 17)),
         seed=int(rng.integers(2**31)),
     )
@@ -184,7 +184,7 @@ def insert_calcifications(ph: Phantom, spec: LesionSpec, rng: np.random.Generato
     rcz = min(rc * 0.7, g.thickness_mm / 2.0 - 4.0)
     cx, cy = _choose_centre(ph, spec, rc + 4.0, rng)
     zc = g.thickness_mm / 2.0 + rng.uniform(-1, 1) * max(g.thickness_mm / 2.0 - rcz - 4.0, 0.0)
-    xs, ys, zs = [], [], []
+    boxes, zs = [], []
     for _ in range(spec.n_specks):
         while True:  # uniform in the cluster ellipsoid
             v = rng.uniform(-1, 1, 3)
@@ -192,7 +192,7 @@ def insert_calcifications(ph: Phantom, spec: LesionSpec, rng: np.random.Generato
                 break
         x, y = cx + v[0] * rc / px, cy + v[1] * rc / px
         z = zc + v[2] * rcz
-        size = rng.uniform(0.5, 1.1)  # mm
+        size = rng.uniform(0.6, 1.3)  # mm
         volume = np.pi / 6.0 * size**3
         sigma = max(size / 2.355, 0.45 * px)  # mm
         half = int(np.ceil(3 * sigma / px))
@@ -207,18 +207,12 @@ def insert_calcifications(ph: Phantom, spec: LesionSpec, rng: np.random.Generato
         path = volume * g / (g.sum() * px * px)  # mm of calcium, pixel-averaged: sum * px^2 = volume
         k = int(np.clip(z / dz, 0, n_layers - 1))
         ph.mu[k, gy0:gy1, gx0:gx1] += (spec.contrast - MU_FAT) * path / dz * (ph.mu[k, gy0:gy1, gx0:gx1] > 0)
-        xs.append(x)
-        ys.append(y)
+        boxes.append((gx0, gy0, gx1, gy1))  # the speck's whole footprint (3 sigma)
         zs.append(z)
-    if not xs:  # cluster fell off the image: keep a consistent (empty-area) box at the centre
-        xs, ys, zs = [cx], [cy], [zc]
-    m = 2.0
-    box = (
-        max(int(np.floor(min(xs) - m)), 0),
-        max(int(np.floor(min(ys) - m)), 0),
-        min(int(np.ceil(max(xs) + m)) + 1, w),
-        min(int(np.ceil(max(ys) + m)) + 1, h),
-    )
+    if not boxes:  # cluster fell off the image: keep a small box at the centre
+        boxes, zs = [(int(cx), int(cy), int(cx) + 1, int(cy) + 1)], [zc]
+    b = np.array(boxes)
+    box = (int(b[:, 0].min()), int(b[:, 1].min()), int(b[:, 2].max()), int(b[:, 3].max()))
     return PlacedLesion(box=box, z_mm=(float(min(zs) - 0.5), float(max(zs) + 0.5)), centre_xy=(cx, cy))
 
 
