@@ -101,7 +101,8 @@ def _training_section(rows, skipped) -> str:
     if not rows:
         return _missing("No metrics.jsonl (or no logged step) in the run folder.")
     parts = []
-    losses = _series(rows, LOSS_KEYS)
+    loss_keys = list(LOSS_KEYS) + sorted({k for r in rows for k in r if k.endswith("_loss")} - set(LOSS_KEYS))
+    losses = _series(rows, loss_keys)
     if losses:
         parts.append(_figure(line_plot(losses, "loss terms"), "loss and its components"))
     for key, title, logy in (("lr", "learning rate", False), ("images_per_s", "throughput (images/s)", False)):
@@ -139,6 +140,11 @@ def _collapse_section(rows, cfg) -> str:
         if key == "prototypes_in_use" and n_proto and mon.get("collapse_min_prototypes_frac"):
             hline = max(2.0, mon["collapse_min_prototypes_frac"] * n_proto)
         parts.append(_figure(line_plot(s, key, ylabel=key, hline=hline), key + (" (dashed: warning threshold)" if hline else "")))
+    last = rows[-1]
+    low_std = mon.get("collapse_min_cls_std")
+    if isinstance(last.get("cls_std"), (int, float)) and low_std is not None and last["cls_std"] < low_std:
+        parts.append(f'<p class="warn">At the last logged step (step {last["step"]}) the CLS feature std '
+                     f"{last['cls_std']:.3g} is below {low_std}: the features may have collapsed.</p>")
     flagged = [r["step"] for r in rows if r.get("collapsed") is True]
     if flagged:
         parts.append(f'<p class="warn">Collapse warning at {len(flagged)} logged steps (first at step {flagged[0]}, '

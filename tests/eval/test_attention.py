@@ -1,0 +1,67 @@
+"""Attention maps: shapes, normalisation, inputs (cache id, .npy, real RSNA DICOM), PNGs."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mammodino.cli import main
+from mammodino.errors import UserError
+from mammodino.eval.attention import cls_attention, overlay, prepare_dicom, resolve_inputs
+from mammodino.eval.embedding import load_backbone
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.set_num_threads(1)
+    return load_backbone(random_init=True, arch="tiny", patch_size=16)[0]
+
+
+def test_cls_attention_covers_the_image_and_sums_to_at_most_one(tiny):
+    img = np.random.default_rng(0).random((100, 50)).astype(np.float32)
+    heads, hw, place = cls_attention(tiny, img, 64)
+    assert heads.shape == (3, 4, 2) and hw == (64, 32) and place == (0, 0, 64, 32)
+    assert (heads >= 0).all() and heads.sum() <= 3 + 1e-5  # padding patches cropped away
+
+
+def test_overlay_draws_the_outline():
+    img = np.zeros((40, 30), np.float32)
+    mask = np.zeros((40, 30), np.uint8)
+    mask[5:35, 0:20] = 1
+    out = overlay(img, None, mask)
+    assert out.shape == (40, 30, 3) and out.dtype == np.uint8
+    assert (out[..., 1] == 255).sum() > 40  # cyan contour pixels
+    heat = overlay(img, np.ones((40, 30)), None, alpha=0.5)
+    assert heat.max() > 100
+
+
+def test_inputs_from_cache_id_and_npy(tiny_cache, tmp_path):
+    from mammodino.data.cache import open_cache
+
+    first = open_cache(tiny_cache)[0]
+    srcs = resolve_inputs([first.id, "P001_R_MLO", str(tiny_cache / first.row["image_file"])], cache=tiny_cache)
+    assert [s.name for s in srcs] == [first.id, srcs[1].name, first.id]
+    assert np.array_equal(srcs[0].mask, first.mask()) and srcs[0].image.max() <= 1
+    with pytest.raises(UserError, match="not an id or stem"):
+        resolve_inputs(["nope"], cache=tiny_cache)
+    with pytest.raises(UserError, match="--cache"):
+        resolve_inputs(["nope"])
+
+
+def test_attention_on_a_real_rsna_dicom(rsna_dir, tmp_path):
+    dcm = rsna_dir / "train_images" / "10011" / "220375232.dcm"
+    src = prepare_dicom(dcm)
+    assert src.name == "220375232"  # the file stem; the patient folder never names an output
+    assert max(src.image.shape) == 1024 and src.mask.shape == src.image.shape
+    left = src.mask[:, : src.mask.shape[1] // 10].mean()
+    right = src.mask[:, -src.mask.shape[1] // 10 :].mean()
+    assert left > right  # chest wall turned to the left
+    out = tmp_path / "att"
+    assert main(["attention", "--random-init", "--arch", "tiny", "--patch-size", "16", str(dcm),
+                 "--out", str(out), "--resolution", "128"]) == 0
+    assert (out / "220375232_attention.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "220375232_heads.png").exists()
+    stats = json.loads((out / "attention_stats.json").read_text())[0]
+    assert 0 <= stats["attention_on_tissue"] <= 1 and stats["heads"] == 3
+    assert "10011" not in json.dumps(stats)
