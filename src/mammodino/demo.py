@@ -1,0 +1,195 @@
+"""``mammodino demo``: the whole product on built-in phantoms, in about ten minutes on 2 cores.
+
+Two phantom sets are generated with different seeds: an unlabeled one to pretrain on and a
+labelled one to evaluate on (probes split it by patient). The pretrained encoder is compared
+with a random-init encoder of the same architecture through the same embed/probe path, so the
+table shows what pretraining bought.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from mammodino.errors import UserError
+
+TASKS = ("phantom-lesion", "phantom-density")
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def choose_out_dir(out: str | Path | None) -> Path:
+    """A fresh folder: an explicit --out must be empty or new; the default picks the next free name."""
+    if out is not None:
+        path = Path(out)
+        if path.exists() and any(path.iterdir()):
+            raise UserError(f"--out {path}: the folder is not empty; choose a new one (nothing is overwritten)")
+        return path
+    base = Path("mammodino-demo")
+    path, n = base, 1
+    while path.exists() and any(path.iterdir()):
+        n += 1
+        path = Path(f"{base}-{n}")
+    return path
+
+
+def plan_sizes(minutes: float) -> dict:
+    """Phantom counts for the budget: more data only when there is time to learn from it."""
+    scale = max(0.5, min(4.0, minutes / 10.0))
+    return {
+        "pretrain_ffdm": int(round(160 * scale / 4)) * 4,
+        "pretrain_dbt": max(8, int(round(16 * scale))),
+        "eval_ffdm": int(round(120 * min(scale, 2.0) / 4)) * 4,
+        "eval_dbt": 8,
+    }
+
+
+def calibrate_step_seconds(cfg, cache: Path, n_steps: int = 3) -> float:
+    """Seconds per optimisation step of this config on this machine (after one warm-up step)."""
+    from mammodino.data.dataset import PretrainDataset, collate
+    from mammodino.data.sampler import BatchPlan
+    from mammodino.train.ssl_model import SSLModel
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dataset = PretrainDataset([str(cache)], cfg)
+    plan = BatchPlan(dataset, cfg)
+    model = SSLModel(cfg).to(device)
+    opt = torch.optim.AdamW(model.student.parameters(), lr=1e-5)
+    times = []
+    for step in range(n_steps + 1):
+        t0 = time.perf_counter()
+        batch = collate([dataset[k] for k in plan.batch_keys(step)])
+        batch = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in batch.items()}
+        with torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False):
+            loss = model.forward_losses(batch, 0.04)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        model.update_teacher(0.99)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return float(sorted(times[1:])[len(times[1:]) // 2])
+
+
+def run_demo(out=None, minutes: float = 10.0, seed: int = 0, workers: int | None = None,
+             progress: bool = True, overrides: tuple = ()) -> dict:
+    from mammodino.config import load_config
+    from mammodino.data.indexer import index_folder
+    from mammodino.eval.attention import render_attention, resolve_inputs
+    from mammodino.eval.embedding import embed_cache, load_backbone
+    from mammodino.eval.probing import run_probe
+    from mammodino.eval.report import write_report
+    from mammodino.models.vit import build_vit
+    from mammodino.synth.generate import generate_phantoms
+    from mammodino.train.trainer import pretrain
+
+    if minutes <= 0:
+        raise UserError(f"--minutes {minutes}: must be > 0")
+    t_start = time.perf_counter()
+    out = choose_out_dir(out)
+    out.mkdir(parents=True, exist_ok=True)
+    workers = workers or max(1, min(os.cpu_count() or 1, 8))
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    sizes = plan_sizes(minutes)
+    _say(f"mammodino demo -> {out}  (budget ~{minutes:g} min, {workers} worker(s), device {device})")
+
+    _say("[1/7] synthetic phantoms (unlabeled pretraining set + labelled evaluation set)")
+    generate_phantoms(out / "phantoms" / "pretrain", n_ffdm=sizes["pretrain_ffdm"], n_dbt=sizes["pretrain_dbt"],
+                      seed=seed * 2 + 1, workers=workers)
+    eval_labels = generate_phantoms(out / "phantoms" / "eval", n_ffdm=sizes["eval_ffdm"], n_dbt=sizes["eval_dbt"],
+                                    seed=seed * 2 + 2, workers=workers)
+
+    _say("[2/7] index (segment, orient, crop, cache)")
+    size = 256
+    for part in ("pretrain", "eval"):
+        summary = index_folder(out / "phantoms" / part, out / "cache" / part, size=size, workers=workers,
+                               progress=progress)
+        _say(f"      {part}: {summary}")
+
+    cfg = load_config("cpu-tiny", [f"train.seed={seed}", *overrides])
+    budget = minutes * 60.0 - (time.perf_counter() - t_start)
+    train_budget = max(30.0, 0.72 * budget)
+    step_s = calibrate_step_seconds(cfg, out / "cache" / "pretrain")
+    steps = int(max(20, min(20000, train_budget / max(step_s, 1e-3))))
+    cfg = load_config("cpu-tiny", [f"train.seed={seed}", f"train.steps={steps}",
+                                   f"train.checkpoint_every={max(10, steps // 10)}", *overrides])
+    _say(f"[3/7] pretrain cpu-tiny: {steps} steps (~{step_s:.2f} s/step measured, ~{steps * step_s / 60:.1f} min)")
+    run_dir = out / "run"
+    pretrain(cfg, [out / "cache" / "pretrain"], run_dir, progress=progress)
+
+    _say("[4/7] embed the evaluation set: pretrained teacher and random-init encoder")
+    pretrained, _ = load_backbone(run_dir)
+    m = cfg.model
+    torch.manual_seed(seed)
+    random_init = build_vit(m.arch, patch_size=m.patch_size, num_register_tokens=m.num_register_tokens,
+                            layerscale_init=m.layerscale_init, img_size=cfg.crops.global_crop_size).eval()
+    feats = {}
+    for name, model in (("pretrained", pretrained), ("random-init", random_init)):
+        fs = embed_cache(model, out / "cache" / "eval", resolution=size, device=device, progress=progress,
+                         meta={"encoder": name})
+        path = out / f"features-{name}.npz"
+        fs.save(path)
+        feats[name] = path
+
+    _say("[5/7] probe held-out labelled phantoms (patient-level split, bootstrap CIs)")
+    summary = {"tasks": {}, "steps": steps, "out": str(out)}
+    for task in TASKS:
+        summary["tasks"][task] = {}
+        for name, path in feats.items():
+            entries = run_probe(path, task, labels=eval_labels, out=run_dir / f"probe-{name}-{task}",
+                                label_fractions=[1.0], seed=seed, log=lambda *_: None)
+            best = _headline(entries)
+            summary["tasks"][task][name] = best
+
+    _say("[6/7] attention maps")
+    att_dir = run_dir / "attention"
+    sources = resolve_inputs(_example_images(out / "cache" / "eval"), cache=out / "cache" / "eval")
+    pngs = []
+    for src in sources:
+        mean_png, _heads_png, _ = render_attention(pretrained, src, att_dir, resolution=size, device=device)
+        pngs.append(mean_png)
+
+    _say("[7/7] report")
+    report = write_report(run_dir, attention_dirs=[att_dir])
+    summary["report"] = str(report)
+    summary["attention_pngs"] = [str(p) for p in pngs]
+    summary["minutes"] = round((time.perf_counter() - t_start) / 60, 2)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(_table(summary))
+    print(f"\nreport: {report}\nattention maps: {att_dir}\ncrop preview: {run_dir / 'crop_preview.png'}\n"
+          f"loss curve: {run_dir / 'loss_curve.png'}\nsummary: {out / 'summary.json'}\n"
+          f"took {summary['minutes']:.1f} min")
+    return summary
+
+
+def _headline(entries: list[dict]) -> dict:
+    """The logistic probe's image-level AUC (macro one-vs-rest for density) on all labels."""
+    for e in entries:
+        if (e["probe"] == "logistic" and e.get("level", "image") == "image" and e["metric"] in ("auc", "macro_auc")
+                and float(e.get("label_fraction", 1.0)) == 1.0 and not e.get("perturbation")):
+            return {"metric": e["metric"], "value": e["value"], "ci_low": e["ci_low"], "ci_high": e["ci_high"],
+                    "n_test": e["n_test"]}
+    raise UserError("the probe returned no logistic AUC entry")
+
+
+def _example_images(cache: Path, n: int = 3) -> list[str]:
+    from mammodino.data.cache import read_manifest
+
+    rows = [r for r in read_manifest(cache) if r["kind"] == "ffdm"]
+    return [r["id"] for r in rows[:n]]
+
+
+def _table(summary: dict) -> str:
+    lines = ["", "| task | encoder | AUC | 95% CI | n test |", "|---|---|---|---|---|"]
+    for task, encs in summary["tasks"].items():
+        for name, r in encs.items():
+            lines.append(f"| {task} | {name} | {r['value']:.3f} | {r['ci_low']:.3f}-{r['ci_high']:.3f} | {r['n_test']} |")
+    return "\n".join(lines)
