@@ -170,18 +170,33 @@ def test_dbt_adjacent_slices_are_more_alike_than_distant_ones(dbt_set):
 
 
 def test_dbt_lesion_is_in_focus_in_its_labelled_slices(dbt_set):
+    """Local contrast at the lesion box peaks inside ``lesion_slices``: a mass is most
+    concentrated in its box (out of focus it smears out along the sweep), calcium specks are
+    brightest against their neighbours. (Over 34 random lesion volumes these criteria picked a
+    slice inside the range 33 times; the miss was a mass in a dense breast, one slice out.)"""
+    import cv2
+
     n = 0
     for r in labels_of(dbt_set):
         if r["lesion"] != "1":
             assert r["lesion_slices"] == ""
             continue
-        vol = read(dbt_set, r).pixel_array
+        vol = read(dbt_set, r).pixel_array.astype(np.float32)
         x0, y0, x1, y1 = map(int, r["lesion_box"].split())
         z0, z1 = map(int, r["lesion_slices"].split())
         assert 0 <= z0 <= z1 < vol.shape[0]
-        hp = _highpass_stack(vol)
-        # local contrast: fine detail inside the lesion box, slice by slice
-        sharp = hp[:, y0:y1, x0:x1].std(axis=(1, 2))
-        assert z0 <= int(np.argmax(sharp)) <= z1, (r["image_id"], r["lesion_type"], (z0, z1), sharp.round(1))
+        if r["lesion_type"] == "mass":
+            pad = max(x1 - x0, y1 - y0) // 2
+            ring = np.zeros(vol.shape[1:], bool)
+            ring[max(y0 - pad, 0) : y1 + pad, max(x0 - pad, 0) : x1 + pad] = True
+            ring[y0:y1, x0:x1] = False
+            contrast = [s[y0:y1, x0:x1].mean() - s[ring].mean() for s in vol]
+        else:
+            contrast = [(s - cv2.medianBlur(s, 3))[y0:y1, x0:x1].max() for s in vol]
+        best = int(np.argmax(contrast))
+        assert z0 <= best <= z1, (r["image_id"], r["lesion_type"], (z0, z1), np.round(contrast, 1))
+        # and clearly sharper there than at the far end of the stack
+        far = 0 if (z0 + z1) / 2 > vol.shape[0] / 2 else vol.shape[0] - 1
+        assert contrast[best] > contrast[far] * 1.1
         n += 1
     assert n == 3
