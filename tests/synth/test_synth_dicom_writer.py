@@ -51,7 +51,9 @@ def test_uids_unique_and_shared_per_study(phantom_dir, rows):
     sops, studies = set(), {}
     for r in rows:
         ds = read(phantom_dir, r)
-        pydicom.uid.UID(ds.SOPInstanceUID).is_valid and sops.add(ds.SOPInstanceUID)
+        for uid in (ds.SOPInstanceUID, ds.StudyInstanceUID, ds.SeriesInstanceUID):
+            assert pydicom.uid.UID(uid).is_valid
+        sops.add(ds.SOPInstanceUID)
         studies.setdefault(r["patient_id"], set()).add(ds.StudyInstanceUID)
     assert len(sops) == len(rows)
     assert all(len(s) == 1 for s in studies.values())
@@ -61,7 +63,8 @@ def test_uids_unique_and_shared_per_study(phantom_dir, rows):
 def _chest_wall_vs_far_edge(img, laterality):
     h, w = img.shape
     band = img[h // 3 : 2 * h // 3]
-    near, far = (band[:, : w // 10], band[:, -w // 20 :]) if laterality == "L" else (band[:, -w // 10 :], band[:, : w // 20])
+    left, right = band[:, : w // 10], band[:, -w // 10 :]
+    near, far = (left, band[:, -w // 20 :]) if laterality == "L" else (right, band[:, : w // 20])
     return float(near.mean()), float(far.mean())
 
 

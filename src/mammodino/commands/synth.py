@@ -52,7 +52,9 @@ def _default_workers() -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", metavar="OUT", help="output folder (new, empty, or an earlier synth output)")
-    parser.add_argument("--n", type=int, default=200, help="FFDM images, rounded up to whole 4-view patients (default 200)")
+    parser.add_argument(
+        "--n", type=int, default=200, help="FFDM images, rounded up to whole 4-view patients (default 200)"
+    )
     parser.add_argument("--dbt", type=int, default=0, help="DBT volumes, one per patient (default 0)")
     parser.add_argument("--seed", type=int, default=0, help="random seed; same seed, same bytes (default 0)")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores available)")

@@ -31,7 +31,6 @@ import json
 import math
 import os
 import re
-import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -69,7 +68,11 @@ TONE_GAMMA = 2.2  # presentation tone curve: fat dark grey, dense tissue near wh
 FFDM_LAYERS = 12
 P_PATIENT_LESION = 0.9
 DBT_BITS = 12
-_OWN_FILE = re.compile(r"^(labels\.csv(\.tmp)?|\.mammodino-synth\.json(\.tmp)?|ffdm/\.?ffdm_\d{6}\.dcm(\.tmp)?|dbt/\.?dbt_\d{6}\.dcm(\.tmp)?)$")
+# files a run writes (".name.tmp" while a write is in flight, left behind if it was killed)
+_OWN_FILE = re.compile(
+    r"^(labels\.csv(\.tmp)?|\.mammodino-synth\.json(\.tmp)?"
+    r"|ffdm/\.?ffdm_\d{6}\.dcm(\.tmp)?|dbt/\.?dbt_\d{6}\.dcm(\.tmp)?)$"
+)
 
 
 @dataclass(frozen=True)
@@ -406,10 +409,16 @@ def generate_phantoms(
         raise UserError(f"n_ffdm and n_dbt must be >= 0 (got {n_ffdm}, {n_dbt})")
     if n_ffdm == 0 and n_dbt == 0:
         raise UserError("nothing to generate: n_ffdm and n_dbt are both 0")
-    if len(ffdm_shape) != 2 or min(ffdm_shape) < 64 or len(dbt_shape) != 3 or min(dbt_shape[1:]) < 64 or dbt_shape[0] < 4:
-        raise UserError(f"image shapes too small: ffdm_shape={ffdm_shape} (>= 64x64), dbt_shape={dbt_shape} (>= 4x64x64)")
+    if len(ffdm_shape) != 2 or min(ffdm_shape) < 64 or len(dbt_shape) != 3 or min(dbt_shape[1:]) < 64 \
+            or dbt_shape[0] < 4:
+        raise UserError(
+            f"image shapes too small: ffdm_shape={ffdm_shape} (>= 64x64), dbt_shape={dbt_shape} (>= 4x64x64)"
+        )
     if dbt_projections < 2 or not (0 < dbt_half_angle_deg < 45):
-        raise UserError(f"DBT arc needs >= 2 projections and 0 < half angle < 45 deg (got {dbt_projections}, {dbt_half_angle_deg})")
+        raise UserError(
+            "DBT arc needs >= 2 projections and 0 < half angle < 45 deg "
+            f"(got {dbt_projections}, {dbt_half_angle_deg})"
+        )
     settings = Settings(
         n_ffdm=int(n_ffdm),
         n_dbt=int(n_dbt),

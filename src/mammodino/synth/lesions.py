@@ -79,7 +79,8 @@ def _choose_centre(ph: Phantom, spec: LesionSpec, margin_mm: float, rng: np.rand
     h, w = g.shape_hw
     nx, _ = g.nipple_xy
     x_target = nx * (1.0 - spec.nipple_dist_frac)
-    pect = cv2.dilate(g.pectoral.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=int(margin_mm / g.pixel_mm) + 2)
+    grow = int(margin_mm / g.pixel_mm) + 2
+    pect = cv2.dilate(g.pectoral.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=grow)
     ok = (g.dist_mm > margin_mm) & (pect == 0)
     # keep off the image edges (the MLO axilla runs out of the field at the top)
     edge = int(np.ceil(margin_mm / g.pixel_mm)) + 2
