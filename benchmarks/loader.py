@@ -85,7 +85,7 @@ def write_synthetic_cache(out: Path, n_ffdm: int, n_dbt: int, slices: int, seed:
 def bare_read(dataset: PretrainDataset, keys) -> None:
     """The floor: read exactly the arrays a sample needs, nothing else."""
     for key in keys:
-        item = dataset.items[key.index]
+        item = dataset.item(key.index)
         if item.is_dbt:
             vol = np.load(item.cache_dir / item.row["image_file"], mmap_mode="r")
             z = vol.shape[0] // 2
@@ -158,6 +158,8 @@ def main(argv=None) -> int:
                                  ("random (DINOv2), FFDM only", "random", 0.0)):
         cfg = config(sampler, frac)
         ds = PretrainDataset(caches, cfg)
+        if frac > 0 and not len(ds.dbt_indices):
+            label = "tissue (cache has no DBT)"
         plan = BatchPlan(ds, cfg)
         steps = max(args.samples // args.batch, 1)
         keys = [k for s in range(steps) for k in plan.batch_keys(s)]

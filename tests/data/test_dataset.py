@@ -78,6 +78,24 @@ def test_sample_shapes_and_types(cache, cfg):
     assert s["slices"] == (-1, -1) and not s["is_dbt"]
 
 
+def test_global_crops_sit_on_tissue_random_ones_do_not(cache, cfg):
+    """Breast on the left half: 200 tissue-aware global crops are all >= 50 % tissue."""
+    mask = left_half_breast()[1]
+    fractions = {}
+    for sampler in ("tissue", "random"):
+        cfg.crops.sampler = sampler
+        ds = PretrainDataset([cache], cfg)
+        fr = []
+        for pos in range(100):
+            s = ds[SampleKey(pos, pos % 6, False, (None, None))]
+            for x0, y0, x1, y1 in s["global_boxes"]:
+                fr.append(mask[y0:y1, x0:x1].mean())
+        fractions[sampler] = np.array(fr)
+    assert len(fractions["tissue"]) == 200
+    assert fractions["tissue"].min() >= cfg.crops.global_min_tissue
+    assert (fractions["random"] < 0.5).mean() > 0.25
+
+
 def test_same_key_same_tensors(cache, cfg):
     ds = PretrainDataset([cache], cfg)
     key = SampleKey(123, 7, True, ((0.1, 0.3), None))
@@ -198,7 +216,7 @@ def test_several_caches_and_hflip(tmp_path, cfg):
     c1 = write_cache(tmp_path / "a", [("ffdm", *left_half_breast(seed=1))])
     c2 = write_cache(tmp_path / "b", [("ffdm", *left_half_breast(seed=2)), ("ffdm", *left_half_breast(seed=3))])
     ds = PretrainDataset([c1, c2], cfg)
-    assert len(ds) == 3 and ds.items[0].cache_dir == c1 and ds.items[2].cache_dir == c2
+    assert len(ds) == 3 and ds.item(0).cache_dir == c1 and ds.items[2].cache_dir == c2
     cfg.crops.hflip = True
     flipped = PretrainDataset([c1, c2], cfg)
     assert flipped[1]["global_crops"][0].shape == (1, 32, 32)

@@ -86,17 +86,29 @@ class PretrainDataset(torch.utils.data.Dataset):
             cache_dirs = [cache_dirs]
         if not cache_dirs:
             raise UserError("no cache folder given")
-        self.items: list[CachedImage] = []
-        for folder in cache_dirs:
+        # Compact per-item columns (numpy, no per-image Python objects): a million-image
+        # archive costs tens of MB here, and is cheap to hand to DataLoader workers.
+        dir_of, ids, image_files, mask_files, kinds, slices = [], [], [], [], [], []
+        for d, folder in enumerate(cache_dirs):
             folder = Path(folder)
             if not folder.is_dir():
                 raise UserError(f"{folder}: no such cache folder")
-            items = open_cache(folder)
-            first = items[0]
-            for rel in (first.row.get("image_file"), first.row.get("mask_file")):
+            rows = [it.row for it in open_cache(folder)]
+            for rel in (rows[0].get("image_file"), rows[0].get("mask_file")):
                 if not rel or not (folder / rel).exists():
                     raise UserError(f"{folder}: the manifest names {rel!r}, which is missing: re-run `mammodino index`")
-            self.items.extend(items)
+            dir_of += [d] * len(rows)
+            ids += [r["id"] for r in rows]
+            image_files += [r["image_file"] for r in rows]
+            mask_files += [r["mask_file"] for r in rows]
+            kinds += [r["kind"] == "dbt" for r in rows]
+            slices += [int(r.get("slices") or 1) for r in rows]
+        self._dir_of = np.asarray(dir_of, dtype=np.int32)
+        self._ids = np.asarray([v.encode() for v in ids], dtype=np.bytes_)
+        self._image_files = np.asarray([v.encode() for v in image_files], dtype=np.bytes_)
+        self._mask_files = np.asarray([v.encode() for v in mask_files], dtype=np.bytes_)
+        self._is_dbt = np.asarray(kinds, dtype=bool)
+        self._slices = np.asarray(slices, dtype=np.int32)
         self.cache_dirs = [Path(c) for c in cache_dirs]
         self.cfg = cfg
         self.seed = int(cfg.train.seed if seed is None else seed)
@@ -114,25 +126,41 @@ class PretrainDataset(torch.utils.data.Dataset):
         self.mask_ratio = tuple(float(v) for v in cfg.ibot.mask_ratio_min_max)
         self.dbt_edge = int(cfg.data.dbt_edge_slices)
         self.dbt_max_offset = int(cfg.data.dbt_max_offset)
-        is_dbt = np.array([it.is_dbt for it in self.items], dtype=bool)
-        self.ffdm_indices = np.flatnonzero(~is_dbt)
-        self.dbt_indices = np.flatnonzero(is_dbt)
+        self.ffdm_indices = np.flatnonzero(~self._is_dbt)
+        self.dbt_indices = np.flatnonzero(self._is_dbt)
 
     def __len__(self) -> int:
-        return len(self.items)
+        return len(self._is_dbt)
 
     def is_dbt(self, index: int) -> bool:
-        return bool(self.items[int(index)].is_dbt)
+        return bool(self._is_dbt[int(index)])
+
+    def item(self, index: int) -> CachedImage:
+        """The cached image or volume behind item ``index``."""
+        i = int(index)
+        row = {
+            "id": self._ids[i].decode(),
+            "kind": "dbt" if self._is_dbt[i] else "ffdm",
+            "slices": int(self._slices[i]),
+            "image_file": self._image_files[i].decode(),
+            "mask_file": self._mask_files[i].decode(),
+        }
+        return CachedImage(self.cache_dirs[self._dir_of[i]], row)
+
+    @property
+    def items(self) -> "_Items":
+        """``items[i]`` is :meth:`item` ``(i)``."""
+        return _Items(self)
 
     def make_key(self, index: int, position: int | None = None) -> SampleKey:
         """A key for item ``index`` outside of a sampler (masks drawn by the dataset)."""
         index = int(index)
-        return SampleKey(index if position is None else int(position), index, bool(self.items[index].is_dbt), None)
+        return SampleKey(index if position is None else int(position), index, bool(self._is_dbt[index]), None)
 
     def __getitem__(self, key) -> dict:
         if not isinstance(key, SampleKey):
             key = self.make_key(key) if np.isscalar(key) else SampleKey(*key)
-        item = self.items[key.index]
+        item = self.item(key.index)
         rng = sample_rng(self.seed, key.position)
         mask = item.mask()
         tissue = TissueMap(mask)
@@ -197,6 +225,17 @@ class PretrainDataset(torch.utils.data.Dataset):
             if frac is not None:
                 frac = np.ascontiguousarray(frac[:, ::-1])
         return normalize(crop), frac
+
+
+class _Items:
+    def __init__(self, dataset: PretrainDataset):
+        self._dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self._dataset)
+
+    def __getitem__(self, index: int) -> CachedImage:
+        return self._dataset.item(index)
 
 
 def collate(samples: list[dict]) -> dict:

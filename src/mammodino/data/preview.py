@@ -76,7 +76,7 @@ def _label(img: np.ndarray, text: str, org=(4, 14), color=WHITE, scale=0.42) -> 
 
 
 def _source_panel(dataset, sample: dict, height: int) -> np.ndarray:
-    item = dataset.items[sample["index"]]
+    item = dataset.item(sample["index"])
     z1, z2 = sample["slices"]
     image = item.image(z1) if item.is_dbt else item.image()
     mask = item.mask()
