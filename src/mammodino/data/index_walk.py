@@ -154,34 +154,36 @@ def _stem(name: str) -> str:
 
 
 def _group_dicoms(rel_dir: str, folder: Path, files: list[tuple[str, str]], is_done):
+    """Yield single files at once when their header shows they cannot be a slice of a
+    per-slice DBT series (multi-frame, or neither tomosynthesis nor positioned); hold the
+    others until the directory is read, then group them by SeriesInstanceUID."""
     todo = [(rel, path) for rel, path in files if not is_done(rel)]
     if len(files) < 2 or not todo:
         for rel, path in todo:
             yield Source(rel, (path,), _stem(os.path.basename(path)), "dicom")
         return
-    headers = {rel: _light_header(path) for rel, path in todo}
     by_series: dict[str, list[tuple[str, str, dict]]] = {}
     for rel, path in todo:
-        h = headers[rel]
-        if h is not None and h["frames"] <= 1 and h["series"]:
+        h = _light_header(path)
+        candidate = (h is not None and h["frames"] <= 1 and h["series"]
+                     and (h["sop"] == TOMOSYNTHESIS_SOP or h["position"] is not None))
+        if candidate:
             by_series.setdefault(h["series"], []).append((rel, path, h))
+        else:
+            yield Source(rel, (path,), _stem(os.path.basename(path)), "dicom")
     volumes = {}
     for uid, members in by_series.items():
-        if len(members) < 2:
-            continue
         tomo = any(m[2]["sop"] == TOMOSYNTHESIS_SOP for m in members)
         positions = [m[2]["position"] for m in members]
         stacked = all(p is not None for p in positions) and len(set(positions)) > 1
-        if tomo or stacked:
+        if len(members) >= 2 and (tomo or stacked):
             volumes[uid] = members
-    grouped = {rel for members in volumes.values() for rel, _, _ in members}
-    for rel, path in todo:
-        if rel not in grouped:
-            yield Source(rel, (path,), _stem(os.path.basename(path)), "dicom")
-    folder_rel = rel_dir
+        else:
+            for rel, path, _ in members:
+                yield Source(rel, (path,), _stem(os.path.basename(path)), "dicom")
     for uid in sorted(volumes):
         members = volumes[uid]
-        rel = folder_rel if len(volumes) == 1 else f"{folder_rel}#{hashlib.sha1(uid.encode()).hexdigest()[:8]}"
+        rel = rel_dir if len(volumes) == 1 else f"{rel_dir}#{hashlib.sha1(uid.encode()).hexdigest()[:8]}"
         if is_done(rel):
             continue
         yield Source(rel, tuple(p for _, p, _ in members), folder.name, "series")
