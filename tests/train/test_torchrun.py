@@ -76,3 +76,15 @@ def test_two_processes_match_one_and_resume_on_one(phantom_cache, tmp_path):
     assert sorted(got) == [1, 2, 3, 4]
     for step in (3, 4):
         assert got[step]["lr"] == ref[step]["lr"] and got[step]["teacher_temp"] == ref[step]["teacher_temp"]
+
+
+@pytest.mark.slow
+def test_fsdp2_two_processes_stop_and_resume_match_one(phantom_cache, tmp_path):
+    torch.set_num_threads(1)
+    pretrain(load_config("cpu-tiny", EXACT), [phantom_cache], tmp_path / "single", progress=False)
+    one, _ = _state(tmp_path / "single")
+    _torchrun(phantom_cache, tmp_path / "fsdp", "--stop-at", "2", "train.fsdp=true")
+    _torchrun(phantom_cache, tmp_path / "fsdp", "--resume", "train.fsdp=true")
+    sharded, meta = _state(tmp_path / "fsdp")
+    assert meta["state"]["step"] == 4 and meta["state"]["world_size"] == 2
+    _same_run(one, sharded)  # checkpoints hold full tensors, whatever the sharding

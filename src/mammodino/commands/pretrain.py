@@ -38,7 +38,9 @@ def run(args) -> int:
     cfg = load_config(args.config, overrides)
     last = pretrain(cfg, args.data, args.out, resume=args.resume, progress=not args.no_progress,
                     stop_at=args.stop_at)
-    if last:
+    import os
+
+    if last and os.environ.get("RANK", "0") == "0":
         shown = ", ".join(f"{k}={last[k]:.4g}" for k in ("loss", "dino_loss", "ibot_loss", "koleo_loss", "slice_loss") if k in last)
         print(f"done: step {last['step']}, {shown}; run folder {args.out}")
     return 0

@@ -32,25 +32,29 @@ def periodic_name(step: int) -> str:
 def flatten_optimizer(state: dict) -> tuple[dict, dict]:
     """Optimizer state_dict -> (tensors, json-able rest)."""
     tensors, scalars = {}, {}
-    for idx, entry in state["state"].items():
+    for idx, entry in state["state"].items():  # idx: a number, or a parameter name (FSDP)
         for key, value in entry.items():
             if torch.is_tensor(value):
-                tensors[f"optim.state.{idx}.{key}"] = value
+                tensors[f"optim.state|{idx}|{key}"] = value
             else:
-                scalars[f"{idx}.{key}"] = value
+                scalars[f"{idx}|{key}"] = value
     return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _param_id(idx: str):
+    return int(idx) if idx.isdigit() else idx
 
 
 def unflatten_optimizer(tensors: dict, meta: dict) -> dict:
     state: dict = {}
     for name, value in tensors.items():
-        if not name.startswith("optim.state."):
+        if not name.startswith("optim.state|"):
             continue
-        _, _, idx, key = name.split(".", 3)
-        state.setdefault(int(idx), {})[key] = value
+        _, idx, key = name.split("|")
+        state.setdefault(_param_id(idx), {})[key] = value
     for name, value in meta.get("scalars", {}).items():
-        idx, key = name.split(".", 1)
-        state.setdefault(int(idx), {})[key] = value
+        idx, key = name.split("|")
+        state.setdefault(_param_id(idx), {})[key] = value
     return {"state": state, "param_groups": meta["param_groups"]}
 
 

@@ -16,6 +16,11 @@ from mammodino.models.heads import DINOHead, SliceProjector
 from mammodino.models.vit import build_vit
 
 
+def _local(t: torch.Tensor) -> torch.Tensor:
+    """The local shard of an FSDP2 (DTensor) parameter; the tensor itself otherwise."""
+    return t.to_local() if hasattr(t, "to_local") else t
+
+
 def _backbone(cfg, drop_path: float):
     m = cfg.model
     return build_vit(m.arch, patch_size=m.patch_size, num_register_tokens=m.num_register_tokens,
@@ -54,6 +59,8 @@ class Student(nn.Module):
 
 
 class Teacher(nn.Module):
+    """The EMA network; its forward gives the raw targets (a forward, so FSDP can shard it)."""
+
     def __init__(self, cfg):
         super().__init__()
         self.backbone = _backbone(cfg, 0.0)
@@ -61,6 +68,18 @@ class Teacher(nn.Module):
         self.dino_head = _dino_head(cfg, dim, cfg.dino.n_prototypes)
         self.ibot_head = _dino_head(cfg, dim, cfg.ibot.n_prototypes) if cfg.ibot.separate_head else None
         self.slice_proj = SliceProjector(dim, cfg.slice.hidden_dim, cfg.slice.proj_dim, predictor=False) if cfg.slice.enabled else None
+
+    def forward(self, global_crops, mask_indices):
+        g = self.backbone.forward_features(global_crops)
+        cls = g["x_norm_clstoken"]
+        B = cls.shape[0] // 2
+        swapped = torch.cat((cls[B:], cls[:B]))  # teacher crop 2 is the target of student crop 1
+        patches = g["x_norm_patchtokens"].flatten(0, 1).index_select(0, mask_indices)
+        out = {"cls": cls, "dino_logits": self.dino_head(swapped),
+               "ibot_logits": (self.ibot_head or self.dino_head)(patches)}
+        if self.slice_proj is not None:
+            out["slice_z"] = self.slice_proj(swapped)
+        return out
 
 
 class SSLModel(nn.Module):
@@ -94,20 +113,17 @@ class SSLModel(nn.Module):
 
     @torch.no_grad()
     def update_teacher(self, momentum: float) -> None:
+        # Under FSDP both networks are sharded alike, so the EMA runs on the local shards.
         t_params, s_params = self.ema_pairs()
-        torch._foreach_mul_(t_params, momentum)
-        torch._foreach_add_(t_params, [p.detach() for p in s_params], alpha=1.0 - momentum)
+        t_local = [_local(p) for p in t_params]
+        torch._foreach_mul_(t_local, momentum)
+        torch._foreach_add_(t_local, [_local(p.detach()) for p in s_params], alpha=1.0 - momentum)
 
     @torch.no_grad()
     def teacher_targets(self, batch: dict, teacher_temp: float) -> dict:
         cfg = self.cfg
-        B = batch["is_dbt"].shape[0]
-        g = self.teacher.backbone.forward_features(batch["global_crops"])
-        cls = g["x_norm_clstoken"]
-        swapped = torch.cat((cls[B:], cls[:B]))  # teacher crop 2 is the target of student crop 1
-        dino_logits = self.teacher.dino_head(swapped)
-        patches = g["x_norm_patchtokens"].flatten(0, 1).index_select(0, batch["mask_indices_list"])
-        ibot_logits = (self.teacher.ibot_head or self.teacher.dino_head)(patches)
+        t = self.teacher(batch["global_crops"], batch["mask_indices_list"])
+        dino_logits, ibot_logits = t["dino_logits"], t["ibot_logits"]
         n_masked = batch["n_masked_patches"].to(dino_logits.device)
         if cfg.dino.centering == "sinkhorn_knopp":
             dino_probs = self.dino_loss.sinkhorn_knopp_teacher(dino_logits, teacher_temp)
@@ -117,9 +133,9 @@ class SSLModel(nn.Module):
             self.dino_loss.update_center(dino_logits)
             ibot_probs = self.ibot_loss.softmax_center_teacher(ibot_logits, teacher_temp)
             self.ibot_loss.update_center(ibot_logits)
-        out = {"dino_probs": dino_probs, "ibot_probs": ibot_probs, "cls": cls}
-        if self.teacher.slice_proj is not None:
-            out["slice_z"] = self.teacher.slice_proj(swapped)
+        out = {"dino_probs": dino_probs, "ibot_probs": ibot_probs, "cls": t["cls"]}
+        if "slice_z" in t:
+            out["slice_z"] = t["slice_z"]
         return out
 
     def forward_losses(self, batch: dict, teacher_temp: float, student: nn.Module | None = None) -> dict:

@@ -54,7 +54,11 @@ def _to_device(batch: dict, device: torch.device) -> dict:
 
 def _grads_finite(params) -> bool:
     for p in params:
-        if p.grad is not None and not torch.isfinite(p.grad).all():
+        g = p.grad
+        if g is None:
+            continue
+        g = g.to_local() if hasattr(g, "to_local") else g  # FSDP2: this rank's shard
+        if not torch.isfinite(g).all():
             return False
     return True
 
@@ -106,39 +110,56 @@ class Trainer:
             if dist.is_main():
                 print(f"initialised from {cfg.model.pretrained}: {report}", flush=True)
         self.model.to(self.device)
+        self.schedules = build_schedules(cfg)
+        self.monitor = CollapseMonitor(cfg.dino.n_prototypes, cfg.monitor.collapse_min_prototypes_frac,
+                                       cfg.monitor.collapse_min_cls_std)
+        self.fsdp = False
+
+    def _build_optimizer(self):
+        """After wrapping: FSDP2 replaces parameters with sharded ones."""
+        cfg = self.cfg
         n_blocks = len(self.model.student.backbone.blocks)
         modules = {name: mod for name, mod in self.model.student.named_children() if mod is not None}
         self.optimizer = build_optimizer(
             param_groups(modules, n_blocks, cfg.optim.layerwise_decay, cfg.optim.patch_embed_lr_mult), cfg.optim.betas)
-        self.schedules = build_schedules(cfg)
-        self.monitor = CollapseMonitor(cfg.dino.n_prototypes, cfg.monitor.collapse_min_prototypes_frac,
-                                       cfg.monitor.collapse_min_cls_std)
-        self.student = self.model.student
-        if dist.is_enabled():
-            self.student = self._wrap_distributed(self.model.student)
 
-    def _wrap_distributed(self, module):
-        use_fsdp = self.cfg.train.fsdp is True or (self.cfg.train.fsdp == "auto" and self.cfg.model.arch == "large")
+    def _wrap_distributed(self) -> None:
+        """DDP, or FSDP2 (fully_shard per block, student and teacher alike) for large models."""
+        self.student = self.model.student
+        if not dist.is_enabled():
+            return
+        cfg = self.cfg
+        use_fsdp = cfg.train.fsdp is True or (cfg.train.fsdp == "auto" and cfg.model.arch == "large")
         if use_fsdp:
             from torch.distributed.fsdp import fully_shard
 
-            for block in module.backbone.blocks:
-                fully_shard(block)
-            fully_shard(module)
+            for net in (self.model.student, self.model.teacher):
+                for block in net.backbone.blocks:
+                    fully_shard(block)
+                # the teacher has no backward: its root must reshard right after its forward,
+                # or the EMA would see gathered (unsharded) parameters
+                fully_shard(net, reshard_after_forward=True)
             self.fsdp = True
-            return module
-        self.fsdp = False
+            return
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         kwargs = {"device_ids": [self.device.index]} if self.device.type == "cuda" else {}
-        return DDP(module, broadcast_buffers=False, **kwargs)
+        self.student = DDP(self.model.student, broadcast_buffers=False, **kwargs)
 
     # ------------------------------------------------------------ checkpoints
-    def _state_tensors(self) -> dict:
-        tensors = {f"{k}": v for k, v in self.model.state_dict().items()}
-        opt_tensors, opt_meta = ckpt.flatten_optimizer(self.optimizer.state_dict())
+    def _state_tensors(self) -> tuple[dict, dict]:
+        """Full (unsharded) tensors on every rank; collectives under FSDP, so all ranks call it."""
+        tensors = {k: (v.full_tensor() if hasattr(v, "full_tensor") else v) for k, v in self.model.state_dict().items()}
+        if self.fsdp:
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+            opt_state = get_optimizer_state_dict(self.model.student, self.optimizer,
+                                                 options=StateDictOptions(full_state_dict=True))
+        else:
+            opt_state = self.optimizer.state_dict()
+        opt_tensors, opt_meta = ckpt.flatten_optimizer(opt_state)
         rng_tensors, rng_meta = ckpt.rng_state()
-        tensors.update(opt_tensors)
+        tensors.update({k: (v.full_tensor() if hasattr(v, "full_tensor") else v) for k, v in opt_tensors.items()})
         tensors.update(rng_tensors)
         return tensors, {"optimizer": opt_meta, "rng": rng_meta}
 
@@ -162,7 +183,8 @@ class Trainer:
         dist.barrier()
         return path
 
-    def load(self, path: Path) -> int:
+    def load_model(self, path: Path) -> tuple[dict, dict]:
+        """Weights and loss buffers, into the plain (not yet wrapped) model."""
         tensors, meta = ckpt.load_checkpoint(path)
         model_keys = set(self.model.state_dict().keys())
         model_state = {k: v for k, v in tensors.items() if k in model_keys}
@@ -170,8 +192,17 @@ class Trainer:
         if missing:
             raise UserError(f"checkpoint {path} does not match this config: missing {sorted(missing)[:5]} ...")
         self.model.load_state_dict(model_state)
+        return tensors, meta
+
+    def load_optimizer(self, tensors: dict, meta: dict, path: Path) -> int:
         opt_state = ckpt.unflatten_optimizer(tensors, meta["optimizer"])
-        self.optimizer.load_state_dict(opt_state)
+        if self.fsdp:
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+            set_optimizer_state_dict(self.model.student, self.optimizer, opt_state,
+                                     options=StateDictOptions(full_state_dict=True))
+        else:
+            self.optimizer.load_state_dict(opt_state)
         ckpt.restore_rng(tensors, meta.get("rng", {}))
         step = int(meta["state"]["step"])
         if dist.is_main():
@@ -185,13 +216,19 @@ class Trainer:
         cfg = self.cfg
         self._prepare_run_dir()
         self._build()
-        start = 0
+        start, resume_from = 0, None
         if self.resume:
             found = ckpt.find_resume_checkpoint(self.run_dir)
             if found is not None:
-                start = self.load(found)
+                resume_from = (found, *self.load_model(found))
             elif dist.is_main():
                 print(f"--resume: no checkpoint in {self.run_dir}, starting from step 0", flush=True)
+        self._wrap_distributed()
+        self._build_optimizer()
+        if resume_from is not None:
+            found, tensors, meta = resume_from
+            start = self.load_optimizer(tensors, meta, found)
+            del tensors
         if dist.is_main():
             save_config(cfg, self.run_dir / "config.yaml")
             if start == 0:
