@@ -27,7 +27,7 @@ from mammodino.errors import SkipFile, UserError
 from mammodino.eval.embedding import fit_to_square, input_size, pad_to_square
 
 DISPLAY_LONG_SIDE = 1024  # what a DICOM is resized to before embedding (the cache default)
-CROP_MARGIN = 0.02  # of the box side, as a cache crop
+CROP_MARGIN = 0.02  # of the box side: the indexer's default margin
 
 
 @dataclass
@@ -65,6 +65,7 @@ def _mask_of(img01: np.ndarray) -> np.ndarray:
 def prepare_dicom(path: Path, long_side: int = DISPLAY_LONG_SIDE) -> SourceImage:
     """read_dicom -> segment -> crop to the breast box (+ margin) -> chest wall left ->
     long side ``long_side`` (DBT: the middle slice, segmented on the max projection)."""
+    from mammodino.data.indexer import expand_box
     from mammodino.io.dicom_reader import read_dicom
     from mammodino.tissue.orientation import chest_wall_on_left
     from mammodino.tissue.segmentation import segment
@@ -80,9 +81,7 @@ def prepare_dicom(path: Path, long_side: int = DISPLAY_LONG_SIDE) -> SourceImage
         raise UserError(f"{path}: {exc.reason}") from exc
     img = mi.pixels if mi.pixels.ndim == 2 else mi.pixels[mi.pixels.shape[0] // 2]
     H, W = img.shape
-    x0, y0, x1, y1 = seg.box()
-    mx, my = int(round(CROP_MARGIN * (x1 - x0))), int(round(CROP_MARGIN * (y1 - y0)))
-    region = (max(0, x0 - mx), max(0, y0 - my), min(W, x1 + mx), min(H, y1 + my))
+    region = expand_box(seg.box(), CROP_MARGIN, W, H)
     flip = not chest_wall_on_left(seg.small_mask)
     crop = img[region[1] : region[3], region[0] : region[2]]
     scale = min(1.0, long_side / max(crop.shape))

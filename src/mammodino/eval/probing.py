@@ -110,7 +110,7 @@ def _reembed(fs: FeatureSet, rows: np.ndarray, pert: Perturbation, checkpoint, c
 
     meta = fs.meta or {}
     enc = meta.get("encoder", {})
-    random_init = enc.get("source") == "random-init"
+    random_init = enc.get("source") == "random-init" and not checkpoint  # an explicit --checkpoint wins
     ckpt = checkpoint or enc.get("checkpoint")
     if not random_init and not ckpt:
         raise UserError("--perturb needs the encoder: pass --checkpoint (the features file does not record one)")
