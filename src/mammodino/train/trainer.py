@@ -111,8 +111,11 @@ class Trainer:
                 print(f"initialised from {cfg.model.pretrained}: {report}", flush=True)
         self.model.to(self.device)
         self.schedules = build_schedules(cfg)
+        # No verdict during the lr warm-up: with LayerScale 1e-5 every image starts at the same
+        # CLS point, which is what collapse looks like, until the residual branches grow.
         self.monitor = CollapseMonitor(cfg.dino.n_prototypes, cfg.monitor.collapse_min_prototypes_frac,
-                                       cfg.monitor.collapse_min_cls_std)
+                                       cfg.monitor.collapse_min_cls_std,
+                                       warn_after=max(20, round(cfg.optim.warmup_fraction * cfg.train.steps)))
         self.fsdp = False
 
     def _build_optimizer(self):
