@@ -95,14 +95,16 @@ def bare_read(dataset: PretrainDataset, keys) -> None:
         np.load(item.cache_dir / item.row["mask_file"])
 
 
-def rate(fn, n: int, repeats: int = 3) -> float:
-    """Best of ``repeats`` (these machines are shared and noisy): samples per second."""
-    best = float("inf")
+def rate(fn, n: int, repeats: int = 3) -> tuple[float, float]:
+    """Best of ``repeats`` (these machines are shared and noisy): samples per wall-clock second
+    and per CPU second of this process (= per core, and immune to other users' load)."""
+    best_wall = best_cpu = float("inf")
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        w0, c0 = time.perf_counter(), time.process_time()
         fn()
-        best = min(best, time.perf_counter() - t0)
-    return n / best
+        best_wall = min(best_wall, time.perf_counter() - w0)
+        best_cpu = min(best_cpu, time.process_time() - c0)
+    return n / best_wall, n / max(best_cpu, 1e-9)
 
 
 def loader_rate(dataset, cfg, workers: int, steps: int) -> float:
@@ -165,9 +167,9 @@ def main(argv=None) -> int:
         keys = [k for s in range(steps) for k in plan.batch_keys(s)]
         for k in keys[:8]:  # warm the page cache and imports
             ds[k]
-        floor = rate(lambda: bare_read(ds, keys), len(keys))
-        single = rate(lambda: [ds[k] for k in keys], len(keys))
-        row = {"label": label, "floor": floor, "single": single}
+        floor, floor_cpu = rate(lambda: bare_read(ds, keys), len(keys))
+        single, single_cpu = rate(lambda: [ds[k] for k in keys], len(keys))
+        row = {"label": label, "floor": floor, "floor_cpu": floor_cpu, "single": single, "single_cpu": single_cpu}
         if label != "random (DINOv2), FFDM only":
             row["loader0"] = loader_rate(ds, cfg, 0, steps)
             if args.workers > 0:
@@ -182,18 +184,22 @@ def main(argv=None) -> int:
             pstats.Stats(prof, stream=sys.stdout).sort_stats("tottime").print_stats(18)
 
     cores_used = min(args.workers, os.cpu_count() or 1)
-    print(f"{'':28s} {'bare read':>10s} {'1 process':>10s} {'loader w=0':>11s} {f'loader w={args.workers}':>11s} "
-          f"{'per core':>9s}  (samples/s)")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"samples/s (wall clock, best of 3; 'per CPU s' = samples per CPU-second of the process, i.e. per core, "
+          f"not slowed by other users; load average now {load:.1f} on {os.cpu_count()} cores)")
+    print(f"{'':28s} {'bare read':>10s} {'(per CPU s)':>11s} {'1 process':>10s} {'(per CPU s)':>11s} "
+          f"{'loader w=0':>11s} {f'loader w={args.workers}':>11s} {'/ core':>7s}")
+    nan = float("nan")
     for r in results:
         n = r.get("loaderN")
-        print(f"{r['label']:28s} {r['floor']:10.0f} {r['single']:10.0f} {r.get('loader0', float('nan')):11.0f} "
-              f"{n if n else float('nan'):11.0f} {(n / cores_used) if n else float('nan'):9.0f}")
+        print(f"{r['label']:28s} {r['floor']:10.0f} {r['floor_cpu']:11.0f} {r['single']:10.0f} {r['single_cpu']:11.0f} "
+              f"{r.get('loader0', nan):11.0f} {n if n else nan:11.0f} {(n / cores_used) if n else nan:7.0f}")
     best = results[1]
-    verdict = "meets" if best["single"] >= TARGET else "misses"
-    print(f"\ntissue-aware, 25% DBT, one core: {best['single']:.0f} samples/s = {1e3 / best['single']:.2f} ms/sample "
-          f"({verdict} the {TARGET:.0f} samples/s/core target); bare read of the same files: "
-          f"{best['floor']:.0f}/s ({1e3 / best['floor']:.2f} ms), i.e. the loader costs "
-          f"{best['floor'] / best['single']:.1f}x the read.")
+    verdict = "meets" if best["single_cpu"] >= TARGET else "misses"
+    print(f"\ntissue-aware sampling ({best['label']}): {best['single_cpu']:.0f} samples per CPU-second = "
+          f"{1e3 / best['single_cpu']:.2f} ms of one core per sample ({verdict} the {TARGET:.0f} samples/s/core target); "
+          f"bare read of the same files: {1e3 / best['floor_cpu']:.2f} ms, i.e. the loader costs "
+          f"{best['floor_cpu'] / best['single_cpu']:.0f}x the read.")
     if tmp is not None:
         tmp.cleanup()
     return 0
