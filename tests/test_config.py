@@ -35,6 +35,13 @@ def test_bad_overrides_name_the_key(override, fragment):
     assert fragment in str(err.value)
 
 
+def test_list_overrides_are_accepted():
+    cfg = load_config("cpu-tiny", ["crops.global_crops_scale=[0.4,1.0]", "optim.betas=[0.9,0.95]"])
+    assert list(cfg.crops.global_crops_scale) == [0.4, 1.0]
+    with pytest.raises(ConfigError, match="optim.betas"):
+        load_config("cpu-tiny", ["optim.betas=[0.9,x]"])
+
+
 def test_required_key_of_from_dinov2():
     with pytest.raises(ConfigError, match="model.pretrained"):
         load_config("from-dinov2")

@@ -63,7 +63,11 @@ def _check_against(defaults, cfg, prefix: str = "") -> None:
             known = ", ".join(str(k) for k in defaults.keys())
             raise ConfigError(f"unknown config key {full!r} (known keys here: {known})")
         dval = OmegaConf.to_container(defaults, resolve=False)[key] if isinstance(defaults, DictConfig) else None
-        cval = cfg._get_node(key)._value() if hasattr(cfg._get_node(key), "_value") else cfg[key]
+        node = cfg._get_node(key)
+        if isinstance(node, ListConfig):
+            cval = OmegaConf.to_container(node)
+        else:
+            cval = node._value() if hasattr(node, "_value") else cfg[key]
         if isinstance(defaults[key], DictConfig):
             if not isinstance(cfg[key], DictConfig):
                 raise ConfigError(f"config key {full!r} is a section; got the value {cval!r}")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from mammodino.data.dataset import worker_init
+
 
 class StepBatchSampler(Sampler):
     def __init__(self, batch_keys, global_batch: int, start_step: int, total_steps: int,
@@ -45,6 +47,7 @@ def build_loader(dataset, plan, cfg, start_step: int, rank: int, world_size: int
         batch_sampler=sampler,
         num_workers=workers,
         collate_fn=collate,
+        worker_init_fn=worker_init,  # one cv2/torch thread per worker: the workers are the parallelism
         persistent_workers=False,
         prefetch_factor=4 if workers > 0 else None,
         pin_memory=torch.cuda.is_available(),
