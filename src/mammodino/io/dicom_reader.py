@@ -196,7 +196,7 @@ def check_header(ds, include_for_processing: bool = False, max_pixels: int = DEF
     n_pixels = rows * columns * frames
     if n_pixels > max_pixels:
         raise SkipFile(f"image too large: {frames} x {rows} x {columns} = {n_pixels:,} pixels "
-                       f"(limit {max_pixels:,})")
+                       f"(limit {max_pixels:,}; raise it with --max-pixels)")
     samples = _int(ds.get("SamplesPerPixel"), default=1)
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2") or "MONOCHROME2").strip().upper()
     if samples != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):

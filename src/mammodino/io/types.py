@@ -11,8 +11,10 @@ import numpy as np
 class MammoImage:
     """One mammogram (FFDM, ``(H, W)``) or tomosynthesis volume (DBT, ``(Z, H, W)``).
 
-    ``pixels`` is float32 in [0, 1], tissue bright (MONOCHROME2 sense), padding 0, in the
-    orientation of the source file (no flip yet: orientation is decided from the mask).
+    ``pixels`` is float32 in [0, 1] (or uint16 0..65535 when a reader is called with
+    ``dtype="uint16"``, as the indexer does to halve memory), tissue bright (MONOCHROME2
+    sense), padding 0, in the orientation of the source file (no flip yet: orientation is
+    decided from the mask).
 
     ``meta`` keys (all present, ``""``/``None`` when unknown):
     ``laterality`` ("L"/"R"/""), ``view`` ("CC", "MLO", ...), ``laterality_source``
