@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mammodino.models.layers import Linear, linear
+
 
 def _init_linear(module: nn.Module) -> None:
     if isinstance(module, nn.Linear):
@@ -25,11 +27,11 @@ def _init_linear(module: nn.Module) -> None:
 def build_mlp(nlayers: int, in_dim: int, out_dim: int, hidden_dim: int, bias: bool = True) -> nn.Module:
     """``nlayers`` linear layers with GELU between them (no activation after the last)."""
     if nlayers == 1:
-        return nn.Linear(in_dim, out_dim, bias=bias)
-    layers: list[nn.Module] = [nn.Linear(in_dim, hidden_dim, bias=bias), nn.GELU()]
+        return Linear(in_dim, out_dim, bias=bias)
+    layers: list[nn.Module] = [Linear(in_dim, hidden_dim, bias=bias), nn.GELU()]
     for _ in range(nlayers - 2):
-        layers += [nn.Linear(hidden_dim, hidden_dim, bias=bias), nn.GELU()]
-    layers.append(nn.Linear(hidden_dim, out_dim, bias=bias))
+        layers += [Linear(hidden_dim, hidden_dim, bias=bias), nn.GELU()]
+    layers.append(Linear(hidden_dim, out_dim, bias=bias))
     return nn.Sequential(*layers)
 
 
@@ -42,7 +44,7 @@ class NormalizedLinear(nn.Module):
         self.weight = nn.Parameter(nn.Linear(in_dim, out_dim, bias=False).weight.detach().clone())
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.linear(x, F.normalize(self.weight, dim=1))
+        return linear(x, F.normalize(self.weight, dim=1))
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}"

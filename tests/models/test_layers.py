@@ -1,0 +1,48 @@
+"""The oneDNN linear layer: same values and gradients as F.linear, same state dict."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mammodino.models import layers
+from mammodino.models.layers import Linear, linear
+
+
+@pytest.mark.parametrize("bias, rows, dims", [(True, (3, 7), (24, 40)), (False, (3, 7), (24, 40)),
+                                              (True, (2, 261), (96, 384))])
+def test_values_and_gradients_equal_f_linear(bias, rows, dims):
+    torch.manual_seed(0)
+    lin = Linear(*dims, bias=bias)
+    x = torch.randn(*rows, dims[0], requires_grad=True)
+    y = lin(x)
+    g = torch.randn_like(y)
+    y.backward(g)
+    grads = (x.grad.clone(), lin.weight.grad.clone(), lin.bias.grad.clone() if bias else None)
+    x.grad = None
+    lin.zero_grad()
+    ref = F.linear(x, lin.weight, lin.bias)
+    ref.backward(g)
+    assert torch.allclose(y, ref, atol=1e-5)
+    assert torch.allclose(grads[0], x.grad, atol=1e-5)
+    assert torch.allclose(grads[1], lin.weight.grad, atol=1e-4)
+    if bias:
+        assert torch.allclose(grads[2], lin.bias.grad, atol=1e-5)
+    assert set(lin.state_dict()) == ({"weight", "bias"} if bias else {"weight"})
+    assert isinstance(lin, torch.nn.Linear)
+
+
+def test_fallbacks_give_the_same_result():
+    torch.manual_seed(0)
+    w, b = torch.randn(5, 4), torch.randn(5)
+    assert linear(torch.randn(0, 4), w, b).shape == (0, 5)  # empty input
+    x = torch.randn(3, 4)
+    assert torch.allclose(linear(x.double(), w.double(), b.double()), F.linear(x.double(), w.double(), b.double()))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert linear(x, w, b).dtype == torch.bfloat16  # autocast keeps its own path
+
+
+def test_oneDNN_path_is_used_where_available():
+    if not layers.ONEDNN_LINEAR:
+        pytest.skip("oneDNN linear not available on this machine")
+    y = linear(torch.randn(2, 4, requires_grad=True), torch.randn(3, 4))
+    assert "OneDNNLinear" in type(y.grad_fn).__name__
