@@ -54,7 +54,7 @@ def timm_layout(vit):
     return sd
 
 
-def hf_layout(vit, prefix=""):
+def hf_layout(vit, prefix="", v5=False):
     sd = official(vit)
     out = {
         "embeddings.cls_token": sd["cls_token"],
@@ -79,6 +79,11 @@ def hf_layout(vit, prefix=""):
                 out[f"{e}{n}.{kind}"] = sd[f"{b}{n}.{kind}"]
         out[f"{e}layer_scale1.lambda1"] = sd[f"{b}ls1.gamma"]
         out[f"{e}layer_scale2.lambda1"] = sd[f"{b}ls2.gamma"]
+    if v5:  # transformers 5 names the attention projections q/k/v/o_proj
+        renames = {"attention.attention.query.": "attention.q_proj.", "attention.attention.key.": "attention.k_proj.",
+                   "attention.attention.value.": "attention.v_proj.", "attention.output.dense.": "attention.o_proj."}
+        for old, new in renames.items():
+            out = {k.replace(old, new): v for k, v in out.items()}
     return {prefix + k: v for k, v in out.items()}
 
 
@@ -141,11 +146,13 @@ def test_timm_layout_safetensors(tmp_path, regs):
     same_output(source, target)
 
 
-@pytest.mark.parametrize("regs", [4, 0])
-def test_hugging_face_layout(tmp_path, regs):
+@pytest.mark.parametrize("regs, v5", [(4, False), (0, False), (4, True)])
+def test_hugging_face_layout(tmp_path, regs, v5):
     source = make(in_chans=3, grid=8, regs=regs)
     path = tmp_path / "model.safetensors"
-    save_file({**hf_layout(source, prefix="dinov2."), "classifier.weight": torch.zeros(2, DIM)}, str(path))
+    hf = hf_layout(source, prefix="dinov2.", v5=v5)
+    assert any(("q_proj" in k) == v5 for k in hf)
+    save_file({**hf, "classifier.weight": torch.zeros(2, DIM)}, str(path))
     target = make(regs=regs, seed=1)
     report = load_dinov2_weights(target, path)
     assert report.layout == "hf" and report.prefix == "dinov2."

@@ -13,8 +13,10 @@ Layouts recognised (each possibly under a prefix such as ``module.``, ``backbone
   register models timm folds the CLS position into ``cls_token`` and ``pos_embed`` holds
   the patch grid only (``no_embed_class=True``); no ``mask_token``.
 * **Hugging Face** ``Dinov2Model`` / ``Dinov2WithRegistersModel``: ``embeddings.*``,
-  ``encoder.layer.N.attention.attention.{query,key,value}`` (concatenated into ``qkv``),
-  ``layer_scale1.lambda1``, ``layernorm``.
+  ``encoder.layer.N.attention.attention.{query,key,value}`` + ``attention.output.dense``
+  (transformers 4 and the Hub's files) or ``attention.{q,k,v}_proj`` + ``attention.o_proj``
+  (transformers 5); q, k, v are concatenated into ``qkv``; ``layer_scale1.lambda1``,
+  ``layernorm``.
 
 Adaptations: an RGB patch embedding is summed over its 3 input channels (a grey image
 replicated to RGB gives the same response); position embeddings are resized bicubically to
@@ -146,6 +148,7 @@ _HF_BLOCK = {
     "norm1.weight": "norm1.weight", "norm1.bias": "norm1.bias",
     "norm2.weight": "norm2.weight", "norm2.bias": "norm2.bias",
     "attention.output.dense.weight": "attn.proj.weight", "attention.output.dense.bias": "attn.proj.bias",
+    "attention.o_proj.weight": "attn.proj.weight", "attention.o_proj.bias": "attn.proj.bias",  # transformers 5
     "layer_scale1.lambda1": "ls1.gamma", "layer_scale2.lambda1": "ls2.gamma",
     "mlp.fc1.weight": "mlp.fc1.weight", "mlp.fc1.bias": "mlp.fc1.bias",
     "mlp.fc2.weight": "mlp.fc2.weight", "mlp.fc2.bias": "mlp.fc2.bias",
@@ -173,9 +176,11 @@ def _from_hf(sd: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, str], 
         m = _HF_LAYER.match(key)
         if m:
             n, rest = m.groups()
-            qm = re.match(r"attention\.attention\.(query|key|value)\.(weight|bias)$", rest)
+            # transformers 4: attention.attention.{query,key,value}; 5: attention.{q,k,v}_proj
+            qm = re.match(r"attention\.(?:attention\.(query|key|value)|(q|k|v)_proj)\.(weight|bias)$", rest)
             if qm:
-                qkv.setdefault((n, qm.group(2)), {})[qm.group(1)] = value
+                part = qm.group(1) or {"q": "query", "k": "key", "v": "value"}[qm.group(2)]
+                qkv.setdefault((n, qm.group(3)), {})[part] = (value, key)
                 continue
             if rest in _HF_BLOCK:
                 ours = f"blocks.{n}.{_HF_BLOCK[rest]}"
@@ -184,13 +189,12 @@ def _from_hf(sd: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, str], 
                 continue
         unexpected.append(key)
     for (n, kind), parts in sorted(qkv.items()):
-        names = [f"encoder.layer.{n}.attention.attention.{p}.{kind}" for p in ("query", "key", "value")]
         if set(parts) != {"query", "key", "value"}:
-            unexpected += [f"encoder.layer.{n}.attention.attention.{p}.{kind}" for p in parts]
+            unexpected += [key for _, key in parts.values()]
             continue
         ours = f"blocks.{n}.attn.qkv.{kind}"
-        out[ours] = torch.cat([parts["query"], parts["key"], parts["value"]], dim=0)
-        source[ours] = " + ".join(names)
+        out[ours] = torch.cat([parts[p][0] for p in ("query", "key", "value")], dim=0)
+        source[ours] = " + ".join(parts[p][1] for p in ("query", "key", "value"))
     return out, source, unexpected
 
 
