@@ -122,11 +122,18 @@ def export_backbone(backbone: VisionTransformer, cfg_dict: dict | None, out_dir:
         }
     tmp = out / (MODEL_FILE + ".partial")
     save_file(state, str(tmp), metadata={"format": FORMAT, "layout": layout})
+    os.chmod(tmp, 0o666 & ~_umask())  # safetensors writes 0600; an export is meant to be shared
     os.replace(tmp, out / MODEL_FILE)
     tmp_cfg = out / (CONFIG_FILE + ".partial")
     tmp_cfg.write_text(json.dumps(config, indent=2, default=str) + "\n")
     os.replace(tmp_cfg, out / CONFIG_FILE)
     return out
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 # ---- training checkpoints -------------------------------------------------------------------
