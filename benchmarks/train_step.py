@@ -8,7 +8,10 @@ random tensors of the training shapes (the loader is measured by benchmarks/load
 
 Side by side in the same run (these machines are noisy; compare ratios, not absolutes):
 
-* ``mammodino``        -- our components as the trainer uses them.
+* ``trainer``          -- the product: ``SSLModel.forward_losses`` and the trainer's AdamW
+  parameter groups (layer-wise decay), clipping and EMA, exactly as ``mammodino pretrain``
+  runs them (slice loss off: the yardstick step has no DBT).
+* ``mammodino``        -- the same components assembled by hand (the lower bound of overhead).
 * ``mkl-linear``       -- ours with PyTorch's default fp32 GEMMs (MKL) instead of oneDNN.
 * ``dinov2-style``     -- the same step done the way DINOv2's code does it on a machine
   without xFormers: explicit softmax attention, per-parameter (non-foreach) AdamW and
@@ -54,6 +57,8 @@ def explicit_attention(self, x):
 
 
 class Setup:
+    """The step assembled by hand from our components (or DINOv2's way, for ``dinov2-style``)."""
+
     def __init__(self, args, variant: str):
         self.args, self.variant = args, variant
         dev = torch.device(args.device)
@@ -149,6 +154,53 @@ class Setup:
         return float(loss.detach())
 
 
+class TrainerSetup:
+    """The trainer's own step (``mammodino.train``), on random inputs of the training shapes."""
+
+    def __init__(self, args):
+        from mammodino.config import load_config
+        from mammodino.train.optim import apply_schedules, build_optimizer, param_groups
+        from mammodino.train.schedules import build_schedules
+        from mammodino.train.ssl_model import SSLModel
+
+        a = self.args = args
+        self.dev = torch.device(a.device)
+        self.cfg = load_config("vit-small", [
+            f"model.arch={a.arch}", f"model.patch_size={a.patch}", f"model.num_register_tokens={a.registers}",
+            f"model.drop_path_rate={a.drop_path}", f"dino.n_prototypes={a.prototypes}", f"ibot.n_prototypes={a.prototypes}",
+            f"crops.global_crop_size={a.global_size}", f"crops.local_crop_size={a.local_size}",
+            f"crops.local_crops_number={a.n_local}", f"train.batch_size={a.batch}", "slice.enabled=false",
+            "train.steps=1000"])
+        torch.manual_seed(0)
+        self.model = SSLModel(self.cfg).to(self.dev)
+        student = self.model.student
+        modules = {n: m for n, m in student.named_children() if m is not None}
+        self.opt = build_optimizer(param_groups(modules, len(student.backbone.blocks), 0.9, 0.2), (0.9, 0.999))
+        self.values = build_schedules(self.cfg).at(200)
+        apply_schedules(self.opt, self.values)
+        self.params = [p for p in student.parameters() if p.requires_grad]
+        base = Setup.make_batch(self, self.dev)
+        self.batch = {
+            "global_crops": base["global"], "local_crops": base["local"], "masks": base["masks"],
+            "mask_indices_list": base["mask_indices"],
+            "masks_weight": (1 / base["masks"].sum(-1).clamp(min=1.0)).unsqueeze(-1).expand_as(base["masks"])[base["masks"]],
+            "n_masked_patches": torch.tensor([base["mask_indices"].numel()]),
+            "is_dbt": torch.zeros(a.batch, dtype=torch.bool, device=self.dev),
+        }
+        self.autocast = (torch.autocast(device_type=self.dev.type, dtype=torch.bfloat16)
+                         if a.precision == "bf16" else torch.autocast(device_type=self.dev.type, enabled=False))
+
+    def step(self):
+        with self.autocast:
+            losses = self.model.forward_losses(self.batch, self.values["teacher_temp"])
+        losses["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(self.params, 3.0)
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        self.model.update_teacher(self.values["mom"])
+        return float(losses["loss"].detach())
+
+
 def build_vit_dim(arch: str) -> int:
     from mammodino.models.vit import ARCHS
 
@@ -164,10 +216,10 @@ def measure(args, variant: str) -> dict:
     original = vit_layers.Attention.forward, vit_layers.ONEDNN_LINEAR
     if variant == "dinov2-style":
         vit_layers.Attention.forward = explicit_attention
-    if variant != "mammodino":  # mkl-linear and dinov2-style use PyTorch's default GEMMs
+    if variant not in ("mammodino", "trainer"):  # mkl-linear and dinov2-style use PyTorch's default GEMMs
         vit_layers.ONEDNN_LINEAR = False
     try:
-        setup = Setup(args, variant)
+        setup = TrainerSetup(args) if variant == "trainer" else Setup(args, variant)
         losses, times, cpu = [], [], []
         for i in range(args.warmup + args.steps):
             sync(args.device)
@@ -201,8 +253,8 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     p.add_argument("--compile", action="store_true", help="torch.compile the student forward (mammodino variant)")
-    p.add_argument("--variants", default="mammodino,dinov2-style",
-                   help="comma-separated: mammodino, mkl-linear (ours without the oneDNN linear), dinov2-style")
+    p.add_argument("--variants", default="trainer,dinov2-style",
+                   help="comma-separated: trainer, mammodino, mkl-linear (ours without the oneDNN linear), dinov2-style")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     print(f"train step: ViT-{args.arch}/{args.patch}, {args.registers} registers, batch {args.batch}, "
@@ -219,9 +271,10 @@ def main(argv=None) -> int:
     if args.device == "cpu" and (args.arch, args.batch, args.global_size, args.n_local) == ("small", 8, 224, 8):
         print(f"  {'yardstick':14s} {YARDSTICK_CPU:7.2f} images/s  (DINOv2's components, 2 cores, from DESIGN.md)")
     by = {r["variant"]: r for r in results}
-    if "mammodino" in by and "dinov2-style" in by:
-        a, b = by["mammodino"], by["dinov2-style"]
-        print(f"  mammodino / dinov2-style: {a['images_per_s'] / b['images_per_s']:.2f}x in wall time, "
+    ours = by.get("trainer") or by.get("mammodino")
+    if ours and "dinov2-style" in by:
+        a, b = ours, by["dinov2-style"]
+        print(f"  {a['variant']} / dinov2-style: {a['images_per_s'] / b['images_per_s']:.2f}x in wall time, "
               f"{b['cpu_s_per_step'] / a['cpu_s_per_step']:.2f}x in CPU time (CPU time is robust to other "
               "processes sharing the cores; wall time is not)")
     return 0

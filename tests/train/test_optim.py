@@ -24,7 +24,9 @@ def test_layer_ids():
 def test_layerwise_decay_patch_embed_and_no_decay():
     head = nn.Module()
     head.last_layer = nn.Linear(4, 8)
-    groups = {g["name"]: g for g in param_groups({"backbone": Tiny(), "dino_head": head}, 2, 0.5, 0.2)}
+    grouped = param_groups({"backbone": Tiny(), "dino_head": head}, 2, 0.5, 0.2)
+    groups = {name: g for g in grouped for name in g["names"]}
+    assert len(grouped) < len(groups)  # parameters with the same multipliers share a group
     assert groups["backbone.blocks.1.weight"]["lr_multiplier"] == pytest.approx(0.5)  # layer 2 of 3
     assert groups["backbone.blocks.0.weight"]["lr_multiplier"] == pytest.approx(0.25)
     assert groups["backbone.patch_embed.proj.weight"]["lr_multiplier"] == pytest.approx(0.125 * 0.2)
@@ -33,9 +35,9 @@ def test_layerwise_decay_patch_embed_and_no_decay():
     assert groups["backbone.blocks.0.bias"]["wd_multiplier"] == 0.0
     assert groups["backbone.blocks.0.weight"]["wd_multiplier"] == 1.0
     assert groups["dino_head.last_layer.weight"]["is_last_layer"]
-    opt = build_optimizer(list(groups.values()), (0.9, 0.999))
+    opt = build_optimizer(grouped, (0.9, 0.999))
     apply_schedules(opt, {"lr": 1.0, "last_layer_lr": 0.0, "wd": 0.1})
-    by_name = {g["name"]: g for g in opt.param_groups}
+    by_name = {name: g for g in opt.param_groups for name in g["names"]}
     assert by_name["dino_head.last_layer.weight"]["lr"] == 0.0
     assert by_name["backbone.blocks.1.weight"]["lr"] == pytest.approx(0.5)
     assert by_name["backbone.blocks.1.weight"]["weight_decay"] == pytest.approx(0.1)

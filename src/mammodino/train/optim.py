@@ -22,11 +22,12 @@ def _no_decay(name: str, param: torch.Tensor) -> bool:
 
 def param_groups(modules: dict[str, nn.Module], n_blocks: int, layerwise_decay: float,
                  patch_embed_lr_mult: float) -> list[dict]:
-    """One group per (module, parameter) kind with the multipliers the schedules apply.
+    """Parameters grouped by (lr multiplier, weight-decay multiplier, last layer).
 
     ``modules`` maps a prefix ("backbone", "dino_head", ...) to a module; only the backbone gets
-    layer-wise decay (heads sit on top of the last block, multiplier 1)."""
-    groups = []
+    layer-wise decay (heads sit on top of the last block, multiplier 1). Parameters that share
+    multipliers share a group, so AdamW's multi-tensor kernels stay vectorised."""
+    groups: dict[tuple, dict] = {}
     for prefix, module in modules.items():
         for name, param in module.named_parameters():
             if not param.requires_grad:
@@ -36,14 +37,13 @@ def param_groups(modules: dict[str, nn.Module], n_blocks: int, layerwise_decay: 
                 lr_mult = layerwise_decay ** (n_blocks + 1 - layer_id(name, n_blocks))
                 if name.startswith("patch_embed"):
                     lr_mult *= patch_embed_lr_mult
-            groups.append({
-                "params": [param],
-                "name": f"{prefix}.{name}",
-                "lr_multiplier": lr_mult,
-                "wd_multiplier": 0.0 if _no_decay(name, param) else 1.0,
-                "is_last_layer": "last_layer" in name,
-            })
-    return groups
+            wd_mult = 0.0 if _no_decay(name, param) else 1.0
+            last = "last_layer" in name
+            group = groups.setdefault((lr_mult, wd_mult, last), {
+                "params": [], "names": [], "lr_multiplier": lr_mult, "wd_multiplier": wd_mult, "is_last_layer": last})
+            group["params"].append(param)
+            group["names"].append(f"{prefix}.{name}")
+    return list(groups.values())
 
 
 def build_optimizer(groups: list[dict], betas) -> torch.optim.AdamW:

@@ -47,12 +47,18 @@ class Student(nn.Module):
     def forward(self, global_crops, local_crops, masks, mask_indices):
         g = self.backbone.forward_features(global_crops, masks=masks)
         cls = g["x_norm_clstoken"]
-        out = {"global_cls": cls, "global_logits": self.dino_head(cls)}
-        if local_crops is not None and local_crops.numel():
-            local_cls = self.backbone.forward_features(local_crops)["x_norm_clstoken"]
-            out["local_logits"] = self.dino_head(local_cls)
+        has_local = local_crops is not None and local_crops.numel() > 0
+        local_cls = self.backbone.forward_features(local_crops)["x_norm_clstoken"] if has_local else cls[:0]
         patches = g["x_norm_patchtokens"].flatten(0, 1).index_select(0, mask_indices)
-        out["ibot_logits"] = (self.ibot_head or self.dino_head)(patches)
+        if self.ibot_head is None:  # one head pass over everything, as DINOv2 does
+            logits = self.dino_head(torch.cat((cls, local_cls, patches)))
+            g_logits, l_logits, p_logits = logits.split([cls.shape[0], local_cls.shape[0], patches.shape[0]])
+        else:
+            g_logits, l_logits = self.dino_head(torch.cat((cls, local_cls))).split([cls.shape[0], local_cls.shape[0]])
+            p_logits = self.ibot_head(patches)
+        out = {"global_cls": cls, "global_logits": g_logits, "ibot_logits": p_logits}
+        if has_local:
+            out["local_logits"] = l_logits
         if self.slice_proj is not None:
             out["slice_z"] = self.slice_proj(cls)
         return out
@@ -75,8 +81,11 @@ class Teacher(nn.Module):
         B = cls.shape[0] // 2
         swapped = torch.cat((cls[B:], cls[:B]))  # teacher crop 2 is the target of student crop 1
         patches = g["x_norm_patchtokens"].flatten(0, 1).index_select(0, mask_indices)
-        out = {"cls": cls, "dino_logits": self.dino_head(swapped),
-               "ibot_logits": (self.ibot_head or self.dino_head)(patches)}
+        if self.ibot_head is None:
+            dino_logits, ibot_logits = self.dino_head(torch.cat((swapped, patches))).split([swapped.shape[0], patches.shape[0]])
+        else:
+            dino_logits, ibot_logits = self.dino_head(swapped), self.ibot_head(patches)
+        out = {"cls": cls, "dino_logits": dino_logits, "ibot_logits": ibot_logits}
         if self.slice_proj is not None:
             out["slice_z"] = self.slice_proj(swapped)
         return out
