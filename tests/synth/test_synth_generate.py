@@ -158,3 +158,24 @@ def test_bad_arguments_are_user_errors(tmp_path, kwargs):
     with pytest.raises(UserError):
         generate_phantoms(tmp_path / "p", **kwargs)
     assert not (tmp_path / "p").exists()
+
+
+def _mass_areas(folder: Path) -> dict:
+    areas = {}
+    for r in labels_of(folder):
+        if r["lesion_type"] == "mass":
+            x0, y0, x1, y1 = map(int, r["lesion_box"].split())
+            areas[r["image_id"]] = (x1 - x0) * (y1 - y0)
+    return areas
+
+
+def test_mass_scale_makes_masses_larger_and_is_part_of_the_output_identity(tmp_path):
+    generate_phantoms(tmp_path / "x1", n_ffdm=16, n_dbt=0, seed=5, **SMALL)
+    generate_phantoms(tmp_path / "x2", n_ffdm=16, n_dbt=0, seed=5, mass_scale=2.0, **SMALL)
+    a1, a2 = _mass_areas(tmp_path / "x1"), _mass_areas(tmp_path / "x2")
+    assert a1 and a1.keys() == a2.keys()  # same cases, only the mass size differs
+    assert sum(a2.values()) > 2.5 * sum(a1.values())
+    with pytest.raises(UserError):  # same folder, other parameters: refused
+        generate_phantoms(tmp_path / "x1", n_ffdm=16, n_dbt=0, seed=5, mass_scale=2.0, **SMALL)
+    with pytest.raises(UserError, match="mass_scale"):
+        generate_phantoms(tmp_path / "x3", n_ffdm=4, n_dbt=0, mass_scale=0.0, **SMALL)

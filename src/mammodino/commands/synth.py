@@ -66,6 +66,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--dbt-size", type=lambda t: _shape(t, 3), default=(32, 256, 200), metavar="SLICESxROWSxCOLS",
         help="DBT volume size (default 32x256x200)",
     )
+    parser.add_argument("--mass-scale", type=float, default=1.0,
+                        help="multiply mass diameters (default 1: 5-12 %% of the breast; the demo uses 2)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -87,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
         ffdm_shape=args.ffdm_size,
         dbt_shape=args.dbt_size,
         progress=not args.quiet,
+        mass_scale=args.mass_scale,
     )
     elapsed = time.perf_counter() - start
     rows = read_labels(labels)

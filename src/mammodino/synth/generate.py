@@ -88,6 +88,7 @@ class Settings:
     dbt_half_angle_deg: float
     patient_name: str | None
     patient_id_prefix: str
+    mass_scale: float = 1.0
 
     def as_json(self) -> dict:
         d = asdict(self)
@@ -183,7 +184,7 @@ def _ffdm_patient(settings: Settings, out: str, patient: int) -> list[dict]:
     density = _balanced(settings, 0, patient, DENSITIES)
     gland = DENSITY_FRACTION[density] * float(rng.uniform(0.85, 1.15))
     lesion_side = ("L", "R")[int(rng.integers(2))] if rng.random() < P_PATIENT_LESION else None
-    spec = draw_spec(rng) if lesion_side else None
+    spec = draw_spec(rng, mass_scale=settings.mass_scale) if lesion_side else None
     style = dw.STYLES[patient % len(dw.STYLES)]
     base = _draw_shape(rng)
     number = patient + 1
@@ -236,7 +237,7 @@ def _dbt_case(settings: Settings, out: str, index: int, n_ffdm_patients: int) ->
     gland = DENSITY_FRACTION[density] * float(rng.uniform(0.85, 1.15))
     side = ("L", "R")[int(rng.integers(2))]
     view = ("CC", "MLO")[int(rng.integers(2))]
-    spec = draw_spec(rng) if _balanced(settings, 2, index, (True, False)) else None
+    spec = draw_spec(rng, mass_scale=settings.mass_scale) if _balanced(settings, 2, index, (True, False)) else None
     shape = _draw_shape(rng)
     n_slices, h, w = settings.dbt_shape
     px = _pixel_mm(h)
@@ -378,6 +379,7 @@ def generate_phantoms(
     patient_name: str | None = None,
     patient_id_prefix: str | None = None,
     progress: bool = False,
+    mass_scale: float = 1.0,
 ) -> Path:
     """Write ``n_ffdm`` FFDM images (rounded up to whole 4-view patients) and ``n_dbt`` DBT
     volumes as DICOM under ``out``, plus ``out/labels.csv``; returns the labels path.
@@ -400,6 +402,8 @@ def generate_phantoms(
         patient_id_prefix: PatientID = prefix + 4-digit patient number (default ``PHANTOM-``,
             e.g. ``MRN-42`` gives ``MRN-420001``). File names never contain it.
         progress: show a progress bar on stderr.
+        mass_scale: multiplies mass diameters (default 5-12 % of the breast). The demo uses
+            larger masses so that a few CPU-minutes of pretraining can learn them.
 
     Example:
         >>> labels = generate_phantoms("/tmp/phantoms", n_ffdm=12, n_dbt=2, seed=0)  # doctest: +SKIP
@@ -419,6 +423,8 @@ def generate_phantoms(
             "DBT arc needs >= 2 projections and 0 < half angle < 45 deg "
             f"(got {dbt_projections}, {dbt_half_angle_deg})"
         )
+    if not 0 < mass_scale <= 4:
+        raise UserError(f"mass_scale must be in (0, 4], got {mass_scale}")
     settings = Settings(
         n_ffdm=int(n_ffdm),
         n_dbt=int(n_dbt),
@@ -429,6 +435,7 @@ def generate_phantoms(
         dbt_half_angle_deg=float(dbt_half_angle_deg),
         patient_name=patient_name,
         patient_id_prefix="PHANTOM-" if patient_id_prefix is None else str(patient_id_prefix),
+        mass_scale=float(mass_scale),
     )
     labels_path = out / "labels.csv"
     if _check_folder(out, settings):

@@ -47,14 +47,16 @@ class PlacedLesion:
     centre_xy: tuple[float, float]
 
 
-def draw_spec(rng: np.random.Generator, kind: str | None = None) -> LesionSpec:
-    """A random lesion: 60 % masses (half spiculated), 40 % calcification clusters."""
+def draw_spec(rng: np.random.Generator, kind: str | None = None, mass_scale: float = 1.0) -> LesionSpec:
+    """A random lesion: 60 % masses (half spiculated), 40 % calcification clusters.
+
+    ``mass_scale`` multiplies the mass diameter (5-12 % of the breast at 1.0)."""
     if kind is None:
         kind = MASS if rng.random() < 0.6 else CALCIFICATION
     if kind == MASS:
         return LesionSpec(
             kind=MASS,
-            size_frac=float(rng.uniform(0.05, 0.12)),
+            size_frac=float(rng.uniform(0.05, 0.12)) * float(mass_scale),
             spiculated=bool(rng.random() < 0.5),
             nipple_dist_frac=float(rng.uniform(0.25, 0.7)),
             contrast=float(rng.uniform(1.25, 1.5)),
