@@ -65,13 +65,14 @@ def _grads_finite(params) -> bool:
 
 class Trainer:
     def __init__(self, cfg, data_dirs: list, run_dir: str | Path, resume: bool = False,
-                 progress: bool = True, stop_at: int | None = None, batch_hook=None):
+                 progress: bool = True, stop_at: int | None = None, batch_hook=None, echo_config: bool = True):
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.resume = resume
         self.progress = progress
         self.stop_at = stop_at  # tests: stop after this many steps, as if killed after a save
         self.batch_hook = batch_hook  # tests: tamper with a batch (e.g. inject NaN)
+        self.echo_config = echo_config
         self.data_dirs = [Path(d) for d in data_dirs]
         self.device = dist.setup()
         self.rank, self.world = dist.rank(), dist.world_size()
@@ -364,15 +365,18 @@ class Trainer:
               f"{len(self.dataset)} images/volumes ({n_dbt} DBT) from {', '.join(map(str, self.data_dirs))}, "
               f"{self.world} process(es) on {self.device}, batch {cfg.train.batch_size}, steps {start}->{cfg.train.steps}, "
               f"run folder {self.run_dir}", flush=True)
-        print("config:\n" + OmegaConf.to_yaml(cfg), flush=True)
+        if self.echo_config:
+            print("config:\n" + OmegaConf.to_yaml(cfg), flush=True)
 
 
-def pretrain(cfg, data_dirs, run_dir, resume=False, progress=True, stop_at=None, batch_hook=None) -> dict:
+def pretrain(cfg, data_dirs, run_dir, resume=False, progress=True, stop_at=None, batch_hook=None,
+             echo_config=True) -> dict:
     """Python entry point of ``mammodino pretrain``; returns the last logged metrics."""
     if cfg.train.deterministic:
         torch.use_deterministic_algorithms(True)
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    trainer = Trainer(cfg, data_dirs, run_dir, resume=resume, progress=progress, stop_at=stop_at, batch_hook=batch_hook)
+    trainer = Trainer(cfg, data_dirs, run_dir, resume=resume, progress=progress, stop_at=stop_at,
+                      batch_hook=batch_hook, echo_config=echo_config)
     try:
         return trainer.run()
     finally:
