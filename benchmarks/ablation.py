@@ -9,7 +9,7 @@ and probes each (plus a random-init encoder of the same architecture) on a held-
 phantom set: lesion presence and density (image level) and slice-level lesion presence in
 DBT volumes. Prints one table with the mean and spread over seeds.
 
-    python benchmarks/ablation.py                       # 3 seeds, 150 steps each
+    python benchmarks/ablation.py                       # 3 seeds, 200 steps each (~35 min on 2 cores)
     python benchmarks/ablation.py --seeds 0 1 2 --steps 300 --out /tmp/ablation
 """
 
@@ -46,13 +46,14 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="/tmp/mammodino-ablation")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--steps", type=int, default=150)
+    ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS))
     ap.add_argument("--pretrain-ffdm", type=int, default=160)
     ap.add_argument("--pretrain-dbt", type=int, default=32)
     ap.add_argument("--eval-ffdm", type=int, default=120)
     ap.add_argument("--eval-dbt", type=int, default=24)
     ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--mass-scale", type=float, default=2.0, help="phantom mass size (the demo's: 2)")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("overrides", nargs="*", help="extra cpu-tiny overrides for every variant")
     args = ap.parse_args(argv)
@@ -71,9 +72,11 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     pre, ev = out / "phantoms-pretrain", out / "phantoms-eval"
     if not (pre / "labels.csv").exists():
-        generate_phantoms(pre, n_ffdm=args.pretrain_ffdm, n_dbt=args.pretrain_dbt, seed=101, workers=2)
+        generate_phantoms(pre, n_ffdm=args.pretrain_ffdm, n_dbt=args.pretrain_dbt, seed=101, workers=2,
+                          mass_scale=args.mass_scale)
     if not (ev / "labels.csv").exists():
-        generate_phantoms(ev, n_ffdm=args.eval_ffdm, n_dbt=args.eval_dbt, seed=202, workers=2)
+        generate_phantoms(ev, n_ffdm=args.eval_ffdm, n_dbt=args.eval_dbt, seed=202, workers=2,
+                          mass_scale=args.mass_scale)
     for src, dst in ((pre, out / "cache-pretrain"), (ev, out / "cache-eval")):
         index_folder(src, dst, size=args.size, workers=2, progress=False)
     labels = ev / "labels.csv"
@@ -109,7 +112,7 @@ def main(argv=None) -> int:
             cfg = load_config("cpu-tiny", over)
             t = time.perf_counter()
             if not (run_dir / "checkpoint-last.safetensors").exists():
-                pretrain(cfg, [out / "cache-pretrain"], run_dir, progress=False)
+                pretrain(cfg, [out / "cache-pretrain"], run_dir, progress=False, echo_config=False)
             timings.setdefault(variant, []).append(time.perf_counter() - t)
             model, _ = load_backbone(run_dir)
             scores = probe_all(model, f"{variant.replace('+', 'p')}-s{seed}")
