@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import csv
 import os
 import pstats
 import sys
@@ -32,7 +31,7 @@ import numpy as np
 import torch
 
 from mammodino.config import load_config
-from mammodino.data.cache import MANIFEST_COLUMNS, image_relpath, mask_relpath
+from mammodino.data.cache import write_array_cache
 from mammodino.data.dataset import PretrainDataset, build_loader
 from mammodino.data.sampler import BatchPlan
 
@@ -59,27 +58,14 @@ def synthetic_breast(rng: np.random.Generator, h: int, w: int, z: int | None = N
 
 def write_synthetic_cache(out: Path, n_ffdm: int, n_dbt: int, slices: int, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
-    rows = []
+    entries = []
     for i in range(n_ffdm + n_dbt):
         kind = "ffdm" if i < n_ffdm else "dbt"
         h, w = 1024, int(rng.integers(720, 860))
         image, mask = synthetic_breast(rng, h, w, slices if kind == "dbt" else None)
-        image_id = f"{rng.integers(2**63):016x}"
-        for rel, arr in ((image_relpath(image_id), image), (mask_relpath(image_id), mask)):
-            (out / rel).parent.mkdir(parents=True, exist_ok=True)
-            np.save(out / rel, arr)
-        row = {c: "" for c in MANIFEST_COLUMNS}
-        row.update(id=image_id, source=f"synthetic/{i}", stem=f"synthetic{i}", kind=kind,
-                   slices=slices if kind == "dbt" else 1, laterality="L", view="CC", height=h, width=w,
-                   breast_box=f"0 0 {w} {h}", tissue_fraction=f"{mask.mean():.4f}", flipped=0,
-                   cache_height=h, cache_width=w, image_file=image_relpath(image_id),
-                   mask_file=mask_relpath(image_id), status="ok")
-        rows.append(row)
-    with (out / "manifest.csv").open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=MANIFEST_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    return out
+        entries.append(dict(id=f"{rng.integers(2**63):016x}", source=f"synthetic/{i}", stem=f"synthetic{i}",
+                            kind=kind, laterality="L", view="CC", image=image, mask=mask))
+    return write_array_cache(out, entries)
 
 
 def bare_read(dataset: PretrainDataset, keys) -> None:

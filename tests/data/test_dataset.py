@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +9,7 @@ import pytest
 import torch
 
 from mammodino.config import load_config
-from mammodino.data.cache import MANIFEST_COLUMNS, image_relpath, mask_relpath
+from mammodino.data.cache import write_array_cache
 from mammodino.data.dataset import PretrainDataset, build_loader, collate, dbt_slice_pair, sample_rng
 from mammodino.data.sampler import BatchPlan, SampleKey
 from mammodino.errors import UserError
@@ -19,25 +18,10 @@ from mammodino.errors import UserError
 def write_cache(out: Path, entries: list[tuple[str, np.ndarray, np.ndarray]]) -> Path:
     """A cache folder as ``mammodino index`` writes it: entries are (kind, image, mask)."""
     out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for i, (kind, image, mask) in enumerate(entries):
-        image_id = f"{i:02x}{'ab' * 7}"
-        for rel, arr in ((image_relpath(image_id), image), (mask_relpath(image_id), mask)):
-            (out / rel).parent.mkdir(parents=True, exist_ok=True)
-            np.save(out / rel, arr)
-        h, w = mask.shape
-        row = {c: "" for c in MANIFEST_COLUMNS}
-        row.update(id=image_id, source=f"src/{i}.dcm", stem=str(i), kind=kind,
-                   slices=image.shape[0] if kind == "dbt" else 1, laterality="L", view="CC",
-                   height=h, width=w, breast_box=f"0 0 {w} {h}", tissue_fraction=float(mask.mean()),
-                   flipped=0, cache_height=h, cache_width=w, image_file=image_relpath(image_id),
-                   mask_file=mask_relpath(image_id), status="ok")
-        rows.append(row)
-    with (out / "manifest.csv").open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=MANIFEST_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    return out
+    return write_array_cache(out, [
+        dict(id=f"{i:02x}{'ab' * 7}", source=f"src/{i}.dcm", stem=str(i), kind=kind, laterality="L", view="CC",
+             image=image, mask=mask)
+        for i, (kind, image, mask) in enumerate(entries)])
 
 
 def left_half_breast(h: int = 96, w: int = 80, seed: int = 0, z: int | None = None):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import cv2
@@ -11,29 +10,15 @@ import pytest
 
 from mammodino.cli import main
 from mammodino.config import load_config
-from mammodino.data.cache import MANIFEST_COLUMNS, image_relpath, mask_relpath
+from mammodino.data.cache import write_array_cache
 from mammodino.data.dataset import PretrainDataset
 from mammodino.data.preview import GAP, GREEN, RED, YELLOW, preview_keys, render_preview, save_preview
 
 
 def write_cache(out: Path, entries) -> Path:
     """A cache folder in the cache.py layout; entries are (kind, image, mask)."""
-    rows = []
-    for i, (kind, image, mask) in enumerate(entries):
-        image_id = f"{i:02x}{'cd' * 7}"
-        for rel, arr in ((image_relpath(image_id), image), (mask_relpath(image_id), mask)):
-            (out / rel).parent.mkdir(parents=True, exist_ok=True)
-            np.save(out / rel, arr)
-        row = {c: "" for c in MANIFEST_COLUMNS}
-        row.update(id=image_id, stem=str(i), kind=kind, slices=image.shape[0] if kind == "dbt" else 1,
-                   cache_height=mask.shape[0], cache_width=mask.shape[1], image_file=image_relpath(image_id),
-                   mask_file=mask_relpath(image_id), status="ok")
-        rows.append(row)
-    with (out / "manifest.csv").open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=MANIFEST_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    return out
+    return write_array_cache(out, [dict(id=f"{i:02x}{'cd' * 7}", stem=str(i), kind=kind, image=image, mask=mask)
+                                   for i, (kind, image, mask) in enumerate(entries)])
 
 
 def breast(h=160, w=120, z=None, seed=0):
