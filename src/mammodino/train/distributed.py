@@ -12,17 +12,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-
-def is_enabled() -> bool:
-    return dist.is_available() and dist.is_initialized()
-
-
-def rank() -> int:
-    return dist.get_rank() if is_enabled() else 0
-
-
-def world_size() -> int:
-    return dist.get_world_size() if is_enabled() else 1
+from mammodino.losses.distributed import is_distributed as is_enabled, rank, world_size  # noqa: F401
 
 
 def is_main() -> bool:
