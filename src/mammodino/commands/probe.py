@@ -12,7 +12,7 @@ Examples:
 Writes OUT/results.json (one entry per task, probe, level, label fraction, metric),
 OUT/results.md, OUT/summary.json (what joined, what did not, notes) and ROC curves
 OUT/roc_<task>_<probe>.png, and prints the Markdown table. Tasks: see `--task` choices
-and docs/notes/eval.md. Binary tasks report AUC; multi-class tasks macro one-vs-rest AUC
+and docs/eval.md. Binary tasks report AUC; multi-class tasks macro one-vs-rest AUC
 and balanced accuracy. --perturb re-embeds the test images with degraded inputs and applies
 the probes trained on clean features (same split); the table gets a "drop" column.
 """

@@ -1,6 +1,6 @@
 """Find the images under an archive folder, one directory at a time (streaming).
 
-Rules (documented in docs/notes/ingest.md):
+Rules (documented in docs/ingest.md):
 
 - Directories are walked depth first in sorted order; symbolic links to directories are
   followed but every real directory is visited once (``(st_dev, st_ino)``), so link loops

@@ -27,7 +27,7 @@ def _onednn_available() -> bool:
 
 # On x86 CPUs the fp32 GEMMs of ``F.linear`` go to MKL, which takes its AVX2 code path on
 # AMD processors; oneDNN's fp32 matmul (same IEEE fp32 arithmetic) uses AVX-512 there and
-# is about 2x faster for the ViT's shapes (benchmarks/train_step.py, docs/notes/models.md).
+# is about 2x faster for the ViT's shapes (benchmarks/train_step.py, docs/models.md).
 # Set MAMMODINO_ONEDNN_LINEAR=0 to use plain F.linear everywhere.
 ONEDNN_LINEAR = _onednn_available()
 

@@ -1,7 +1,7 @@
 """Task adapters: public label tables -> :class:`TaskLabels` (one labelled row per image).
 
 ``load_task(name, labels, **options)`` is the entry point; ``TASKS`` lists every task with
-its dataset, source columns and label definition (the table in docs/notes/eval.md is
+its dataset, source columns and label definition (the table in docs/eval.md is
 generated from it).
 """
 
