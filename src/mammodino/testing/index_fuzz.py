@@ -269,11 +269,30 @@ def run_index(src, out, workers: int = 2, size: int = 64, timeout: float = 900, 
 
 
 def read_rows(out) -> list[dict]:
+    """Manifest rows, read even when a field is longer than the csv module's default limit
+    (131072 characters; see :func:`manifest_readable`)."""
     path = Path(out) / "manifest.csv"
     if not path.exists():
         return []
-    with path.open(newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
+    old = csv.field_size_limit()
+    csv.field_size_limit(1 << 30)
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            return list(csv.DictReader(fh))
+    finally:
+        csv.field_size_limit(old)
+
+
+def manifest_readable(out) -> str | None:
+    """None when the project's own reader (``mammodino.data.cache.read_manifest``, plain
+    ``csv`` with its default field limit) reads the manifest; else why not."""
+    from mammodino.data.cache import read_manifest
+
+    try:
+        read_manifest(out, only_ok=False)
+    except Exception as exc:  # noqa: BLE001 - the finding
+        return f"{type(exc).__name__}: {exc}"
+    return None
 
 
 def check_cached_files(out, row: dict) -> str | None:
@@ -304,6 +323,9 @@ def check(cases: list[Case], out, result: procs.ProcResult | None = None, sensit
     rows = read_rows(out)
     manifest_text = (Path(out) / "manifest.csv").read_text(encoding="utf-8", errors="replace") if rows else ""
     report = Report(cases=sum(1 for c in cases if c.expect != "none"), rows=len(rows))
+    unreadable = manifest_readable(out) if rows else None
+    if unreadable:
+        report.violations.append(("reason", f"manifest.csv no longer opens with read_manifest: {unreadable}"))
     if result is not None:
         report.seconds = result.seconds
         report.peak_rss_bytes = result.peak_rss_bytes

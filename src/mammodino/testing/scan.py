@@ -8,7 +8,8 @@ searches that also open the containers a plain ``grep`` cannot see into.
 - ``.html`` / text: base64 ``data:`` URIs, decoded (and searched again as PNG);
 - ``.safetensors``: the JSON header is plain bytes already; searched as is;
 
-each needle as given and, for text, case-insensitively. FIFOs, sockets and devices are
+each needle in UTF-8, UTF-16-LE and UTF-32-LE (numpy's ``<U`` string arrays) and, for
+text, case-insensitively. FIFOs, sockets and devices are
 never opened (a FIFO would block), symbolic links are not followed.
 """
 
@@ -115,7 +116,8 @@ def _looks_textual(data: bytes) -> bool:
 def find_strings(roots, needles: list[str]) -> list[tuple[str, str]]:
     """``[(where, needle)]`` for every needle found in any file under ``roots`` (files or
     folders). An empty list means nothing was found anywhere."""
-    encoded = [(n, n.encode("utf-8")) for n in needles]
+    # numpy stores str arrays as UTF-32 ('<U'), Windows tools write UTF-16: search all three
+    encoded = [(n, n.encode(enc)) for n in needles for enc in ("utf-8", "utf-16-le", "utf-32-le")]
     hits = []
     files = []
     for root in roots if isinstance(roots, (list, tuple)) else [roots]:
@@ -136,8 +138,10 @@ def find_strings(roots, needles: list[str]) -> list[tuple[str, str]]:
         data = path.read_bytes()
         for where, view in _views(str(path), data):
             lowered = view.lower() if _looks_textual(view) else None
+            found = set()
             for needle, raw in encoded:
-                if raw in view or (lowered is not None and raw.lower() in lowered):
+                if needle not in found and (raw in view or (lowered is not None and raw.lower() in lowered)):
+                    found.add(needle)
                     hits.append((where, needle))
     return hits
 
