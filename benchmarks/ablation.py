@@ -36,7 +36,7 @@ TASKS = [("phantom-lesion", "middle"), ("phantom-density", "middle"), ("phantom-
 
 def headline(entries):
     for e in entries:
-        if e["probe"] == "logistic" and e.get("level", "image") == "image" and e["metric"] in ("auc", "macro_auc") \
+        if e["probe"] == "logistic" and e.get("level", "image") in ("image", "slice") and e["metric"] in ("auc", "macro_auc") \
                 and float(e.get("label_fraction", 1.0)) == 1.0 and not e.get("perturbation"):
             return float(e["value"])
     return float("nan")
