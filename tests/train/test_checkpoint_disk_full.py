@@ -100,20 +100,22 @@ def test_checkpoint_on_a_full_disk_through_the_cli(phantom_cache, tmp_path):
 def test_metrics_log_on_a_full_disk_is_a_clear_error(phantom_cache, tmp_path, monkeypatch, capsys):
     """On a really full disk the first write to fail may be the step's metrics.jsonl line
     (written just before the checkpoint): that too must be one message, exit 2."""
+    from mammodino.testing.procs import FullDisk
     from mammodino.train import metrics_log
 
-    real = metrics_log.MetricsLog.write
+    real_init = metrics_log.MetricsLog.__init__
 
-    def write(self, row):
-        if row.get("step", 0) >= 2:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real(self, row)
+    def init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        if self.fh is not None:
+            self.fh = FullDisk(self.fh, after_writes=1)  # the 2nd line hits a full disk
 
-    monkeypatch.setattr(metrics_log.MetricsLog, "write", write)
+    monkeypatch.setattr(metrics_log.MetricsLog, "__init__", init)
     torch.set_num_threads(1)
     run_dir = tmp_path / "run"
     rc = main(["pretrain", "--config", "cpu-tiny", "--data", str(phantom_cache), "--out", str(run_dir),
                "--no-progress", *THREE_STEPS])
     err = capsys.readouterr().err
     assert rc == 2 and "metrics.jsonl" in err and os.strerror(errno.ENOSPC) in err, err[-2000:]
+    assert "Traceback" not in err
     _assert_previous_checkpoint_kept(run_dir, step=1)

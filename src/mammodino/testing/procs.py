@@ -15,6 +15,7 @@ every orphaned descendant and prints the peak RSS of the largest process of the 
 from __future__ import annotations
 
 import ctypes
+import errno
 import json
 import os
 import resource
@@ -50,6 +51,42 @@ def fsize_limiter(max_bytes: int):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a kill
 
     return apply
+
+
+class FullDisk:
+    """A text/binary file object whose writes fail with ENOSPC after ``after_writes``
+    successful ones (and whose flush/close then fail too, as on a real full disk): wrap the
+    handle a writer keeps open to simulate the disk filling up in the middle of a run."""
+
+    def __init__(self, fh, after_writes: int = 0):
+        self._fh = fh
+        self._left = int(after_writes)
+        self.failed = False
+
+    def _fail(self):
+        self.failed = True
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), getattr(self._fh, "name", None))
+
+    def write(self, data):
+        if self._left <= 0:
+            self._fail()
+        self._left -= 1
+        return self._fh.write(data)
+
+    def flush(self):
+        if self.failed:
+            self._fail()
+        return self._fh.flush()
+
+    def close(self):
+        try:
+            if not self.failed:
+                self._fh.flush()
+        finally:
+            self._fh.close()
+
+    def __getattr__(self, name):
+        return getattr(self._fh, name)
 
 
 def quiet_env(threads: int = 1, **extra) -> dict:

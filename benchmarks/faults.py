@@ -1,0 +1,397 @@
+"""Fault-injection benchmark: every reliability scenario of DESIGN.md at a larger scale
+than the test suite, with a table of figures.
+
+Scenarios (each timed):
+
+- ``kill``: a cpu-tiny pretraining run (micro config, deterministic, 1 thread, a checkpoint
+  every step) SIGKILLed ``--kills`` times (random moments, during start-up and the moment a
+  checkpoint write begins), resumed each time; final state compared with an uninterrupted
+  run of the same length (the yardstick). Figures: kills survived, kills that hit a
+  checkpoint write, max |weight difference|.
+- ``fuzz``: ``mammodino index --workers 2`` on ``--mutants`` hostile files made from phantoms,
+  the OpenREM fixtures, all RSNA files cut to their header and ``--rsna-full`` whole RSNA
+  files (whose mutants may decode: 0.3-1 s each). Figures: cases, ok, skipped by reason,
+  rows that needed the reader's catch-all, broken expectations, escaped exceptions, peak
+  RSS of the whole process tree; the yardstick is the same command on the unmutated seeds.
+- ``config``: every bad config / data folder / output path of
+  :mod:`mammodino.testing.config_fuzz` through the CLI: how many give one clear message.
+- ``disk``: the cache and a checkpoint written to a "full disk" (RLIMIT_FSIZE: EFBIG) and a
+  full disk hitting metrics.jsonl (ENOSPC): exit code, message, ok rows without files,
+  partial files left, whether the same command completes the job afterwards.
+- ``nan``: NaN / inf injected into training batches (``pretrain(batch_hook=...)``): steps
+  skipped, how the run ends, whether the saved state is finite.
+
+Usage:
+    python benchmarks/faults.py                         # everything (~5 min on 2 cores)
+    python benchmarks/faults.py --only kill,nan         # some scenarios
+    python benchmarks/faults.py --kills 8 --steps 20 --mutants 1500 --rsna-full 3 --json faults.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("MAMMODINO_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+MICRO = [
+    "model.arch=tiny", "model.patch_size=16", "model.drop_path_rate=0.1",
+    "dino.n_prototypes=64", "dino.hidden_dim=64", "dino.bottleneck_dim=32",
+    "ibot.n_prototypes=64", "slice.proj_dim=32", "slice.hidden_dim=64",
+    "crops.global_crop_size=32", "crops.local_crop_size=16", "crops.local_crops_number=2",
+    "data.num_workers=0", "data.dbt_fraction=0.5",
+    "train.batch_size=4", "train.log_every=1", "train.deterministic=true",
+]
+
+
+# --------------------------------------------------------------------------- data
+
+
+def make_phantoms(work: Path) -> tuple[Path, Path]:
+    from mammodino.data.indexer import index_folder
+    from mammodino.synth.generate import generate_phantoms
+
+    src, cache = work / "phantoms", work / "phantom-cache"
+    generate_phantoms(src, n_ffdm=12, n_dbt=2, seed=0)
+    index_folder(src, cache, size=256, workers=1, progress=False)
+    return src, cache
+
+
+# --------------------------------------------------------------------------- scenarios
+
+
+def scenario_kill(work: Path, cache: Path, args) -> dict:
+    from mammodino.testing.killer import format_report, kill_resume_campaign
+
+    modes = ["write", "random", "startup", "write", "random", "write", "random", "write", "random", "write"]
+    kills = (modes * (args.kills // len(modes) + 1))[: args.kills]
+    report = kill_resume_campaign(cache, work / "kill", MICRO + ["train.checkpoint_every=1"], kills=kills,
+                                  seed=args.seed, steps=args.steps)
+    print(format_report(report), flush=True)
+    return {
+        "kills": report.get("kills"), "kills_during_checkpoint_write": report.get("kills_during_write"),
+        "resumes": report.get("resumes"), "steps": args.steps,
+        "max_abs_diff_weights": report.get("max_abs_diff_weights"), "max_abs_diff_all_tensors": report.get("max_abs_diff"),
+        "problems": report.get("problems"), "reference_s": report.get("reference_seconds"),
+        "killed_run_s": report.get("killed_run_seconds"),
+        "passed": not report.get("problems") and report.get("max_abs_diff") == 0.0,
+    }
+
+
+def scenario_fuzz(work: Path, args) -> dict:
+    from mammodino.synth.generate import generate_phantoms
+    from mammodino.testing import index_fuzz as fuzz
+    from mammodino.testing.mutate import header_only
+
+    root = work / "fuzz"
+    seeds_dir = root / "seeds"
+    small, full = seeds_dir / "small", seeds_dir / "full"
+    generate_phantoms(small, n_ffdm=4, n_dbt=1, seed=3, ffdm_shape=(160, 128), dbt_shape=(6, 96, 80),
+                      patient_name="DOE^JANE", patient_id_prefix="MRN-4242-")
+    generate_phantoms(full, n_ffdm=4, n_dbt=1, seed=4, patient_name="DOE^JANE", patient_id_prefix="MRN-4242-")
+    seeds = [(p, True) for p in sorted(small.rglob("*.dcm"))] + [(p, True) for p in sorted(full.rglob("*.dcm"))[:3]]
+    if (SHARED_DATA / "dicom_headers").is_dir():
+        seeds += [(p, False) for p in sorted((SHARED_DATA / "dicom_headers").glob("*.dcm"))]
+    rsna = sorted((SHARED_DATA / "rsna").rglob("*.dcm"), key=lambda p: p.stat().st_size) \
+        if (SHARED_DATA / "rsna").is_dir() else []
+    for p in rsna:
+        q = seeds_dir / "rsna-header" / f"hdr-{p.name}"
+        q.parent.mkdir(parents=True, exist_ok=True)
+        q.write_bytes(header_only(p.read_bytes()))
+        seeds.append((q, False))
+    seeds += [(p, True) for p in rsna[: args.rsna_full]]
+
+    # yardstick: the unmutated seeds alone
+    clean = root / "clean-src"
+    for i, (p, _) in enumerate(seeds):
+        (clean / f"{i:03d}").mkdir(parents=True, exist_ok=True)
+        os.symlink(p, clean / f"{i:03d}" / p.name)
+    base = fuzz.run_index(clean, root / "clean-out", workers=2, size=args.size)
+
+    t0 = time.perf_counter()
+    cases = fuzz.build_corpus(root / "src", seeds, n_mutants=args.mutants, seed=args.seed)
+    build_s = time.perf_counter() - t0
+    from mammodino.testing.scan import tree_digest
+
+    before = tree_digest(root / "src")
+    result = fuzz.run_index(root / "src", root / "out", workers=2, size=args.size)
+    src_unchanged = tree_digest(root / "src") == before
+    sensitive = fuzz.patient_strings([p for p, _ in seeds]) + ["DOE^JANE", "MRN-4242"]
+    report = fuzz.check(cases, root / "out", result, sensitive=sensitive)
+    print(fuzz.table(report, top=60), flush=True)
+    for category, message in report.violations[:40]:
+        print(f"  [{category}] {message[:300]}")
+    for rel, fam, reason in report.unexpected_errors[:20]:
+        print(f"  [catch-all] {fam}: {reason[:200]}")
+    rsna_full_cases = [c for c in cases if c.seed in {p.name for p in rsna[: args.rsna_full]}]
+    rows = {r["source"]: r for r in fuzz.read_rows(root / "out")}
+    return {
+        "cases": report.cases, "ok": report.ok, "skipped": report.skipped,
+        "skipped_by_reason": dict(report.reasons.most_common()),
+        "catch_all_rows": len(report.unexpected_errors),
+        "catch_all_examples": sorted({f"{f}: {r[:120]}" for _, f, r in report.unexpected_errors})[:10],
+        "violations_by_category": dict(__import__("collections").Counter(c for c, _ in report.violations)),
+        "violation_examples": [m[:240] for _, m in report.violations[:12]],
+        "escaped": report.escaped, "src_unchanged": src_unchanged,
+        "peak_rss_mb": None if result.peak_rss_bytes is None else round(result.peak_rss_bytes / 2**20),
+        "index_s": round(result.seconds, 1), "corpus_build_s": round(build_s, 1),
+        "rsna_derived_cases": sum(1 for c in cases if c.seed.startswith("hdr-")) + len(rsna_full_cases),
+        "rsna_full_mutants_ok": sum(1 for c in rsna_full_cases if rows.get(c.rel, {}).get("status") == "ok"),
+        "families": len({c.family for c in cases}),
+        "yardstick_clean_seeds": {"files": len(seeds), "s": round(base.seconds, 1),
+                                  "peak_rss_mb": None if base.peak_rss_bytes is None else round(base.peak_rss_bytes / 2**20),
+                                  "exit": base.returncode},
+    }
+
+
+def scenario_config(work: Path, cache: Path) -> dict:
+    from mammodino.testing import config_fuzz
+
+    results = []
+    t0 = time.perf_counter()
+    for i, (kind, name) in enumerate(config_fuzz.all_cases()):
+        tmp = work / "config" / f"{i:03d}"
+        tmp.mkdir(parents=True)
+        r = config_fuzz.run_case(kind, name, cache, tmp)
+        results.append(r)
+        print(f"  {kind:8s} {name:28s} {r.verdict()}", flush=True)
+    bad = [r for r in results if not r.clear]
+    return {"cases": len(results), "clear_message": len(results) - len(bad),
+            "escaped_exception": sum(1 for r in bad if r.escaped),
+            "wrong_exit_or_message": sum(1 for r in bad if not r.escaped),
+            "not_clear": [f"{r.kind}:{r.name}: {r.verdict()}" for r in bad], "s": round(time.perf_counter() - t0, 1)}
+
+
+def _disk_index(work: Path, src: Path, name: str, size: int, limit: int, n_expected: int) -> dict:
+    from mammodino.testing import index_fuzz as fuzz
+
+    out = work / "disk" / name
+    full = fuzz.run_index(src, out, workers=2, size=size, fsize=limit, peak_rss=False)
+    rows = fuzz.read_rows(out)
+    ok_without_files = sum(1 for r in rows if r.get("status") == "ok" and fuzz.check_cached_files(out, r))
+    tmp_left = len(list(out.rglob("*.tmp-*")))
+    again = fuzz.run_index(src, out, workers=2, size=size, peak_rss=False)
+    rows = fuzz.read_rows(out)
+    ok_after = sum(1 for r in rows if r.get("status") == "ok")
+    sources = [r["source"] for r in rows]
+    lines = [line for line in full.stderr.splitlines() if line.startswith("error:")]
+    return {"exit": full.returncode, "traceback": "Traceback" in full.output,
+            "message": lines[0][:200] if lines else (full.output.strip().splitlines() or [""])[-1][:200],
+            "ok_rows_without_files": ok_without_files, "tmp_files_left": tmp_left,
+            "rerun_exit": again.returncode, "ok_after_rerun": ok_after, "expected_ok": n_expected,
+            "duplicate_rows": len(sources) - len(set(sources)),
+            "passed": (full.returncode == 2 and not ("Traceback" in full.output) and ok_without_files == 0
+                       and tmp_left == 0 and ok_after == n_expected)}
+
+
+def scenario_disk(work: Path, phantoms: Path, cache: Path) -> dict:
+    import sys as _sys
+
+    from mammodino.testing import procs
+    from mammodino.train import checkpoint as ckpt
+
+    out = {}
+    t0 = time.perf_counter()
+    out["cache_images"] = _disk_index(work, phantoms, "images", 256, 64_000, 14)
+    ffdm = work / "disk" / "ffdm-src"
+    ffdm.mkdir(parents=True)
+    for p in sorted((phantoms / "ffdm").glob("*.dcm")):
+        os.symlink(p, ffdm / p.name)
+    out["cache_manifest"] = _disk_index(work, ffdm, "manifest", 16, 2_000, 12)
+
+    run_dir = work / "disk" / "run"
+    base = [_sys.executable, "-m", "mammodino", "pretrain", "--config", "cpu-tiny", "--data", str(cache), "--out",
+            str(run_dir), "--no-progress", *MICRO, "train.steps=3", "train.checkpoint_every=1"]
+    first = procs.run(base + ["--stop-at", "1"], env=procs.quiet_env(), timeout=600)
+    size = (run_dir / ckpt.LAST).stat().st_size
+    full = procs.run(base + ["--resume"], env=procs.quiet_env(), timeout=600, fsize=size // 2)
+    lines = [line for line in full.stderr.splitlines() if line.startswith("error:")]
+    _, meta = ckpt.load_checkpoint(run_dir / ckpt.LAST)
+    resumed = procs.run(base + ["--resume"], env=procs.quiet_env(), timeout=600)
+    _, meta_after = ckpt.load_checkpoint(run_dir / ckpt.LAST)
+    out["checkpoint"] = {"first_exit": first.returncode, "exit": full.returncode, "traceback": "Traceback" in full.output,
+                         "message": lines[0][:200] if lines else full.output[-200:],
+                         "checkpoint_step_after_failure": meta["state"]["step"],
+                         "partial_left": bool(list(run_dir.glob("*" + ckpt.TMP_SUFFIX))),
+                         "resume_exit": resumed.returncode, "step_after_resume": meta_after["state"]["step"],
+                         "passed": (full.returncode == 2 and not ("Traceback" in full.output)
+                                    and meta["state"]["step"] == 1 and meta_after["state"]["step"] == 3)}
+    out["metrics_log"] = _metrics_enospc(work, cache)
+    out["s"] = round(time.perf_counter() - t0, 1)
+    return out
+
+
+def _metrics_enospc(work: Path, cache: Path) -> dict:
+    """metrics.jsonl's handle turns into a full disk after its first line."""
+    import contextlib
+    import io
+
+    from mammodino.cli import main
+    from mammodino.testing.procs import FullDisk
+    from mammodino.train import metrics_log
+
+    real_init = metrics_log.MetricsLog.__init__
+
+    def init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        if self.fh is not None:
+            self.fh = FullDisk(self.fh, after_writes=1)
+
+    metrics_log.MetricsLog.__init__ = init
+    err = io.StringIO()
+    escaped = ""
+    rc = None
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            rc = main(["pretrain", "--config", "cpu-tiny", "--data", str(cache), "--out", str(work / "disk" / "metrics"),
+                       "--no-progress", *MICRO, "train.steps=3", "train.checkpoint_every=1"])
+    except Exception as exc:  # noqa: BLE001 - the finding
+        escaped = f"{type(exc).__name__}: {exc}"
+    finally:
+        metrics_log.MetricsLog.__init__ = real_init
+    lines = [line for line in err.getvalue().splitlines() if line.startswith("error:")]
+    return {"exit": rc, "escaped": escaped, "message": lines[0][:200] if lines else "",
+            "passed": rc == 2 and not escaped}
+
+
+def scenario_nan(work: Path, cache: Path) -> dict:
+    import contextlib
+    import io
+
+    from mammodino.config import load_config
+    from mammodino.train import checkpoint as ckpt
+    from mammodino.train.trainer import NonFiniteLossError, pretrain
+
+    def poison(steps, what="global_crops", value=float("nan")):
+        def hook(step, batch):
+            if step in steps:
+                batch[what][0, 0, 0, 0] = value
+            return batch
+
+        return hook
+
+    plans = {
+        "one NaN batch (step 3)": poison({3}),
+        "+inf in a local crop (step 2)": poison({2}, "local_crops", float("inf")),
+        "NaN in 2 batches apart (3, 6)": poison({3, 6}),
+        "NaN from step 4 on": poison(set(range(4, 100))),
+        "NaN in every batch": poison(set(range(100))),
+    }
+    results = {}
+    t0 = time.perf_counter()
+    for i, (name, hook) in enumerate(plans.items()):
+        cfg = load_config("cpu-tiny", MICRO + ["train.steps=8", "train.checkpoint_every=2", "train.max_nonfinite_steps=3"])
+        run_dir = work / "nan" / f"{i}"
+        t1 = time.perf_counter()
+        outcome = "completed"
+        log = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+                pretrain(cfg, [cache], run_dir, progress=False, batch_hook=hook)
+        except NonFiniteLossError as exc:
+            outcome = f"stopped: {str(exc)[:90]}..."
+        rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        skipped = [r["step"] for r in rows if "skipped" in r]
+        finite, step = None, None
+        if (run_dir / ckpt.LAST).exists():
+            tensors, meta = ckpt.load_checkpoint(run_dir / ckpt.LAST)
+            finite = all(bool(torch.isfinite(v).all()) for v in tensors.values() if v.is_floating_point())
+            step = meta["state"]["step"]
+        results[name] = {"skipped_steps": skipped, "outcome": outcome, "checkpoint_step": step,
+                         "checkpoint_finite": finite, "s": round(time.perf_counter() - t1, 1)}
+        print(f"  {name:32s} skipped {skipped}, {outcome}, checkpoint step {step}, finite {finite}", flush=True)
+    return {"runs": results, "s": round(time.perf_counter() - t0, 1),
+            "passed": all(r["checkpoint_finite"] is not False for r in results.values())}
+
+
+# --------------------------------------------------------------------------- table
+
+
+def figures_table(fig: dict) -> str:
+    rows = [("scenario", "figures", "seconds")]
+    if "kill" in fig:
+        k = fig["kill"]
+        rows.append(("kill + resume", f"{k['kills']} kills survived ({k['kills_during_checkpoint_write']} during a "
+                     f"checkpoint write), {k['resumes']} resumes, {k['steps']} steps; max |diff| weights "
+                     f"{k['max_abs_diff_weights']}, all tensors {k['max_abs_diff_all_tensors']}; problems {len(k['problems'] or [])}",
+                     f"{k['reference_s']} (yardstick) + {k['killed_run_s']}"))
+    if "fuzz" in fig:
+        f = fig["fuzz"]
+        top = ", ".join(f"{n} {r[:40]}" for r, n in list(f["skipped_by_reason"].items())[:6])
+        rows.append(("index fuzz", f"{f['cases']} cases ({f['families']} families, {f['rsna_derived_cases']} from RSNA): "
+                     f"{f['ok']} ok, {f['skipped']} skipped; escaped {f['escaped']}; catch-all rows {f['catch_all_rows']}; "
+                     f"broken expectations {f['violations_by_category']}; SRC unchanged {f['src_unchanged']}; "
+                     f"peak RSS {f['peak_rss_mb']} MiB (clean seeds: {f['yardstick_clean_seeds']['peak_rss_mb']} MiB). "
+                     f"Top reasons: {top}",
+                     f"{f['index_s']} (clean seeds {f['yardstick_clean_seeds']['s']})"))
+    if "config" in fig:
+        c = fig["config"]
+        rows.append(("config fuzz", f"{c['cases']} cases: {c['clear_message']} one clear message, "
+                     f"{c['escaped_exception']} tracebacks, {c['wrong_exit_or_message']} wrong exit/message", str(c["s"])))
+    if "disk" in fig:
+        d = fig["disk"]
+        for key in ("cache_images", "cache_manifest", "checkpoint", "metrics_log"):
+            v = d[key]
+            rows.append((f"disk full: {key}", ", ".join(f"{a}={b}" for a, b in v.items() if a != "passed")
+                         + f" -> {'PASS' if v['passed'] else 'FAIL'}", ""))
+        rows[-1] = rows[-1][:2] + (str(d["s"]),)
+    if "nan" in fig:
+        for name, v in fig["nan"]["runs"].items():
+            rows.append((f"NaN: {name}", f"skipped {v['skipped_steps']}, {v['outcome']}, checkpoint step "
+                         f"{v['checkpoint_step']} finite {v['checkpoint_finite']}", str(v["s"])))
+    return "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows[:1] + [("---", "---", "---")] + rows[1:])
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--only", default="kill,fuzz,config,disk,nan")
+    p.add_argument("--kills", type=int, default=8)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--mutants", type=int, default=1500)
+    p.add_argument("--rsna-full", type=int, default=3, help="whole RSNA files used as good seeds (slow to decode)")
+    p.add_argument("--size", type=int, default=128, help="cache long side for the fuzz run")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--work", default=None, help="work folder (default: a temporary one, removed)")
+    p.add_argument("--json", default=None, help="write the figures here")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    only = set(args.only.split(","))
+    tmp = tempfile.TemporaryDirectory(prefix="faults-") if args.work is None else None
+    work = Path(args.work or tmp.name)
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"faults benchmark: {platform.processor() or platform.machine()}, {os.cpu_count()} cores (shared), "
+          f"torch {torch.__version__}, work {work}", flush=True)
+    figures: dict = {}
+    seconds: dict = {}
+    phantoms, cache = make_phantoms(work)
+    for name, fn in (("kill", lambda: scenario_kill(work, cache, args)), ("fuzz", lambda: scenario_fuzz(work, args)),
+                     ("config", lambda: scenario_config(work, cache)), ("disk", lambda: scenario_disk(work, phantoms, cache)),
+                     ("nan", lambda: scenario_nan(work, cache))):
+        if name not in only:
+            continue
+        print(f"\n== {name}", flush=True)
+        t0 = time.perf_counter()
+        figures[name] = fn()
+        seconds[name] = round(time.perf_counter() - t0, 1)
+        print(f"== {name}: {seconds[name]} s", flush=True)
+    figures["seconds_per_scenario"] = seconds
+    print("\n" + figures_table(figures))
+    print("\nseconds per scenario: " + ", ".join(f"{k} {v}" for k, v in seconds.items()))
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=1, default=str))
+    if tmp is not None:
+        tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
