@@ -27,7 +27,6 @@ import io
 import struct
 import zlib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
