@@ -153,6 +153,21 @@ def _check_ranges(cfg: DictConfig) -> None:
     for key in ("train.steps", "train.batch_size", "train.grad_accum", "crops.global_crop_size",
                 "crops.local_crop_size", "dino.n_prototypes", "model.patch_size", "optim.base_lr"):
         positive(key)
+    for key in ("train.checkpoint_every", "train.log_every", "dino.hidden_dim", "dino.bottleneck_dim",
+                "slice.proj_dim", "slice.hidden_dim", "dino.student_temp", "slice.temperature",
+                "optim.teacher_temp", "optim.warmup_teacher_temp", "train.max_nonfinite_steps"):
+        positive(key)
+    for key in ("data.num_workers", "train.seed", "model.num_register_tokens", "train.keep_every",
+                "crops.local_crops_number", "dino.nlayers"):
+        if OmegaConf.select(cfg, key) < 0:
+            raise ConfigError(f"config key {key!r}: must be >= 0, got {OmegaConf.select(cfg, key)!r}")
+    for key in ("optim.warmup_fraction", "ibot.mask_sample_probability", "optim.teacher_temp_warmup_fraction",
+                "optim.freeze_last_layer_fraction", "model.drop_path_rate"):
+        value = OmegaConf.select(cfg, key)
+        if not 0.0 <= value <= 1.0:
+            raise ConfigError(f"config key {key!r}: must be within [0, 1], got {value!r}")
+    if cfg.model.pretrained is not None and not isinstance(cfg.model.pretrained, str):
+        raise ConfigError(f"config key 'model.pretrained': expected a file path, got {cfg.model.pretrained!r}")
     frac = cfg.data.dbt_fraction
     if not 0.0 <= frac <= 1.0:
         raise ConfigError(f"config key 'data.dbt_fraction': must be within [0, 1], got {frac!r}")

@@ -97,6 +97,11 @@ class PretrainDataset(torch.utils.data.Dataset):
             for rel in (rows[0].get("image_file"), rows[0].get("mask_file")):
                 if not rel or not (folder / rel).exists():
                     raise UserError(f"{folder}: the manifest names {rel!r}, which is missing: re-run `mammodino index`")
+                try:
+                    np.load(folder / rel, mmap_mode="r", allow_pickle=False)
+                except (OSError, ValueError) as exc:
+                    raise UserError(f"{folder}: {rel} is damaged ({exc}): re-run `mammodino index` "
+                                    "into a new folder") from None
             dir_of += [d] * len(rows)
             ids += [r["id"] for r in rows]
             image_files += [r["image_file"] for r in rows]

@@ -116,9 +116,10 @@ def iter_sources(src, exclude=(), stats: WalkStats | None = None, is_done=None):
             except OSError:
                 is_file = False
             if not is_file:
-                if classify(entry.name) == "ignore":
+                if classify(entry.name) == "ignore" or is_done(rel):
                     continue
-                what = "broken symbolic link" if entry.is_symlink() else _special_kind(entry.path)
+                what = ("broken symbolic link" if entry.is_symlink() and not os.path.exists(entry.path)
+                        else _special_kind(entry.path))
                 yield Source(rel, (entry.path,), _stem(entry.name), "error", what)
                 continue
             kind = classify(entry.name)

@@ -37,6 +37,12 @@ from mammodino.privacy import SALT_FILE, load_or_create_salt, pseudonym
 from mammodino.tissue.orientation import chest_wall_on_left
 from mammodino.tissue.segmentation import segment
 
+
+class CacheWriteError(Exception):
+    """The cache folder cannot be written (disk full, quota, read-only): not a property of
+    the file, so it stops the run instead of becoming a skipped row."""
+
+
 CRASH_REASON = "worker process died while reading this file (crash in a native decoder or out of memory)"
 
 
@@ -145,6 +151,8 @@ def index_folder(src, out, size: int = 1024, workers: int = 1, labels=None, incl
                         _set_numpy_hugepages(hugepages)
             else:
                 _run_pool(tasks(), opts, workers, record)
+        except CacheWriteError as exc:
+            raise UserError(f"{exc}; run the same command again when there is space (done files are kept)") from None
         finally:
             if bar is not None:
                 bar.close()
@@ -322,8 +330,13 @@ def _base_row(task: Task) -> dict:
 
 def _skipped_row(task: Task, reason: str) -> dict:
     row = _base_row(task)
-    row.update(status="skipped", reason=reason)
+    row.update(status="skipped", reason=_clean_reason(reason))
     return row
+
+
+def _clean_reason(reason: str, limit: int = 300) -> str:
+    text = re.sub(r"[^\x20-\x7e]", "?", str(reason))
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def process_task(task: Task) -> dict:
@@ -333,6 +346,8 @@ def process_task(task: Task) -> dict:
         return _skipped_row(task, task.error)
     try:
         return _process(task, opts)
+    except CacheWriteError:
+        raise
     except SkipFile as exc:
         return _skipped_row(task, exc.reason)
     except MemoryError:
@@ -383,8 +398,12 @@ def _process(task: Task, opts: IndexOptions) -> dict:
     mask = seg.mask_for_region(region, (out_w, out_h), flip=flipped)
 
     out = Path(opts.out)
-    save_npy_atomic(out / image_relpath(task.id), cached)
-    save_npy_atomic(out / mask_relpath(task.id), mask)
+    try:
+        save_npy_atomic(out / image_relpath(task.id), cached)
+        save_npy_atomic(out / mask_relpath(task.id), mask)
+    except OSError as exc:
+        raise CacheWriteError(f"cannot write the cache under {out}: {exc.strerror or exc} "
+                              "(disk full, quota or read-only?)") from None
     row = _base_row(task)
     row.update(
         kind=meta.get("kind", "ffdm"),

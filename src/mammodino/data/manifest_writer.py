@@ -128,7 +128,15 @@ class ManifestWriter:
     def _write_line(self, values) -> None:
         buf = io.StringIO()
         csv.writer(buf, lineterminator="\n").writerow(values)
-        self._fh.write(buf.getvalue().encode("utf-8"))  # one write system call per row
+        data = buf.getvalue().encode("utf-8")
+        try:
+            n = self._fh.write(data)  # one write system call per row
+        except OSError as exc:
+            raise UserError(f"cannot write {self.path}: {exc.strerror or exc} (disk full or read-only?); "
+                            "run the same command again when there is space") from None
+        if n is not None and n != len(data):
+            raise UserError(f"cannot write {self.path}: disk full ({n} of {len(data)} bytes written); "
+                            "run the same command again when there is space")
 
     def close(self) -> None:
         if self._fh is not None:
@@ -136,7 +144,10 @@ class ManifestWriter:
                 os.fsync(self._fh.fileno())
             except OSError:
                 pass
-            self._fh.close()
+            try:
+                self._fh.close()
+            except OSError:
+                pass
             self._fh = None
 
 

@@ -9,7 +9,9 @@ pixel data) -> decode -> one table lookup per frame (see :mod:`mammodino.io.voi`
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +56,7 @@ def read_dicom(path, include_for_processing: bool = False, max_pixels: int = DEF
     """
     dtype = _out_dtype(dtype)
     ds = open_dicom(path)
-    info = check_header(ds, include_for_processing=include_for_processing, max_pixels=max_pixels)
+    info = _checked(check_header, ds, include_for_processing=include_for_processing, max_pixels=max_pixels)
     stored = _decode(ds, path)
     frames = info["frames"]
     if stored.ndim == 2:
@@ -74,7 +76,7 @@ def read_dicom(path, include_for_processing: bool = False, max_pixels: int = DEF
         for z in range(frames):
             converter.convert(stored[z], z, out=pixels[z])
     del stored
-    meta = _meta(ds, info)
+    meta = _checked(_meta, ds, info)
     return MammoImage(pixels[0] if frames == 1 and meta["kind"] == "ffdm" else pixels, meta)
 
 
@@ -92,7 +94,7 @@ def read_dicom_series(paths, include_for_processing: bool = False, max_pixels: i
     headers = []
     for p in paths:
         ds = open_dicom(p)
-        info = check_header(ds, include_for_processing=include_for_processing, max_pixels=max_pixels)
+        info = _checked(check_header, ds, include_for_processing=include_for_processing, max_pixels=max_pixels)
         if info["frames"] != 1:
             raise SkipFile(f"slice series mixes multi-frame files ({p.name} has {info['frames']} frames)")
         headers.append((p, ds, info))
@@ -109,12 +111,23 @@ def read_dicom_series(paths, include_for_processing: bool = False, max_pixels: i
         if stored.shape != (rows, cols):
             raise SkipFile(f"{p.name}: decoded shape {tuple(stored.shape)} != header {rows} x {cols}")
         _Converter(ds, info).convert(stored, 0, out=pixels[z])
-    meta = _meta(headers[0][1], headers[0][2])
+    meta = _checked(_meta, headers[0][1], headers[0][2])
     meta["kind"] = "dbt"
     return MammoImage(pixels, meta)
 
 
 # --------------------------------------------------------------------------- header
+
+
+def _checked(fn, *args, **kwargs):
+    """pydicom parses elements lazily: a damaged one (unknown VR, bad length) raises only
+    when a check reads it. That is a property of the file, so it is a SkipFile too."""
+    try:
+        return fn(*args, **kwargs)
+    except SkipFile:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise SkipFile(f"unreadable DICOM header ({_one_line(exc)})") from None
 
 
 def open_dicom(path) -> pydicom.Dataset:
@@ -151,8 +164,21 @@ def sop_class_of(ds) -> str:
 
 
 def sop_class_name(uid: str) -> str:
+    if uid and not _UID_RE.fullmatch(uid):
+        return "invalid SOP Class UID"  # e.g. a damaged length: the 'UID' holds the header
     name = UID(uid).name if uid else ""
     return name if name and name != uid else (uid or "unknown SOP class")
+
+
+_UID_RE = re.compile(r"[0-9]+(\.[0-9]+)*")
+_CODE_RE = re.compile(r"[A-Z0-9 _]{0,16}")
+
+
+def shown(value, pattern=_CODE_RE) -> str:
+    """A header value fit for a reason: shown only when it looks like what the tag holds
+    (a code string, a number), else a placeholder; never free text or raw bytes."""
+    text = str(value).strip()
+    return text if pattern.fullmatch(text) else "(invalid value)"
 
 
 def is_for_processing(ds) -> bool:
@@ -175,12 +201,12 @@ def check_header(ds, include_for_processing: bool = False, max_pixels: int = DEF
     if modality == "SR" or " SR " in f" {sop_name} " or "Structured Report" in sop_name:
         raise SkipFile(f"structured report ({sop_name}), not an image")
     if modality in NON_IMAGE_MODALITIES:
-        raise SkipFile(f"not an image (Modality {modality}, {sop_name})")
+        raise SkipFile(f"not an image (Modality {shown(modality)}, {sop_name})")
     has_pixels = any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"))
     if not has_pixels:
         raise SkipFile(f"no pixel data ({sop_name})")
     if modality not in ACCEPTED_MODALITIES:
-        raise SkipFile(f"Modality {modality} is not mammography")
+        raise SkipFile(f"Modality {shown(modality)} is not mammography")
     for_processing = is_for_processing(ds)
     if for_processing and not include_for_processing:
         raise SkipFile(FOR_PROCESSING_REASON)
@@ -192,7 +218,7 @@ def check_header(ds, include_for_processing: bool = False, max_pixels: int = DEF
         raise SkipFile(f"zero-sized image (Rows {rows}, Columns {columns})")
     frames = _int(ds.get("NumberOfFrames"), default=1)
     if frames is None or frames <= 0:
-        raise SkipFile(f"zero frames (NumberOfFrames {ds.get('NumberOfFrames')!s})")
+        raise SkipFile(f"zero frames (NumberOfFrames {shown(ds.get('NumberOfFrames'), re.compile(r'-?[0-9]{1,12}'))})")
     n_pixels = rows * columns * frames
     if n_pixels > max_pixels:
         raise SkipFile(f"image too large: {frames} x {rows} x {columns} = {n_pixels:,} pixels "
@@ -200,7 +226,7 @@ def check_header(ds, include_for_processing: bool = False, max_pixels: int = DEF
     samples = _int(ds.get("SamplesPerPixel"), default=1)
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2") or "MONOCHROME2").strip().upper()
     if samples != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        raise SkipFile(f"colour image ({photometric}, {samples} samples per pixel), not a mammogram")
+        raise SkipFile(f"colour image ({shown(photometric)}, {samples} samples per pixel), not a mammogram")
     tsyntax = UID(str(ds.file_meta.get("TransferSyntaxUID", pydicom.uid.ImplicitVRLittleEndian)))
     bits_allocated = _int(ds.get("BitsAllocated"), default=16) or 16
     if "PixelData" in ds:
@@ -227,7 +253,7 @@ def _check_decoder(tsyntax: UID) -> None:
     try:
         decoder = get_decoder(tsyntax)
     except Exception:  # noqa: BLE001 - pydicom knows no decoder for this syntax at all
-        raise SkipFile(f"no pixel decoder for transfer syntax {tsyntax.name or tsyntax}") from None
+        raise SkipFile(f"no pixel decoder for transfer syntax {shown(tsyntax, _UID_RE) if tsyntax.name == tsyntax else tsyntax.name}") from None
     if not decoder.is_available:
         hint = JPEGLS_EXTRA_HINT if _needs_jpegls_extra(tsyntax) else (
             "decoder missing: " + "; ".join(decoder.missing_dependencies))
@@ -412,12 +438,12 @@ def frame_params(ds, frame: int, info: dict) -> GreyParams:
 
     modality_lut = None
     mlut = ds.get("ModalityLUTSequence")
-    if mlut and "LUTDescriptor" in mlut[0] and "LUTData" in mlut[0]:
+    if mlut and _usable_lut(mlut[0]):
         modality_lut = (tuple(mlut[0].LUTDescriptor), tuple(_lut_data(mlut[0])))
 
     voi_lut = None
     vlut = voi_item.get("VOILUTSequence")
-    if vlut and "LUTDescriptor" in vlut[0] and "LUTData" in vlut[0]:
+    if vlut and _usable_lut(vlut[0]):
         voi_lut = (tuple(vlut[0].LUTDescriptor), tuple(_lut_data(vlut[0])))
 
     center = _first_number(voi_item.get("WindowCenter"))
@@ -442,8 +468,24 @@ def frame_params(ds, frame: int, info: dict) -> GreyParams:
     )
 
 
+def _usable_lut(item) -> bool:
+    """A LUT item with a 3-value descriptor and at least one finite table entry (an empty
+    LUTData reads as None, which would become a table of NaN); otherwise it is ignored."""
+    if "LUTDescriptor" not in item or "LUTData" not in item:
+        return False
+    try:
+        if len(item.LUTDescriptor) != 3:
+            return False
+        data = _lut_data(item).astype(np.float64)
+    except (TypeError, ValueError):
+        return False
+    return data.size > 0 and bool(np.isfinite(data).all())
+
+
 def _lut_data(item) -> np.ndarray:
     data = item.get("LUTData")
+    if data is None:
+        return np.zeros(0)
     if isinstance(data, (bytes, bytearray)):
         bits = int(item.LUTDescriptor[2])
         return np.frombuffer(data, dtype=np.uint16 if bits > 8 else np.uint8)
@@ -500,9 +542,10 @@ def _first_number(value) -> float | None:
     try:
         if isinstance(value, (list, tuple, pydicom.multival.MultiValue)):
             value = value[0] if len(value) else None
-        return None if value is None or value == "" else float(value)
+        number = None if value is None or value == "" else float(value)
     except (TypeError, ValueError):
         return None
+    return number if number is None or math.isfinite(number) else None  # 'nan', 'inf': as if absent
 
 
 def _float(value, default: float) -> float:

@@ -41,8 +41,14 @@ class MetricsLog:
     def write(self, row: dict) -> None:
         if not self.enabled:
             return
-        self.fh.write(json.dumps(row) + "\n")
-        self.fh.flush()
+        try:
+            self.fh.write(json.dumps(row) + "\n")
+            self.fh.flush()
+        except OSError as exc:
+            from mammodino.errors import UserError
+
+            raise UserError(f"cannot write {self.path}: {exc.strerror or exc} (disk full or read-only?); "
+                            "checkpoint-last is the last complete state: --resume when there is space") from None
         if self.tb is not None and "skipped" not in row:
             for k, v in row.items():
                 if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool):
@@ -50,7 +56,10 @@ class MetricsLog:
 
     def close(self) -> None:
         if self.fh:
-            self.fh.close()
+            try:
+                self.fh.close()
+            except OSError:
+                pass  # already reported by write()
             self.fh = None
         if self.tb is not None:
             self.tb.close()

@@ -85,7 +85,12 @@ class Trainer:
                 f"{self.run_dir} already holds a run ({existing.name}); pass --resume to continue it "
                 "or choose another --out (nothing is overwritten)")
         if dist.is_main():
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+            if self.run_dir.exists() and not self.run_dir.is_dir():
+                raise UserError(f"--out {self.run_dir}: exists and is not a folder")
+            try:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UserError(f"--out {self.run_dir}: cannot create the run folder ({exc.strerror or exc})") from None
             ckpt.clean_partials(self.run_dir)
         dist.barrier()
         return 0 if existing is None else -1
