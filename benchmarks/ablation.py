@@ -34,12 +34,11 @@ VARIANTS = {
 TASKS = [("phantom-lesion", "middle"), ("phantom-density", "middle"), ("phantom-dbt-slice-lesion", "all")]
 
 
-def headline(entries):
-    for e in entries:
-        if e["probe"] == "logistic" and e.get("level", "image") in ("image", "slice") and e["metric"] in ("auc", "macro_auc") \
-                and float(e.get("label_fraction", 1.0)) == 1.0 and not e.get("perturbation"):
-            return float(e["value"])
-    return float("nan")
+def headline_value(entries) -> float:
+    from mammodino.eval.results import headline
+
+    e = headline(entries, levels=("image", "slice"))
+    return float(e["value"]) if e else float("nan")
 
 
 def main(argv=None) -> int:
@@ -94,7 +93,7 @@ def main(argv=None) -> int:
                 fs.save(fpath)
             entries = run_probe(fpath, task, labels=labels, label_fractions=[1.0], plots=False, n_boot=200,
                                 log=lambda *_: None)
-            scores[task] = headline(entries)
+            scores[task] = headline_value(entries)
         return scores
 
     for seed in args.seeds:

@@ -10,19 +10,10 @@ cases live in mammodino.testing.config_fuzz (benchmarks/faults.py runs them too)
 from __future__ import annotations
 
 import pytest
-import torch
 
 from mammodino.config import load_config
 from mammodino.errors import ConfigError
 from mammodino.testing import config_fuzz
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("kind, name", config_fuzz.all_cases(), ids=[f"{k}:{n}" for k, n in config_fuzz.all_cases()])

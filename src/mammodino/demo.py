@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from mammodino.errors import UserError
+from mammodino.eval.results import headline
 
 TASKS = ("phantom-lesion", "phantom-density")
 
@@ -177,13 +178,10 @@ def run_demo(out=None, minutes: float = 10.0, seed: int = 0, workers: int | None
 
 
 def _headline(entries: list[dict]) -> dict:
-    """The logistic probe's image-level AUC (macro one-vs-rest for density) on all labels."""
-    for e in entries:
-        if (e["probe"] == "logistic" and e.get("level", "image") == "image" and e["metric"] in ("auc", "macro_auc")
-                and float(e.get("label_fraction", 1.0)) == 1.0 and not e.get("perturbation")):
-            return {"metric": e["metric"], "value": e["value"], "ci_low": e["ci_low"], "ci_high": e["ci_high"],
-                    "n_test": e["n_test"]}
-    raise UserError("the probe returned no logistic AUC entry")
+    e = headline(entries)
+    if e is None:
+        raise UserError("the probe returned no logistic AUC entry")
+    return {k: e[k] for k in ("metric", "value", "ci_low", "ci_high", "n_test")}
 
 
 def _example_images(cache: Path, n: int = 3) -> list[str]:

@@ -21,6 +21,7 @@ import math
 from pathlib import Path
 
 from mammodino.eval.results import REQUIRED_KEYS
+from mammodino.train.metrics_log import read_metrics
 
 LOSS_KEYS = ("loss", "dino_loss", "ibot_loss", "koleo_loss", "slice_loss")
 COLLAPSE_KEYS = ("teacher_entropy", "prototypes_in_use", "cls_std")
@@ -50,25 +51,6 @@ def _figure(data: bytes, caption: str, width: int | None = None) -> str:
 
 def _missing(text: str) -> str:
     return f'<p class="missing">{html.escape(text)}</p>'
-
-
-def read_metrics(path: Path) -> tuple[list[dict], int]:
-    """Logged steps of ``metrics.jsonl`` and the number of skipped (non-finite) steps."""
-    rows, skipped = [], 0
-    if not path.exists():
-        return rows, 0
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if not isinstance(row, dict) or "step" not in row:
-            continue
-        if "skipped" in row:
-            skipped += 1
-            continue
-        rows.append(row)
-    return rows, skipped
 
 
 def _series(rows, keys):

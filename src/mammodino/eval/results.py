@@ -69,6 +69,17 @@ def read_results(path: str | Path) -> list[dict]:
     return entries
 
 
+def headline(entries: list[dict], levels=("image",)) -> dict | None:
+    """The logistic probe's AUC (macro one-vs-rest for multi-class) on all training labels,
+    unperturbed, at the first of ``levels`` present: the one number a comparison table shows."""
+    for level in levels:
+        for e in entries:
+            if (e["probe"] == "logistic" and e.get("level", "image") == level and e["metric"] in ("auc", "macro_auc")
+                    and float(e.get("label_fraction", 1.0)) == 1.0 and not e.get("perturbation")):
+                return e
+    return None
+
+
 def _fmt(v, digits=3) -> str:
     return "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.{digits}f}"
 

@@ -268,30 +268,35 @@ def _insert_garbage(data, rng):
     return data[:pos] + rng.bytes(int(rng.integers(1, 200))) + data[pos:]
 
 
-@family("pixel-length-huge", "either", "PixelData length 4 GB, beyond the end of the file (the data itself is all there)")
-def _pixel_length_huge(data, rng):
+def native_pixel_length_at(data: bytes) -> int | None:
+    """Byte offset of the length field of native (not encapsulated) PixelData, or None."""
     off = pixel_data_offset(data)
     if off < 0 or is_encapsulated(data):
         return None
-    at = off + (8 if data[off + 4:off + 6] in (b"OB", b"OW") else 4)
+    return off + (8 if data[off + 4:off + 6] in (b"OB", b"OW") else 4)
+
+
+@family("pixel-length-huge", "either", "PixelData length 4 GB, beyond the end of the file (the data itself is all there)")
+def _pixel_length_huge(data, rng):
+    at = native_pixel_length_at(data)
+    if at is None:
+        return None
     return data[:at] + struct.pack("<I", 0xFFFFFFF0) + data[at + 4:]
 
 
 @family("pixel-length-undefined", "skip", "native PixelData with undefined length")
 def _pixel_length_undefined(data, rng):
-    off = pixel_data_offset(data)
-    if off < 0 or is_encapsulated(data):
+    at = native_pixel_length_at(data)
+    if at is None:
         return None
-    at = off + (8 if data[off + 4:off + 6] in (b"OB", b"OW") else 4)
     return data[:at] + struct.pack("<I", 0xFFFFFFFF) + data[at + 4:]
 
 
 @family("pixel-length-short", "either", "PixelData length field smaller than the data")
 def _pixel_length_short(data, rng):
-    off = pixel_data_offset(data)
-    if off < 0 or is_encapsulated(data):
+    at = native_pixel_length_at(data)
+    if at is None:
         return None
-    at = off + (8 if data[off + 4:off + 6] in (b"OB", b"OW") else 4)
     (length,) = struct.unpack_from("<I", data, at)
     if length < 4:
         return None

@@ -10,6 +10,27 @@ import json
 from pathlib import Path
 
 
+def read_metrics(path: str | Path) -> tuple[list[dict], int]:
+    """Logged steps of ``metrics.jsonl`` and the number of skipped (non-finite) steps; lines
+    cut by a kill or not describing a step are passed over."""
+    rows, skipped = [], 0
+    path = Path(path)
+    if not path.exists():
+        return rows, 0
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(row, dict) or "step" not in row:
+            continue
+        if "skipped" in row:
+            skipped += 1
+            continue
+        rows.append(row)
+    return rows, skipped
+
+
 class MetricsLog:
     def __init__(self, run_dir: Path, start_step: int = 0, enabled: bool = True):
         self.enabled = enabled

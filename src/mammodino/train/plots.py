@@ -2,23 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-
-def read_metrics(path: str | Path) -> list[dict]:
-    rows = []
-    path = Path(path)
-    if not path.exists():
-        return rows
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if "skipped" not in row:
-            rows.append(row)
-    return rows
+from mammodino.train.metrics_log import read_metrics
 
 
 def plot_loss_curves(metrics_path: str | Path, out_png: str | Path) -> Path | None:
@@ -27,7 +13,7 @@ def plot_loss_curves(metrics_path: str | Path, out_png: str | Path) -> Path | No
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = read_metrics(metrics_path)
+    rows, _ = read_metrics(metrics_path)
     if not rows:
         return None
     steps = [r["step"] for r in rows]
