@@ -127,8 +127,11 @@ def test_no_output_file_is_named_after_the_patient(pipeline):
 def test_patient_key_is_a_salted_pseudonym_not_the_raw_id(pipeline):
     import pydicom
 
-    salt = (pipeline["cache"] / ".mammodino-salt").read_text().strip()
-    ok = [r for r in pipeline["rows"] if r["status"] == "ok"]
+    from mammodino.data.cache import with_sources
+    from mammodino.privacy import load_key_for_cache
+
+    salt = load_key_for_cache(pipeline["cache"]).salt
+    ok = [r for r in with_sources(pipeline["cache"], pipeline["rows"]) if r["status"] == "ok"]
     assert len(ok) == 14
     by_key = {}
     for row in ok:

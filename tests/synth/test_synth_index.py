@@ -2,11 +2,11 @@
 
 from synth_helpers import labels_of
 
-from mammodino.data.cache import open_cache, read_manifest
+from mammodino.data.cache import open_cache, read_manifest, with_sources
 
 
 def test_indexing_the_phantoms_gives_every_file_status_ok(phantom_dir, phantom_cache):
-    rows = read_manifest(phantom_cache, only_ok=False)
+    rows = with_sources(phantom_cache, read_manifest(phantom_cache, only_ok=False))
     labels = {r["image_id"]: r for r in labels_of(phantom_dir)}
     assert len(rows) == len(labels) == 14
     assert all(r["status"] == "ok" for r in rows), [(r["stem"], r["reason"]) for r in rows if r["status"] != "ok"]

@@ -109,6 +109,22 @@ def read_manifest(cache_dir: str | Path, only_ok: bool = True, check_files: bool
     return rows
 
 
+def with_sources(cache_dir: str | Path, rows: list[dict]) -> list[dict]:
+    """``rows`` with ``source`` and ``stem`` filled in from the cache's private key file
+    (:mod:`mammodino.privacy`), for the owner of the sources; rows are left as they are
+    when the key file is not at hand."""
+    from mammodino.privacy import load_key_for_cache
+
+    key = load_key_for_cache(cache_dir)
+    if key is None or not key.entries:
+        return rows
+    out = []
+    for row in rows:
+        source, stem = key.entries.get(row.get("id", ""), ("", ""))
+        out.append({**row, "source": source or row.get("source", ""), "stem": stem or row.get("stem", "")})
+    return out
+
+
 @dataclass
 class CachedImage:
     """One cached image or volume, opened lazily."""

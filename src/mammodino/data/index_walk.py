@@ -28,6 +28,7 @@ from pathlib import Path
 
 IMAGE_EXTENSIONS = {".png", ".tif", ".tiff", ".jpg", ".jpeg", ".npy"}
 IGNORED_EXTENSIONS = {
+    ".mammodino-key",  # a cache's private key file (beside a cache made inside SRC)
     ".csv", ".tsv", ".txt", ".md", ".rst", ".rtf", ".json", ".jsonl", ".xml", ".html", ".htm", ".pdf",
     ".yaml", ".yml", ".ini", ".cfg", ".toml", ".log", ".py", ".sh", ".bat", ".ipynb",
     ".xls", ".xlsx", ".doc", ".docx", ".ppt", ".pptx", ".odt", ".ods",

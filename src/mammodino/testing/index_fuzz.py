@@ -269,8 +269,10 @@ def run_index(src, out, workers: int = 2, size: int = 64, timeout: float = 900, 
 
 
 def read_rows(out) -> list[dict]:
-    """Manifest rows, read even when a field is longer than the csv module's default limit
-    (131072 characters; see :func:`manifest_readable`)."""
+    """Manifest rows with their sources from the key file, read even when a field is longer
+    than the csv module's default limit (131072 characters; see :func:`manifest_readable`)."""
+    from mammodino.data.cache import with_sources
+
     path = Path(out) / "manifest.csv"
     if not path.exists():
         return []
@@ -278,7 +280,7 @@ def read_rows(out) -> list[dict]:
     csv.field_size_limit(1 << 30)
     try:
         with path.open(newline="", encoding="utf-8") as fh:
-            return list(csv.DictReader(fh))
+            return with_sources(out, list(csv.DictReader(fh)))
     finally:
         csv.field_size_limit(old)
 

@@ -92,9 +92,13 @@ def load_task(name: str, labels, **options) -> TaskLabels:
     if labels is None or labels == [] or labels == "":
         raise UserError(f"task {name}: give the label table with --labels")
     spec = TASKS[name]
-    if name == "generic":
-        return spec.loader(labels, **{k: v for k, v in options.items() if v is not None})
-    return spec.loader(labels)
+    try:
+        if name == "generic":
+            return spec.loader(labels, **{k: v for k, v in options.items() if v is not None})
+        return spec.loader(labels)
+    except (ValueError, KeyError, IndexError, TypeError, UnicodeError) as exc:  # a value no check foresaw
+        text = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise UserError(f"task {name}: the label table {labels} holds a value it cannot read ({text})") from None
 
 
 def task_table_markdown() -> str:
