@@ -57,6 +57,7 @@ class IndexOptions:
     max_pixels: int = DEFAULT_MAX_PIXELS
     margin: float = 0.02
     remove_pectoral: bool = False
+    whole_image: bool = False  # keep the whole field of view (background, labels) with its mask
 
 
 @dataclass(frozen=True)
@@ -73,14 +74,15 @@ class Task:
 
 def index_folder(src, out, size: int = 1024, workers: int = 1, labels=None, include_for_processing: bool = False,
                  salt: str | None = None, progress: bool = True, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 margin: float = 0.02, remove_pectoral: bool = False) -> dict:
+                 margin: float = 0.02, remove_pectoral: bool = False, whole_image: bool = False) -> dict:
     """Index every image under ``src`` into the cache folder ``out``; returns the summary
     ``{"ok", "skipped", "already_done", "ignored", "reasons": {reason: n}, "seconds", "manifest"}``.
 
     ``workers``: processes (1 = in this process). ``labels``: CSV with image id + laterality
     and/or view columns (used when the tags lack them). ``salt``: pseudonym salt (default: the
     cache's own, created once in ``out/.mammodino-salt``). ``progress``: tqdm bar and the
-    printed summary.
+    printed summary. ``whole_image``: cache the whole field of view instead of the breast box
+    (still oriented and resized, with the breast mask), the input plain DINOv2 sees.
     """
     t0 = time.perf_counter()
     src = Path(src).expanduser()
@@ -107,7 +109,7 @@ def index_folder(src, out, size: int = 1024, workers: int = 1, labels=None, incl
     _remove_stale_tmp(out)
     opts = IndexOptions(out=str(out), size=int(size), include_for_processing=bool(include_for_processing),
                         salt=salt, max_pixels=int(max_pixels), margin=float(margin),
-                        remove_pectoral=bool(remove_pectoral))
+                        remove_pectoral=bool(remove_pectoral), whole_image=bool(whole_image))
     stats = WalkStats()
     already = [0]
 
@@ -383,7 +385,7 @@ def _process(task: Task, opts: IndexOptions) -> dict:
 
     H, W = pixels.shape[-2:]
     box = seg.box()
-    region = expand_box(box, opts.margin, W, H)
+    region = (0, 0, W, H) if opts.whole_image else expand_box(box, opts.margin, W, H)
     x0, y0, x1, y1 = region
     cw, ch = x1 - x0, y1 - y0
     scale = min(1.0, opts.size / max(cw, ch))
