@@ -2,9 +2,10 @@
 
 Examples:
   mammodino finetune runs/s cache/ --task rsna-cancer --labels train.csv --out runs/s/finetune-cancer
+  mammodino finetune runs/s cache/ train.steps=4000 optim.lr=5e-5 --task rsna-cancer --labels train.csv --out ft2
   mammodino finetune runs/tiny cache/ --task phantom-lesion --labels phantoms/labels.csv --out ft --config cpu-tiny
   mammodino finetune encoder/ cache/ --task vindr-density --labels breast-level_annotations.csv --out ft-density \\
-      --head linear --mode partial --resolution 1024 train.steps=4000
+      --head linear --mode partial --resolution 1024
   mammodino finetune runs/s cache/ --task vindr-mass,vindr-calcification --labels finding_annotations.csv --out ft-ml
   mammodino finetune --random-init --arch tiny --patch-size 16 cache/ --task phantom-lesion --labels labels.csv --out ft-rand
   mammodino finetune runs/s cache/ --task rsna-cancer --labels train.csv --out ft --resume      # after a kill
@@ -20,8 +21,8 @@ Several comma-separated binary tasks train one multi-label model (one sigmoid pe
 Writes OUT/model.safetensors + config.json (what `mammodino predict` reads), results.json /
 results.md / summary.json (AUC or macro AUC + balanced accuracy, patient-bootstrap 95 % CIs,
 image and breast level; calibration), ROC and training-curve PNGs, metrics.jsonl,
-config.yaml and checkpoint-last.safetensors / best.safetensors. key=value overrides set any
-option of configs/finetune/default.yaml; unknown keys fail.
+config.yaml and checkpoint-last.safetensors / best.safetensors. key=value overrides (right
+after the paths) set any option of configs/finetune/default.yaml; unknown keys fail.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ def add_arguments(p) -> None:
     p.add_argument("--label-fraction", type=float, default=1.0, help="fraction of training patients used (as probe)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint-last.safetensors")
     p.add_argument("--stop-at", type=int, default=None, metavar="STEP", help="save and stop after this step")
+    p.add_argument("--allow-config-change", action="store_true",
+                   help="--resume even when options that change the experiment differ from the checkpoint's")
     p.add_argument("--which", choices=["teacher", "student"], default="teacher", help="network of a training checkpoint")
     p.add_argument("--random-init", action="store_true", help="an untrained encoder (the from-scratch baseline)")
     p.add_argument("--arch", choices=["tiny", "small", "base", "large"], default=None, help="ViT size for --random-init")
@@ -93,7 +96,7 @@ def run(args) -> int:
     result = finetune(None if args.random_init else paths[0], paths[-1], tasks, args.labels, args.out, cfg,
                       random_init=args.random_init, arch=args.arch, patch_size=args.patch_size, which=args.which,
                       label_fraction=args.label_fraction, resume=args.resume, progress=not args.no_progress,
-                      stop_at=args.stop_at, device=args.device,
+                      stop_at=args.stop_at, device=args.device, allow_config_change=args.allow_config_change,
                       task_options={"path_col": args.path_col, "label_col": args.label_col,
                                     "patient_col": args.patient_col, "laterality_col": args.laterality_col,
                                     "view_col": args.view_col, "split_col": args.split_col})

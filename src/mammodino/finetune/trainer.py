@@ -34,12 +34,13 @@ from mammodino.finetune.calibration import expected_calibration_error, fit_calib
 from mammodino.finetune.data import BatchPlan, FineTuneDataset, eval_loader
 from mammodino.finetune.labels import load_labelled, make_splits
 from mammodino.finetune.losses import classification_loss
-from mammodino.finetune.model import CONFIG_FILE, MODEL_FILE, build_model, save_finetuned
+from mammodino.finetune.model import build_model, save_finetuned
 from mammodino.train import checkpoint as ckpt
 from mammodino.train import distributed as dist
 from mammodino.train.loader import StepBatchSampler
 from mammodino.train.metrics_log import MetricsLog
 from mammodino.train.optim import apply_schedules, build_optimizer, param_groups
+from mammodino.train.run_folder import RunFolder
 from mammodino.train.schedules import cosine_schedule
 
 BEST = "best.safetensors"
@@ -66,7 +67,8 @@ class FineTuner:
     def __init__(self, encoder, cache, tasks: list[str], labels, out, cfg, *, random_init: bool = False,
                  arch: str | None = None, patch_size: int | None = None, which: str = "teacher",
                  label_fraction: float = 1.0, resume: bool = False, progress: bool = True,
-                 stop_at: int | None = None, task_options: dict | None = None, device: str = "auto", log=_stderr):
+                 stop_at: int | None = None, task_options: dict | None = None, device: str = "auto",
+                 allow_config_change: bool = False, log=_stderr):
         self.encoder, self.cache, self.tasks, self.labels = encoder, Path(cache), list(tasks), labels
         self.out, self.cfg = Path(out), cfg
         self.random_init, self.arch, self.patch_size, self.which = random_init, arch, patch_size, which
@@ -75,21 +77,12 @@ class FineTuner:
         self.task_options, self.log = task_options or {}, log
         self.device = _device(device)
         self.rank, self.world = dist.rank(), dist.world_size()
+        self.folder = RunFolder(self.out, resume, allow_config_change, main=dist.is_main(), command="mammodino finetune")
 
     # ------------------------------------------------------------------ set-up
     def _prepare_out(self) -> None:
-        if self.out.exists() and not self.out.is_dir():
-            raise UserError(f"--out {self.out}: exists and is not a folder")
-        existing = ckpt.find_resume_checkpoint(self.out) if self.out.exists() else None
-        if (existing is not None or (self.out / MODEL_FILE).exists()) and not self.resume:
-            raise UserError(f"{self.out} already holds a fine-tune; pass --resume to continue it or choose another "
-                            "--out (nothing is overwritten)")
-        if dist.is_main():
-            try:
-                self.out.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise UserError(f"--out {self.out}: cannot create the folder ({exc.strerror or exc})") from None
-            ckpt.clean_partials(self.out)
+        """Lock the folder; refuse to reuse one that holds a fine-tune unless resuming (pretrain's rules)."""
+        self.folder.open()
         dist.barrier()
 
     def _build(self) -> None:
@@ -137,31 +130,30 @@ class FineTuner:
         opt_tensors, opt_meta = ckpt.flatten_optimizer(self.optimizer.state_dict())
         tensors.update(opt_tensors)
         if dist.is_main():
-            meta = {"state": {"step": step, "world_size": self.world, **state},
+            meta = {"state": {"step": step, "world_size": self.world, "data_dirs": [str(self.cache)], **state},
                     "config": OmegaConf.to_container(self.cfg, resolve=True), "optimizer": opt_meta,
                     "format": CKPT_FORMAT}
             ckpt.save_checkpoint(self.out / ckpt.LAST, tensors, meta)
         dist.barrier()
 
-    def _load(self, path: Path) -> tuple[int, dict]:
-        tensors, meta = ckpt.load_checkpoint(path)
-        if meta.get("format") != CKPT_FORMAT:
-            raise UserError(f"{path}: not a fine-tune checkpoint (format {meta.get('format')!r})")
-        saved = meta.get("config", {})
-        now = OmegaConf.to_container(self.cfg, resolve=True)
-        for section in ("model", "finetune", "data", "train", "optim"):
-            for key, value in (saved.get(section) or {}).items():
-                if key in ("num_workers",) or section == "train" and key in ("checkpoint_every", "log_every"):
-                    continue
-                if now.get(section, {}).get(key) != value:
-                    raise UserError(f"--resume: {section}.{key} was {value!r} in {path.name}, now "
-                                    f"{now.get(section, {}).get(key)!r}; resume with the same config")
+    def _load(self, point) -> tuple[int, dict]:
+        """Weights, AdamW moments and the early-stopping state of a verified checkpoint."""
+        if point.meta.get("format") != CKPT_FORMAT:
+            raise UserError(f"{point.path}: not a fine-tune checkpoint (format {point.meta.get('format')!r})")
+        self.folder.check_config(OmegaConf.to_container(self.cfg, resolve=True), [str(self.cache)], point,
+                                 log=self.log)
+        tensors, meta = point.tensors, point.meta
         model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-        self.model.load_state_dict(model_state)
+        try:
+            self.model.load_state_dict(model_state)
+        except RuntimeError as exc:
+            raise UserError(f"{point.path} does not fit this model ({str(exc).splitlines()[-1].strip()})") from None
         self.optimizer.load_state_dict(ckpt.unflatten_optimizer(tensors, meta["optimizer"]))
         state = dict(meta["state"])
+        for key in ("world_size", "data_dirs"):
+            state.pop(key, None)
         if dist.is_main():
-            self.log(f"resuming from {path.name} at step {state['step']}")
+            self.log(f"resuming from {point.path.name} at step {state['step']}")
         return int(state.pop("step")), state
 
     def _save_best(self, step: int, value: float) -> None:
@@ -183,13 +175,17 @@ class FineTuner:
         self._build()
         start, state = 0, {"best_score": None, "best_step": None, "bad_evals": 0, "stopped": False}
         if self.resume:
-            found = ckpt.find_resume_checkpoint(self.out)
-            if found is not None:
-                start, loaded = self._load(found)
+            point = self.folder.resume_point()  # newest checkpoint that verifies
+            if point is not None:
+                start, loaded = self._load(point)
                 state.update(loaded)
+                dist.barrier()
+                self.folder.set_aside_damaged(point)
+                del point
             elif dist.is_main():
                 self.log(f"--resume: no checkpoint in {self.out}, starting from step 0")
         if dist.is_main():
+            self.folder.keep_previous_config(start)
             save_config(cfg, self.out / "config.yaml")
             self._print_start(start)
         total = int(cfg.train.steps)
@@ -402,8 +398,9 @@ def finetune(encoder, cache, tasks, labels, out, cfg, **kwargs) -> dict:
     try:
         return tuner.run()
     finally:
+        tuner.folder.close()
         if dist.is_enabled():
             dist.teardown()
 
 
-__all__ = ["finetune", "FineTuner", "BEST", "CONFIG_FILE"]
+__all__ = ["finetune", "FineTuner", "BEST"]
