@@ -172,3 +172,22 @@ def test_multilabel_and_weighted_loss_run_end_to_end(lesion_data, tmp_path):
     model, config = load_finetuned(tmp_path / "r")
     assert model.multilabel and config["classes"] == ["lesion", "1"]
     assert np.isfinite([e["value"] for e in result["entries"]]).all()
+
+
+def test_report_has_a_finetune_section_beside_the_probe(finished, lesion_data, tmp_path):
+    from mammodino.eval.embedding import embed_cache, load_backbone
+    from mammodino.eval.probing import run_probe
+    from mammodino.eval.report import build_report
+
+    (_tuner, _), out = finished
+    cache, labels = lesion_data
+    model, _ = load_backbone(random_init=True, arch="tiny", patch_size=16)
+    fs = embed_cache(model, cache, resolution=64, progress=False)
+    run_probe(fs, "phantom-lesion", labels, out=tmp_path / "probe-lesion", label_fractions=[1.0], n_boot=50,
+              plots=False, log=_quiet)
+    page = build_report(tmp_path, finetune_dirs=[out])
+    section = page[page.index(">Fine-tuning</h2>"):page.index(">Attention maps</h2>")]
+    assert "Fine-tuned vs probes" in section and "logistic probe: probe-lesion" in section
+    assert "fine-tuned (attention head, random-init)" in section and "test ECE" in section
+    assert section.count("data:image/png;base64,") == 2  # ROC + training curve
+    assert ">Fine-tuning</h2>" in build_report(tmp_path) and "No fine-tunes" in build_report(tmp_path)
