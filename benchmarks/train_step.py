@@ -9,6 +9,8 @@ and ``benchmarks/loader.py``):
   freeze, clip, AdamW groups, EMA), with its linear layers forced to one GEMM path. The
   line ``trainer (auto)`` is the path ``models.gemm`` picks on this machine (a cached
   micro-benchmark), i.e. what a user gets.
+* ``trainer-bf16`` -- the same step under CPU bf16 autocast (``train.precision=bf16``; an
+  option, not the default: fp32 master weights, bf16 GEMMs, which AMX CPUs run far faster).
 * ``dinov2`` -- DINOv2's own components from a local checkout (``--dinov2-src DIR``; never a
   dependency of the package): its ``DinoVisionTransformer`` (``MemEffAttention``, which
   without xFormers runs PyTorch SDPA), ``DINOHead``, ``DINOLoss``, ``iBOTPatchLoss``,
@@ -279,6 +281,10 @@ def measure(args) -> dict:
         for p in paths:
             runs[f"trainer[{p}]"] = partial(tv, p)
         flops["trainer"] = step_flops(tv, "aten")
+    if "trainer-bf16" in names and device.type == "cpu":  # CPU bf16 autocast: an option, not the default
+        bcfg = build_cfg(argparse.Namespace(**{**vars(args), "precision": "bf16"}))
+        runs["trainer-bf16"] = partial(TrainerVariant(bcfg, batch, device), None)
+        flops["trainer-bf16"] = flops.get("trainer") or step_flops(TrainerVariant(cfg, batch, device), "aten")
     if "dinov2" in names:
         if not args.dinov2_src:
             raise SystemExit("variant dinov2 needs --dinov2-src DIR (a checkout of facebookresearch/dinov2)")
@@ -299,6 +305,8 @@ def measure(args) -> dict:
             if r >= args.warmup:
                 wall[name].append(time.perf_counter() - t0)
                 cpu[name].append(time.process_time() - c0)
+        print(f"   round {r + 1}/{args.warmup + args.rounds}: " + ", ".join(
+            f"{k} {wall[k][-1]:.2f} s" for k in runs if wall[k]), file=sys.stderr, flush=True)
         if device.type == "cpu" and r >= args.warmup:
             peak.append(max(matmul_gflops(p) for p in (gemm.PATHS if gemm.onednn_available() else ("aten",))))
     auto = gemm.choose() if device.type == "cpu" else "aten"
@@ -312,7 +320,7 @@ def measure(args) -> dict:
            "peak_gflops": statistics.median(peak) if peak else None, "flops_per_step": flops, "variants": {}}
     for name in runs:
         s = statistics.median(wall[name])
-        f = flops["dinov2" if name == "dinov2" else "trainer"]
+        f = flops["dinov2" if name == "dinov2" else "trainer-bf16" if name == "trainer-bf16" else "trainer"]
         out["variants"][name] = {
             "s_per_step": s, "images_per_s": cfg.train.batch_size / s, "cpu_s_per_step": statistics.median(cpu[name]),
             "min": min(wall[name]), "max": max(wall[name]), "loss": losses[name],
@@ -354,7 +362,7 @@ def main(argv=None) -> int:
     p.add_argument("--preset", choices=["yardstick", "cpu-tiny"], default="yardstick",
                    help="yardstick: DESIGN.md's ViT-S/14 step; cpu-tiny: the demo's step")
     p.add_argument("--dinov2-src", help="a checkout of facebookresearch/dinov2 (adds the dinov2 variant)")
-    p.add_argument("--variants", default=None, help="comma list of trainer, dinov2 (default: both when "
+    p.add_argument("--variants", default=None, help="comma list of trainer, trainer-bf16, dinov2 (default: trainer,dinov2 when "
                    "--dinov2-src is given, else trainer)")
     p.add_argument("--isa", default="native", help="comma list of native, avx2 (avx2 emulated in a child process)")
     p.add_argument("--device", default="cpu")
