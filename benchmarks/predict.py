@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,14 +35,9 @@ RSNA = Path(os.environ.get("MAMMODINO_SHARED_DATA", REPO.parent / "shared" / "da
 
 
 def machine() -> str:
-    cpu = platform.processor() or "?"
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        cpu = next((ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name")), cpu)
-    except OSError:
-        pass
-    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
-    return f"{cpu}, {os.cpu_count()} cores{gpu}, torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()})"
+    from mammodino.machine import one_line
+
+    return one_line()
 
 
 def make_model(out: Path, arch: str, patch: int, resolution: int, cache_long_side: int) -> Path:
