@@ -53,6 +53,8 @@ def _stderr(msg: str) -> None:
 
 
 def _device(pref: str) -> torch.device:
+    """This process's device: the process group's under torchrun (one GPU per rank), else
+    ``--device`` as given (``auto``: CUDA when available)."""
     dev = dist.setup("auto" if pref == "auto" else ("cuda" if pref.startswith("cuda") else "cpu"))
     if pref not in ("auto", "cuda") and not dist.is_enabled():
         return torch.device(pref)
