@@ -80,6 +80,9 @@ def test_breast_mean_and_exam_max_known_answer():
                                   ["a", "b", "c"], False)
     exam = next(r for r in rows_mc if r["level"] == "exam")
     assert float(exam["p_c"]) == pytest.approx((0.35 + 0.8) / 2)  # multi-class: mean of the breasts
+    _h, rows_mean = prediction_rows(images[:3], probs[:3], ["no", "yes"], False, exam_score="mean")
+    exam = next(r for r in rows_mean if r["level"] == "exam")
+    assert float(exam["p_yes"]) == pytest.approx((0.3 + 0.2) / 2)  # the mean over the breasts, on request
 
 
 def test_class_columns_are_safe_and_unique():
