@@ -221,15 +221,22 @@ def _probe_sections(dirs: list[Path]) -> tuple[str, str]:
     return "\n".join(tables), ("\n".join(rocs) if rocs else _missing("No ROC curve PNG in the probe folders."))
 
 
+def _is_finetune(d: Path) -> bool:
+    try:
+        return str(json.loads((d / "config.json").read_text()).get("format", "")).startswith("mammodino-finetuned")
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def find_finetune_dirs(run_dir: Path, extra=()) -> list[Path]:
-    """``RUN_DIR/finetune*/`` and every extra folder that holds a fine-tune's results.json."""
+    """``RUN_DIR/finetune*/`` and every extra folder (or its sub-folders) holding a fine-tune."""
     dirs = [p.parent for p in sorted(run_dir.glob("finetune*/results.json"))]
     for e in extra or ():
         e = Path(e)
         dirs += [e] if (e / "results.json").exists() else [p.parent for p in sorted(e.glob("*/results.json"))]
     seen, out = set(), []
     for d in dirs:
-        if d.resolve() not in seen:
+        if d.resolve() not in seen and _is_finetune(d):
             seen.add(d.resolve())
             out.append(d)
     return out
@@ -268,9 +275,10 @@ def _comparison(ft_dirs: list[Path], probe_dirs: list[Path]) -> str:
             continue
         for e in entries:
             if e.get("level") == "image" and e.get("metric") in ("auc", "macro_auc"):
-                rows.append((e["task"], f"fine-tuned ({e.get('head', '?')} head, {e.get('encoder', '?')}): {d.name}", e))
+                rows.append((e["task"], f"fine-tuned ({e.get('head', '?')} head, {e.get('encoder', '?')}): "
+                             f"{d.parent.name}/{d.name}", e))
     tasks = {r[0] for r in rows}
-    for d in probe_dirs:
+    for d in dict.fromkeys(p.resolve() for p in probe_dirs):
         try:
             entries = json.loads((d / "results.json").read_text())
         except (OSError, ValueError):
@@ -283,7 +291,7 @@ def _comparison(ft_dirs: list[Path], probe_dirs: list[Path]) -> str:
                 e = next((x for x in sel if x.get("level") == "image" and x.get("metric") in ("auc", "macro_auc")
                           and float(x.get("label_fraction", 1)) == 1.0 and not x.get("perturbation")), None)
             if e is not None and e["task"] in tasks:
-                rows.append((e["task"], f"{probe} probe: {d.name}", e))
+                rows.append((e["task"], f"{probe} probe: {d.parent.name}/{d.name}", e))
     if not rows:
         return ""
     body = "".join(f"<tr><td>{html.escape(str(t))}<td>{html.escape(m)}<td>{html.escape(str(e['metric']))}"
