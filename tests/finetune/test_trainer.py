@@ -200,3 +200,10 @@ def test_bf16_autocast_path_runs(lesion_data, tmp_path):
     tuner, result = _run(lesion_data, tmp_path / "r", ["train.precision=bf16", "train.steps=2", "train.eval_every=2"])
     assert np.isfinite([e["value"] for e in result["entries"]]).all()
     assert all(torch.isfinite(v).all() for v in tuner.model.state_dict().values())
+
+
+def test_a_tiny_validation_split_is_not_used_for_calibration(lesion_data, tmp_path):
+    tuner, result = _run(lesion_data, tmp_path / "r", ["eval.calibration_min_images=30", "train.steps=2"])
+    cal = result["summary"]["calibration"]
+    assert not cal["fitted"] and "< eval.calibration_min_images = 30" in cal["reason"]
+    assert float(tuner.model.temperature) == 1.0 and float(tuner.model.bias.abs().sum()) == 0.0

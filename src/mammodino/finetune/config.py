@@ -78,6 +78,7 @@ def _check_ranges(cfg: DictConfig) -> None:
         if not get(key) > 0:
             raise ConfigError(f"config key {key!r}: must be > 0, got {get(key)!r}")
     for key in ("train.patience", "train.seed", "data.num_workers", "finetune.unfreeze_blocks", "eval.n_boot",
+                "eval.calibration_min_images",
                 "optim.min_lr", "optim.weight_decay", "optim.clip_grad"):
         if get(key) < 0:
             raise ConfigError(f"config key {key!r}: must be >= 0, got {get(key)!r}")

@@ -303,7 +303,13 @@ class FineTuner:
         precision = str(cfg.train.precision)
         bs = int(cfg.train.eval_batch_size)
         calibration = {"fitted": False}
-        if has_val and cfg.eval.calibrate:
+        n_val = len(self.splits.val) if has_val else 0
+        if has_val and cfg.eval.calibrate and n_val < int(cfg.eval.calibration_min_images):
+            calibration["reason"] = (f"the validation split has {n_val} images (< eval.calibration_min_images = "
+                                     f"{int(cfg.eval.calibration_min_images)}): probabilities left uncalibrated")
+            if dist.is_main():
+                self.log(f"note: {calibration['reason']}")
+        elif has_val and cfg.eval.calibrate:
             val_logits = ev.batched_logits(self.model, eval_loader(self.eval_set, self.splits.val, bs), self.device, precision)
             T, b, info = fit_calibration(val_logits, self.ls.y[self.splits.val], self.ls.multilabel)
             self.model.set_calibration(T, b)
