@@ -39,8 +39,16 @@ def prepare_for_training(model, cfg, device: torch.device):
     the weights are loaded and before the optimizer is built (FSDP2 swaps parameters for
     sharded ones). One process: the plain student. ``torchrun``: DDP, or FSDP2 (one
     ``fully_shard`` per block, student and teacher alike, so the EMA runs on matching local
-    shards) when ``train.fsdp`` is true, or ``auto`` for the large model.
+    shards) when ``train.fsdp`` is true, or ``auto`` for the large model. ``train.compile``
+    then compiles the student's forward (the teacher, under no_grad, runs eagerly).
     """
+    student, fsdp = _wrap(model, cfg, device)
+    if cfg.train.compile:
+        student = torch.compile(student)
+    return student, fsdp
+
+
+def _wrap(model, cfg, device: torch.device):
     if not is_enabled():
         return model.student, False
     use_fsdp = cfg.train.fsdp is True or (cfg.train.fsdp == "auto" and cfg.model.arch == "large")

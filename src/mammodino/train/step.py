@@ -148,6 +148,7 @@ def build_train_step(cfg, model, device: torch.device) -> TrainStep:
     n_blocks = len(model.student.backbone.blocks)
     modules = {name: mod for name, mod in model.student.named_children() if mod is not None}
     optimizer = build_optimizer(
-        param_groups(modules, n_blocks, cfg.optim.layerwise_decay, cfg.optim.patch_embed_lr_mult), cfg.optim.betas)
+        param_groups(modules, n_blocks, cfg.optim.layerwise_decay, cfg.optim.patch_embed_lr_mult), cfg.optim.betas,
+        fused=not fsdp and device.type in ("cpu", "cuda"))
     return TrainStep(cfg, model, optimizer, build_schedules(cfg), device, student=student,
                      monitor=build_monitor(cfg), fsdp=fsdp)
