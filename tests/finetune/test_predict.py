@@ -118,3 +118,27 @@ def test_raw_folder_with_bad_files_gives_rows_with_reasons(tuned, phantom_dir, d
                  cache_dir=tmp_path / "kept")
     assert {r["source"] for r in _read(tmp_path / "with-source.csv") if r["level"] == "image"} >= {"truncated.dcm"}
     assert (tmp_path / "kept" / "manifest.csv").exists() and s2["images"] == 14
+
+
+def test_a_raw_folder_scores_like_its_index(tuned, phantom_dir, tmp_path):
+    """predict on raw DICOMs = index (at the model's cache size) + predict on that cache; with the
+    same --salt the ids agree too."""
+    from mammodino.data.indexer import index_folder
+
+    _tuner, model_dir = tuned
+    size = json_size(model_dir)
+    index_folder(phantom_dir, tmp_path / "cache", size=size, workers=1, salt="s" * 16, progress=False)
+    predict(model_dir, tmp_path / "cache", tmp_path / "a.csv", progress=False, device="cpu")
+    predict(model_dir, phantom_dir, tmp_path / "b.csv", progress=False, device="cpu", salt="s" * 16, workers=2)
+    def rows(name):  # manifest order is completion order with 2 workers
+        return sorted(tuple(r.values()) for r in _read(tmp_path / name))
+
+    a, b = rows("a.csv"), rows("b.csv")
+    assert sum(r[0] == "image" for r in a) == 14 and {r[0] for r in a} == {"image", "breast", "exam"}
+    assert a == b  # ids, keys and every probability
+
+
+def json_size(model_dir) -> int:
+    import json
+
+    return int(json.loads((model_dir / "config.json").read_text())["preprocessing"]["cache_long_side"])
