@@ -23,6 +23,8 @@ COMMANDS = {
     "attention": "Last-layer CLS attention maps overlaid on mammograms, as PNG.",
     "report": "One self-contained HTML page for a run folder.",
     "export": "Export the teacher backbone as safetensors (+ timm-compatible option).",
+    "finetune": "Fine-tune an encoder + head on a labelled task (exact resume, calibrated probabilities).",
+    "predict": "Score new mammograms with a fine-tuned model (CSV: image, breast, exam rows).",
 }
 
 

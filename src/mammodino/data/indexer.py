@@ -60,6 +60,7 @@ class IndexOptions:
     max_pixels: int = DEFAULT_MAX_PIXELS
     margin: float = 0.02
     remove_pectoral: bool = False
+    whole_image: bool = False  # keep the whole field of view (background, labels) with its mask
     parent: tuple | None = None  # (pid, start time) of the main process: workers end with it
 
 
@@ -77,7 +78,8 @@ class Task:
 
 def index_folder(src, out, size: int = 1024, workers: int = 1, labels=None, include_for_processing: bool = False,
                  salt: str | None = None, progress: bool = True, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 margin: float = 0.02, remove_pectoral: bool = False, keep_source: bool = False) -> dict:
+                 margin: float = 0.02, remove_pectoral: bool = False, whole_image: bool = False,
+                 keep_source: bool = False) -> dict:
     """Index every image under ``src`` into the cache folder ``out`` (see :func:`_index_folder`),
     holding the cache's lock, after checking this run's settings against the cache's own."""
     src_path, out_path = Path(src).expanduser(), Path(out).expanduser()
@@ -90,19 +92,21 @@ def index_folder(src, out, size: int = 1024, workers: int = 1, labels=None, incl
             raise UserError(f"{out}: cannot create the cache folder ({exc.strerror or exc})") from None
     if not out_path.is_dir():  # the checks of _index_folder say what is wrong
         return _index_folder(src, out, size, workers, labels, include_for_processing, salt, progress,
-                             max_pixels, margin, remove_pectoral, keep_source)
+                             max_pixels, margin, remove_pectoral, whole_image, keep_source)
     with FolderLock(out_path, "cache", command="mammodino index"):
         manifest = out_path / MANIFEST_NAME
         check_or_record(out_path, {"size": int(size), "margin": float(margin), "remove_pectoral": bool(remove_pectoral),
-                                   "include_for_processing": bool(include_for_processing)},
+                                   "include_for_processing": bool(include_for_processing),
+                                   **({"whole_image": True} if whole_image else {})},
                         has_rows=manifest.exists() and manifest.stat().st_size > 0)
         return _index_folder(src, out, size, workers, labels, include_for_processing, salt, progress,
-                             max_pixels, margin, remove_pectoral, keep_source)
+                             max_pixels, margin, remove_pectoral, whole_image, keep_source)
 
 
 def _index_folder(src, out, size: int = 1024, workers: int = 1, labels=None, include_for_processing: bool = False,
                   salt: str | None = None, progress: bool = True, max_pixels: int = DEFAULT_MAX_PIXELS,
-                  margin: float = 0.02, remove_pectoral: bool = False, keep_source: bool = False) -> dict:
+                  margin: float = 0.02, remove_pectoral: bool = False, whole_image: bool = False,
+                  keep_source: bool = False) -> dict:
     """Index every image under ``src`` into the cache folder ``out``; returns the summary
     ``{"ok", "skipped", "already_done", "ignored", "reasons": {reason: n}, "seconds", "manifest"}``.
 
@@ -111,6 +115,8 @@ def _index_folder(src, out, size: int = 1024, workers: int = 1, labels=None, inc
     cache's own, created once in its key file ``<out>.mammodino-key``). ``progress``: tqdm bar
     and the printed summary. The manifest's ``source`` is empty and its ``stem`` is the id;
     both are in the key file (``keep_source``: also in the manifest, which then names files).
+    ``whole_image``: cache the whole field of view instead of the breast box
+    (still oriented and resized, with the breast mask), the input plain DINOv2 sees.
     """
     t0 = time.perf_counter()
     src = Path(src).expanduser()
@@ -137,7 +143,8 @@ def _index_folder(src, out, size: int = 1024, workers: int = 1, labels=None, inc
     _remove_stale_tmp(out)
     opts = IndexOptions(out=str(out), size=int(size), include_for_processing=bool(include_for_processing),
                         salt=salt, max_pixels=int(max_pixels), margin=float(margin),
-                        remove_pectoral=bool(remove_pectoral), parent=process_identity(os.getpid()))
+                        remove_pectoral=bool(remove_pectoral), whole_image=bool(whole_image),
+                        parent=process_identity(os.getpid()))
     stats = WalkStats()
     already = [0]
 
@@ -428,7 +435,7 @@ def _process(task: Task, opts: IndexOptions) -> dict:
 
     H, W = pixels.shape[-2:]
     box = seg.box()
-    region = expand_box(box, opts.margin, W, H)
+    region = (0, 0, W, H) if opts.whole_image else expand_box(box, opts.margin, W, H)
     x0, y0, x1, y1 = region
     cw, ch = x1 - x0, y1 - y0
     scale = min(1.0, opts.size / max(cw, ch))
