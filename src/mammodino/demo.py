@@ -61,7 +61,7 @@ DEMO_MASS_SCALE = 2.0
 def calibrate_step_seconds(cfg, cache: Path, n_steps: int = 3) -> float:
     """Seconds per optimisation step of this config on this machine (after one warm-up step)."""
     from mammodino.data.dataset import PretrainDataset, collate
-    from mammodino.data.sampler import BatchPlan
+    from mammodino.data.batch_plan import BatchPlan
     from mammodino.train.ssl_model import SSLModel
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -12,7 +12,7 @@ from pydicom.uid import ExplicitVRLittleEndian, JPEGLosslessSV1, generate_uid
 
 from mammodino.errors import SkipFile
 from mammodino.io.dicom_reader import FOR_PROCESSING_REASON, read_dicom, read_dicom_series
-from mammodino.io.dicom_writer import write_dbt_series, write_mammo_dicom
+from support.dicom_files import write_dbt_series, write_mammo_dicom
 
 
 def _ramp(h=8, w=8, hi=4095):

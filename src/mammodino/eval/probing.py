@@ -26,7 +26,7 @@ from mammodino.eval.join import JoinedTask, compact_classes, join_labels
 from mammodino.eval.levels import breast_level
 from mammodino.eval.metrics import evaluate
 from mammodino.eval.perturb import Perturbation, parse_perturbations
-from mammodino.eval.probes import make_probe
+from mammodino.eval.classifiers import make_probe
 from mammodino.eval.results import markdown_table, write_results
 from mammodino.eval.splits import FractionSkipped, label_fraction_subset, patient_split, split_from_column
 from mammodino.eval.tasks import load_task
@@ -37,26 +37,6 @@ DEFAULT_FRACTIONS = (0.01, 0.1, 1.0)
 def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr)
 
-
-def find_phantom_labels(cache_dir: str | Path | None) -> Path | None:
-    """``labels.csv`` of the phantom folder a cache was indexed from, when the cache says
-    where that was (``index.json``/``index_report.json`` with a ``src``), else None."""
-    if not cache_dir:
-        return None
-    cache_dir = Path(cache_dir)
-    for name in ("index.json", "index_report.json", "report.json"):
-        f = cache_dir / name
-        if f.exists():
-            try:
-                info = json.loads(f.read_text())
-            except (OSError, json.JSONDecodeError):
-                continue
-            for key in ("src", "source", "source_dir"):
-                if isinstance(info, dict) and info.get(key):
-                    cand = Path(info[key]) / "labels.csv"
-                    if cand.exists():
-                        return cand
-    return None
 
 
 def parse_fractions(spec) -> list[float]:
@@ -179,8 +159,6 @@ def run_probe(
     ``out`` when given)."""
     fs = features if isinstance(features, FeatureSet) else load_features(features)
     cache_dir = cache or fs.cache
-    if labels is None and task.startswith("phantom"):
-        labels = find_phantom_labels(cache_dir)
     if labels is None:
         raise UserError(f"task {task}: give the label table with --labels")
     fractions = parse_fractions(label_fractions)
