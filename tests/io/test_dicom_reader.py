@@ -268,3 +268,32 @@ def test_openrem_for_processing_with_flag(dicom_headers_dir):
     img = read_dicom(dicom_headers_dir / "MG-Im-GE-SenDS-scaled.dcm", include_for_processing=True)
     assert img.pixels.shape == (4, 4)
     assert np.isfinite(img.pixels).all() and img.pixels.min() >= 0 and img.pixels.max() <= 1
+
+
+def test_cbis_style_secondary_capture_film_gets_identity_from_patient_id(tmp_path):
+    """CBIS-DDSM films: Secondary Capture, 16-bit MONOCHROME2, no ImageLaterality or
+    ViewPosition; PatientID carries patient, side and view. The four views of one woman
+    must share one patient id (-> one patient_key)."""
+    from mammodino.io.uids import SECONDARY_CAPTURE
+
+    film = np.full((64, 48), 3000, np.uint16)
+    film[10:50, :30] = 30000
+    ids = {}
+    for side in ("LEFT", "RIGHT"):
+        for view in ("CC", "MLO"):
+            path = write_mammo_dicom(tmp_path / f"{side}_{view}.dcm", film, laterality=None, view=None,
+                                     patient_id=f"Mass-Test_P_00173_{side}_{view}", sop_class=SECONDARY_CAPTURE)
+            meta = read_dicom(path).meta
+            assert (meta["laterality"], meta["view"]) == (side[0], view)
+            ids[(side, view)] = meta["patient_id"]
+    assert set(ids.values()) == {"P_00173"}
+
+
+def test_plain_patient_id_is_kept_and_tags_win(tmp_path):
+    film = np.full((64, 48), 3000, np.uint16)
+    path = write_mammo_dicom(tmp_path / "a.dcm", film, laterality="R", view="CC",
+                             patient_id="Calc-Test_P_00001_LEFT_MLO")
+    meta = read_dicom(path).meta
+    assert (meta["laterality"], meta["view"], meta["patient_id"]) == ("R", "CC", "P_00001")
+    path = write_mammo_dicom(tmp_path / "b.dcm", film, patient_id="ANON-0042")
+    assert read_dicom(path).meta["patient_id"] == "ANON-0042"

@@ -78,6 +78,32 @@ def test_inverted_png_is_turned_tissue_bright(tmp_path):
     np.testing.assert_allclose(img.pixels, arr / 255.0, atol=1e-6)
 
 
+def test_film_with_bright_borders_is_not_inverted(tmp_path):
+    """Digitised film (MIAS/DDSM style): bright unexposed film edges on three sides and a
+    scanner strip, dark air inside them. The border is bright, but the image is not
+    MONOCHROME1-style and must keep its polarity."""
+    arr = _breast(h=200, w=160)
+    arr[:14] = 250
+    arr[:, -16:] = 245
+    arr[-12:] = 240
+    arr[:, :4] = 255  # scanner edge strip
+    cv2.imwrite(str(tmp_path / "film.png"), arr)
+    img = read_image(tmp_path / "film.png")
+    assert img.meta["inverted"] is False
+    np.testing.assert_allclose(img.pixels, arr / 255.0, atol=1e-7)
+
+
+def test_8_bit_film_scan_dimensions_and_scale(shared_data):
+    """A real 8-bit digitised film (DDSM, 960 x 480) reads at its own scale, tissue bright."""
+    path = next((shared_data / "ddsm_tissue" / "test" / "fgt_seg").glob("*.png"), None)
+    if path is None:
+        pytest.skip("no DDSM film under ddsm_tissue/test/fgt_seg")
+    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    img = read_image(path)
+    assert raw.dtype == np.uint8 and img.pixels.shape == raw.shape and img.meta["inverted"] is False
+    np.testing.assert_allclose(img.pixels, raw / 255.0, atol=1e-7)
+
+
 def test_grey_rgb_png_is_one_channel(tmp_path):
     arr = _breast()
     cv2.imwrite(str(tmp_path / "rgb.png"), np.dstack([arr] * 3))

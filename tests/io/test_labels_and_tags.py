@@ -4,7 +4,7 @@ import pytest
 
 from mammodino.errors import UserError
 from mammodino.io.labels import load_label_table, stem_of
-from mammodino.io.tags import normalise_laterality, normalise_view
+from mammodino.io.tags import identity_from_patient_id, normalise_laterality, normalise_view
 
 
 @pytest.mark.parametrize("text,view", [
@@ -46,3 +46,18 @@ def test_table_without_image_id_is_a_user_error(label_tables_dir):
 def test_tolerant_column_names(tmp_path):
     (tmp_path / "t.csv").write_text("File Name;ImageLaterality;ViewPosition\nimgs/a.png;Right;MLO\nb.dcm;L;cc\n")
     assert load_label_table(tmp_path / "t.csv") == {"a": ("R", "MLO"), "b": ("L", "CC")}
+
+
+@pytest.mark.parametrize("patient_id,expected", [
+    ("Mass-Test_P_00173_LEFT_CC", ("P_00173", "L", "CC")),
+    ("Calc-Training_P_01234_RIGHT_MLO", ("P_01234", "R", "MLO")),
+    ("Mass-Training_P_00001_LEFT_MLO_1", ("P_00001", "L", "MLO")),
+    ("mass-test p_00173 left cc", ("P_00173", "L", "CC")),
+    ("P_00042_RIGHT_XCCL", ("P_00042", "R", "XCCL")),
+    ("ANON-0001", ("", "", "")),
+    ("P_00173", ("", "", "")),
+    ("", ("", "", "")),
+    (None, ("", "", "")),
+])
+def test_identity_from_cbis_patient_id(patient_id, expected):
+    assert identity_from_patient_id(patient_id) == expected

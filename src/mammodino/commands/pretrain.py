@@ -7,6 +7,8 @@ Examples:
 
 The run folder gets checkpoint-last.safetensors (+ periodic copies with train.keep_every),
 metrics.jsonl, config.yaml (the resolved config), crop_preview.png and loss_curve.png.
+--resume continues from the newest checkpoint that verifies (a damaged one is reported and
+kept aside) and refuses a config that changes the experiment unless --allow-config-change.
 Overrides are key=value pairs of the config (see `configs/default.yaml`); unknown keys fail.
 """
 
@@ -24,6 +26,9 @@ def add_arguments(p) -> None:
     p.add_argument("--stop-at", type=int, default=None, metavar="STEP",
                    help="save and stop after this step (the schedules still span train.steps); continue later with --resume, "
                         "e.g. on a preemptible or time-limited job")
+    p.add_argument("--allow-config-change", action="store_true",
+                   help="with --resume: accept a config that changes the experiment (model, data, seed, batch ...); "
+                        "the changes are logged and the previous config.yaml is kept")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.batch_size=32")
 
@@ -37,7 +42,7 @@ def run(args) -> int:
         overrides.append(f"train.steps={args.steps}")
     cfg = load_config(args.config, overrides)
     last = pretrain(cfg, args.data, args.out, resume=args.resume, progress=not args.no_progress,
-                    stop_at=args.stop_at)
+                    stop_at=args.stop_at, allow_config_change=args.allow_config_change)
     import os
 
     if last and os.environ.get("RANK", "0") == "0":

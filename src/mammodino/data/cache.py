@@ -65,22 +65,47 @@ def mask_relpath(image_id: str) -> str:
     return f"masks/{shard_of(image_id)}/{image_id}.npy"
 
 
-def read_manifest(cache_dir: str | Path, only_ok: bool = True) -> list[dict]:
-    """Rows of ``cache_dir/manifest.csv`` as dicts (strings, ints for the size columns)."""
-    path = Path(cache_dir) / MANIFEST_NAME
+def read_manifest(cache_dir: str | Path, only_ok: bool = True, check_files: bool = True) -> list[dict]:
+    """Rows of ``cache_dir/manifest.csv`` as dicts (strings, ints for the size columns).
+
+    The whole manifest is validated first (:mod:`mammodino.data.manifest_check`): columns,
+    kinds, numbers, and for ok rows that ``image_file`` / ``mask_file`` are regular ``.npy``
+    files inside the cache whose shapes fit the row. One UserError lists every problem."""
+    from mammodino.data.manifest_check import ManifestProblems, check_columns, row_problems
+
+    cache_dir = Path(cache_dir)
+    path = cache_dir / MANIFEST_NAME
     if not path.exists():
         raise UserError(f"{cache_dir}: not an indexed cache (no {MANIFEST_NAME}); run `mammodino index` first")
+    if not path.is_file():
+        raise UserError(f"{path}: not a regular file")
     rows = []
-    with path.open(newline="") as fh:
-        for row in csv.DictReader(fh):
-            if only_ok and row.get("status") != "ok":
-                continue
-            for key in ("slices", "height", "width", "cache_height", "cache_width", "flipped"):
-                if row.get(key) not in (None, ""):
-                    row[key] = int(float(row[key]))
-            if row.get("tissue_fraction") not in (None, ""):
-                row["tissue_fraction"] = float(row["tissue_fraction"])
-            rows.append(row)
+    problems = ManifestProblems(path)
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            check_columns(path, reader.fieldnames)
+            for row in reader:
+                line = reader.line_num
+                if None in row:
+                    problems.add(line, [f"{len(reader.fieldnames) + len(row[None])} fields, the header has "
+                                        f"{len(reader.fieldnames)}"])
+                    continue
+                if only_ok and row.get("status") != "ok":
+                    continue
+                found = row_problems(cache_dir, row, check_files=check_files)
+                if found:
+                    problems.add(line, found)
+                    continue
+                for key in ("slices", "height", "width", "cache_height", "cache_width", "flipped"):
+                    if row.get(key) not in (None, ""):
+                        row[key] = int(float(row[key]))
+                if row.get("tissue_fraction") not in (None, ""):
+                    row["tissue_fraction"] = float(row["tissue_fraction"])
+                rows.append(row)
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not a readable CSV manifest ({exc})") from None
+    problems.raise_if_any()
     return rows
 
 
@@ -106,7 +131,7 @@ class CachedImage:
     def image(self, slice_index: int | None = None) -> np.ndarray:
         """uint16 (H, W). For DBT, ``slice_index`` picks one slice (memory-mapped read);
         ``None`` gives the middle slice."""
-        path = self.cache_dir / self.row["image_file"]
+        path = self._path("image_file")
         if self.is_dbt:
             vol = np.load(path, mmap_mode="r")
             z = vol.shape[0] // 2 if slice_index is None else int(slice_index)
@@ -114,11 +139,17 @@ class CachedImage:
         return np.load(path)
 
     def volume(self) -> np.ndarray:
-        return np.load(self.cache_dir / self.row["image_file"], mmap_mode="r")
+        return np.load(self._path("image_file"), mmap_mode="r")
 
     def breast_mask(self) -> np.ndarray:
         """uint8 (H, W) 0/1 breast-tissue mask (not an iBOT patch mask: those are ``masks``)."""
-        return np.load(self.cache_dir / self.row["mask_file"])
+        return np.load(self._path("mask_file"))
+
+    def _path(self, key: str) -> Path:
+        """Checked again at every read: only regular files inside the cache are opened."""
+        from mammodino.data.manifest_check import safe_cache_path
+
+        return safe_cache_path(self.cache_dir, self.row.get(key) or "", key)
 
 
 def open_cache(cache_dir: str | Path) -> list[CachedImage]:

@@ -21,7 +21,7 @@ from pydicom.uid import UID
 
 from mammodino.errors import SkipFile
 from mammodino.io import uids
-from mammodino.io.tags import laterality_from_tags, view_from_tags
+from mammodino.io.tags import identity_from_patient_id, laterality_from_tags, view_from_tags
 from mammodino.io.types import MammoImage, empty_meta
 from mammodino.io.voi import GreyParams, display_values
 
@@ -492,12 +492,21 @@ def _meta(ds, info: dict) -> dict:
     frames = info["frames"]
     kind = "dbt" if (frames > 1 or info["sop"] == uids.BREAST_TOMOSYNTHESIS) else "ffdm"
     laterality = laterality_from_tags(ds)
+    view = view_from_tags(ds)
     patient_id = ds.get("PatientID")
+    patient_id = str(patient_id).strip() if patient_id not in (None, "") else None
+    # film archives (CBIS-DDSM) keep patient, side and view only inside PatientID
+    cbis_patient, cbis_laterality, cbis_view = identity_from_patient_id(patient_id)
+    if cbis_patient:
+        patient_id = cbis_patient
+    if not laterality and cbis_laterality:
+        laterality = cbis_laterality
+    view = view or cbis_view
     return empty_meta(
         laterality=laterality,
-        view=view_from_tags(ds),
+        view=view,
         laterality_source="tag" if laterality else "",
-        patient_id=str(patient_id).strip() if patient_id not in (None, "") else None,
+        patient_id=patient_id,
         study_uid=str(ds.get("StudyInstanceUID") or "") or None,
         series_uid=str(ds.get("SeriesInstanceUID") or "") or None,
         kind=kind,

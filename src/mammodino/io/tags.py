@@ -111,3 +111,28 @@ def view_from_tags(ds) -> str:
     if item is not None:
         view = normalise_view(item.get("CodeMeaning")) or normalise_view(item.get("CodeValue"))
     return view
+
+
+# CBIS-DDSM puts the whole image identity into PatientID ("Mass-Test_P_00173_LEFT_CC",
+# "Calc-Training_P_01234_RIGHT_MLO", ROI/crop files add "_1"): its films have no
+# ImageLaterality or ViewPosition. The woman is "P_00173"; without parsing, her four views
+# would get four patient keys and a patient-level split would leak her across train/test.
+_CBIS_ID = re.compile(
+    r"(?:^|[_\-\s])(?P<patient>P_\d{3,})[_\-\s]+(?P<side>LEFT|RIGHT)[_\-\s]+(?P<view>[A-Z]{2,6})(?:[_\-\s]|$)",
+    re.IGNORECASE,
+)
+
+
+def identity_from_patient_id(patient_id) -> tuple[str, str, str]:
+    """(patient, laterality, view) from a CBIS-DDSM-style PatientID, else ("", "", "").
+
+    >>> identity_from_patient_id("Mass-Test_P_00173_LEFT_CC")
+    ('P_00173', 'L', 'CC')
+    """
+    if not patient_id:
+        return "", "", ""
+    m = _CBIS_ID.search(str(patient_id).strip())
+    if m is None:
+        return "", "", ""
+    view = normalise_view(m.group("view"))
+    return m.group("patient").upper(), normalise_laterality(m.group("side")), view

@@ -1,11 +1,13 @@
-"""Which edge holds the chest wall, and the canonical orientation (chest wall on the LEFT).
+"""Which edge holds the chest wall (the canonical orientation is chest wall on the LEFT).
 
 In the DICOM display convention a left breast is shown with the chest wall on the left edge
 and the nipple pointing right, a right breast mirrored. So when no tag or label table
 says which breast it is, the edge the breast leans against tells us: left edge -> "L".
-Canonical orientation for the cache and for training is chest wall on the left: right
-breasts (or any image whose breast leans on the right edge) are mirrored, and the manifest
-records ``flipped``.
+The cache mirrors every image whose breast leans on the right edge and records
+``flipped`` in the manifest.
+
+This module works on a breast mask only, so that segmentation can use it (pectoral
+removal needs the chest-wall side) without an import cycle.
 """
 
 from __future__ import annotations
@@ -34,20 +36,6 @@ def chest_wall_on_left(mask: np.ndarray) -> bool:
     return centre <= (w - 1) / 2
 
 
-def laterality_from_image(img: np.ndarray | None, mask: np.ndarray | None = None) -> str:
-    """"L" when the chest wall is on the left edge, else "R" (standard display convention).
-
-    ``img`` is only used to compute a mask when none is given."""
-    if mask is None:
-        from mammodino.tissue.segmentation import breast_mask
-
-        mask = breast_mask(img if img.ndim == 2 else img.max(axis=0))
+def laterality_from_mask(mask: np.ndarray) -> str:
+    """"L" when the chest wall is on the left edge, else "R" (standard display convention)."""
     return "L" if chest_wall_on_left(mask) else "R"
-
-
-def to_canonical(img: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
-    """Mirror (last axis) image and mask so that the chest wall is on the left.
-    Works for (H, W) and (Z, H, W) images. Returns (image, mask, flipped)."""
-    if chest_wall_on_left(mask):
-        return img, mask, False
-    return img[..., ::-1], mask[:, ::-1], True

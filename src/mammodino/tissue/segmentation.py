@@ -33,6 +33,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from mammodino.errors import SkipFile
+from mammodino.tissue.orientation import chest_wall_on_left
 
 SEG_LONG_SIDE = 512  # segmentation resolution (long side, pixels)
 MIN_SIDE = 16  # an image smaller than this on either side cannot show a breast
@@ -216,8 +217,6 @@ def remove_pectoral(small: np.ndarray, mask: np.ndarray) -> np.ndarray:
     brightness from the chest wall, a straight line is fitted to it (least squares on the
     rows where it was found), and pixels on the chest-wall side of the line are removed.
     When no plausible line is found (slope, area 1-40% of the breast) the mask is kept."""
-    from mammodino.tissue.orientation import chest_wall_on_left
-
     flip = not chest_wall_on_left(mask)
     img = small[:, ::-1] if flip else small
     m = mask[:, ::-1] if flip else mask

@@ -5,10 +5,15 @@ step, config and optimizer hyper-parameters go in its JSON metadata. Nothing is 
 a checkpoint from anywhere can be opened safely. A write goes to a temporary file that is
 fsynced and then renamed over ``checkpoint-last.safetensors``: a run killed mid-write leaves
 the previous checkpoint intact and the partial file is never resumed from.
+
+The metadata also holds a SHA-256 of every tensor (name, dtype, shape, bytes), verified on
+load: flipped bytes in the tensor data are a damaged checkpoint, not weights. Model tensors
+with NaN or Inf are refused as well (a run cannot continue from them).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -23,6 +28,33 @@ from mammodino.errors import UserError
 
 LAST = "checkpoint-last.safetensors"
 TMP_SUFFIX = ".partial"
+CHECKSUM_KEY = "tensor_sha256"
+# tensors that must be finite for a run to continue (optimizer moments and RNG are not checked)
+FINITE_PREFIXES = ("student.", "teacher.", "dino_loss.", "ibot_loss.")
+
+
+class DamagedCheckpoint(UserError):
+    """A checkpoint file that cannot be trusted: unreadable, checksum mismatch, non-finite."""
+
+
+def tensor_checksum(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over (name, dtype, shape, raw bytes) of every tensor, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu").contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}\n".encode())
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy().data)
+    return h.hexdigest()
+
+
+def non_finite_tensors(tensors: dict[str, torch.Tensor], prefixes=FINITE_PREFIXES) -> list[str]:
+    """Names of floating tensors (under ``prefixes``) holding NaN or Inf."""
+    bad = []
+    for name, t in tensors.items():
+        if name.startswith(prefixes) and t.is_floating_point() and not torch.isfinite(t).all():
+            bad.append(name)
+    return sorted(bad)
 
 
 def periodic_name(step: int) -> str:
@@ -99,6 +131,7 @@ def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], meta: di
     tmp = path.with_name(path.name + TMP_SUFFIX)
     body = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     metadata = {key: json.dumps(value) for key, value in meta.items()}
+    metadata[CHECKSUM_KEY] = tensor_checksum(body)
     try:
         save_file(body, str(tmp), metadata=metadata)
         with open(tmp, "rb+") as fh:
@@ -115,40 +148,69 @@ def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], meta: di
     return path
 
 
-def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """(tensors, meta) of a checkpoint; a damaged file is a UserError naming it."""
+def load_checkpoint(path: str | Path, verify: bool = True) -> tuple[dict[str, torch.Tensor], dict]:
+    """(tensors, meta) of a checkpoint. A damaged file (unreadable, checksum mismatch,
+    non-finite weights) is a :class:`DamagedCheckpoint` naming it and what is wrong."""
     path = Path(path)
+    if not path.exists():
+        raise UserError(f"checkpoint {path} does not exist")
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} is not a regular file")
     try:
         with safe_open(str(path), framework="pt", device="cpu") as fh:
             raw_meta = fh.metadata() or {}
             tensors = {key: fh.get_tensor(key) for key in fh.keys()}
-    except FileNotFoundError as exc:
-        raise UserError(f"checkpoint {path} does not exist") from exc
     except Exception as exc:  # safetensors raises its own error types for damaged files
-        raise UserError(f"checkpoint {path} is damaged or not a mammodino checkpoint ({exc})") from exc
+        text = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise DamagedCheckpoint(f"checkpoint {path} is damaged or not a mammodino checkpoint ({text})") from None
     meta = {}
     for key, value in raw_meta.items():
+        if key == CHECKSUM_KEY:
+            continue
         try:
             meta[key] = json.loads(value)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             meta[key] = value
+    if verify:
+        stored = raw_meta.get(CHECKSUM_KEY)
+        if stored is not None and stored != tensor_checksum(tensors):
+            raise DamagedCheckpoint(f"checkpoint {path} is damaged: its tensor data does not match the "
+                                    "checksum stored when it was written")
+        bad = non_finite_tensors(tensors)
+        if bad:
+            raise DamagedCheckpoint(f"checkpoint {path} holds NaN/Inf values in {len(bad)} tensor(s) "
+                                    f"({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}); a run cannot continue from it")
     return tensors, meta
 
 
-def find_resume_checkpoint(run_dir: str | Path) -> Path | None:
-    """The newest checkpoint of a run that opens cleanly (partial files are ignored)."""
+def checkpoint_candidates(run_dir: str | Path) -> list[Path]:
+    """checkpoint-last, then the periodic copies newest first (partial files excluded)."""
     run_dir = Path(run_dir)
-    candidates = [run_dir / LAST] + sorted(run_dir.glob("checkpoint-[0-9]*.safetensors"), reverse=True)
-    for candidate in candidates:
-        if not candidate.exists() or candidate.name.endswith(TMP_SUFFIX):
-            continue
+    found = [run_dir / LAST] if (run_dir / LAST).exists() else []
+    found += sorted(run_dir.glob("checkpoint-[0-9]*.safetensors"), reverse=True)
+    return [p for p in found if not p.name.endswith(TMP_SUFFIX)]
+
+
+def select_checkpoint(run_dir: str | Path) -> tuple[Path | None, dict, dict, list[tuple[Path, str]]]:
+    """The newest checkpoint of a run that loads and verifies: ``(path, tensors, meta,
+    damaged)`` where ``damaged`` lists ``(path, reason)`` of every newer file that did not."""
+    damaged = []
+    for candidate in checkpoint_candidates(run_dir):
         try:
-            with safe_open(str(candidate), framework="pt", device="cpu") as fh:
-                if "state" in (fh.metadata() or {}):
-                    return candidate
-        except Exception:
+            tensors, meta = load_checkpoint(candidate)
+        except UserError as exc:
+            damaged.append((candidate, str(exc)))
             continue
-    return None
+        if not isinstance(meta.get("state"), dict) or "step" not in meta["state"]:
+            damaged.append((candidate, f"checkpoint {candidate} has no training state (not a pretrain checkpoint)"))
+            continue
+        return candidate, tensors, meta, damaged
+    return None, {}, {}, damaged
+
+
+def find_resume_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest checkpoint of a run that loads and verifies (partial files are ignored)."""
+    return select_checkpoint(run_dir)[0]
 
 
 def clean_partials(run_dir: str | Path) -> list[Path]:

@@ -28,6 +28,7 @@ from mammodino.train.loader import build_loader
 from mammodino.train.metrics_log import MetricsLog
 from mammodino.train.monitor import CollapseMonitor
 from mammodino.train.optim import apply_schedules, build_optimizer, param_groups
+from mammodino.train.run_folder import RunFolder
 from mammodino.train.schedules import build_schedules
 from mammodino.train.ssl_model import SSLModel
 
@@ -65,7 +66,8 @@ def _grads_finite(params) -> bool:
 
 class Trainer:
     def __init__(self, cfg, data_dirs: list, run_dir: str | Path, resume: bool = False,
-                 progress: bool = True, stop_at: int | None = None, batch_hook=None, echo_config: bool = True):
+                 progress: bool = True, stop_at: int | None = None, batch_hook=None, echo_config: bool = True,
+                 allow_config_change: bool = False):
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.resume = resume
@@ -76,24 +78,13 @@ class Trainer:
         self.data_dirs = [Path(d) for d in data_dirs]
         self.device = dist.setup()
         self.rank, self.world = dist.rank(), dist.world_size()
+        self.folder = RunFolder(self.run_dir, resume, allow_config_change, main=dist.is_main())
 
     # ----------------------------------------------------------------- set-up
-    def _prepare_run_dir(self) -> int:
-        existing = ckpt.find_resume_checkpoint(self.run_dir) if self.run_dir.exists() else None
-        if existing is not None and not self.resume:
-            raise UserError(
-                f"{self.run_dir} already holds a run ({existing.name}); pass --resume to continue it "
-                "or choose another --out (nothing is overwritten)")
-        if dist.is_main():
-            if self.run_dir.exists() and not self.run_dir.is_dir():
-                raise UserError(f"--out {self.run_dir}: exists and is not a folder")
-            try:
-                self.run_dir.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise UserError(f"--out {self.run_dir}: cannot create the run folder ({exc.strerror or exc})") from None
-            ckpt.clean_partials(self.run_dir)
+    def _prepare_run_dir(self) -> None:
+        """Lock the run folder; refuse to reuse one that holds a run unless resuming."""
+        self.folder.open()
         dist.barrier()
-        return 0 if existing is None else -1
 
     def _build(self):
         cfg = self.cfg
@@ -192,15 +183,18 @@ class Trainer:
         dist.barrier()
         return path
 
-    def load_model(self, path: Path) -> tuple[dict, dict]:
+    def load_model(self, path: Path, tensors: dict, meta: dict) -> tuple[dict, dict]:
         """Weights and loss buffers, into the plain (not yet wrapped) model."""
-        tensors, meta = ckpt.load_checkpoint(path)
         model_keys = set(self.model.state_dict().keys())
         model_state = {k: v for k, v in tensors.items() if k in model_keys}
         missing = model_keys - set(model_state)
         if missing:
             raise UserError(f"checkpoint {path} does not match this config: missing {sorted(missing)[:5]} ...")
-        self.model.load_state_dict(model_state)
+        try:
+            self.model.load_state_dict(model_state)
+        except RuntimeError as exc:
+            raise UserError(f"checkpoint {path} does not match this config: "
+                            f"{str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else exc}") from None
         return tensors, meta
 
     def load_optimizer(self, tensors: dict, meta: dict, path: Path) -> int:
@@ -227,9 +221,13 @@ class Trainer:
         self._build()
         start, resume_from = 0, None
         if self.resume:
-            found = ckpt.find_resume_checkpoint(self.run_dir)
-            if found is not None:
-                resume_from = (found, *self.load_model(found))
+            point = self.folder.resume_point()  # newest checkpoint that verifies
+            if point is not None:
+                self.folder.check_config(OmegaConf.to_container(cfg, resolve=True), self.data_dirs, point)
+                resume_from = (point.path, *self.load_model(point.path, point.tensors, point.meta))
+                dist.barrier()
+                self.folder.set_aside_damaged(point)
+                del point
             elif dist.is_main():
                 print(f"--resume: no checkpoint in {self.run_dir}, starting from step 0", flush=True)
         self._wrap_distributed()
@@ -239,6 +237,7 @@ class Trainer:
             start = self.load_optimizer(tensors, meta, found)
             del tensors
         if dist.is_main():
+            self.folder.keep_previous_config(start)
             save_config(cfg, self.run_dir / "config.yaml")
             if start == 0:
                 self._write_preview()
@@ -375,15 +374,16 @@ class Trainer:
 
 
 def pretrain(cfg, data_dirs, run_dir, resume=False, progress=True, stop_at=None, batch_hook=None,
-             echo_config=True) -> dict:
+             echo_config=True, allow_config_change=False) -> dict:
     """Python entry point of ``mammodino pretrain``; returns the last logged metrics."""
     if cfg.train.deterministic:
         torch.use_deterministic_algorithms(True)
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     trainer = Trainer(cfg, data_dirs, run_dir, resume=resume, progress=progress, stop_at=stop_at,
-                      batch_hook=batch_hook, echo_config=echo_config)
+                      batch_hook=batch_hook, echo_config=echo_config, allow_config_change=allow_config_change)
     try:
         return trainer.run()
     finally:
+        trainer.folder.close()
         if dist.is_enabled():
             dist.teardown()
