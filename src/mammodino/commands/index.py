@@ -35,6 +35,9 @@ def add_arguments(parser) -> None:
                         help="refuse images with more pixels than this, from the header (default 200e6)")
     parser.add_argument("--remove-pectoral", action="store_true",
                         help="remove the pectoral muscle from the breast mask on MLO views")
+    parser.add_argument("--whole-image", action="store_true",
+                        help="cache the whole image (background, labels, markers) with its breast mask instead of "
+                             "the breast box: the input plain DINOv2 trains on, for ablations")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -52,6 +55,7 @@ def run(args) -> int:
         progress=not args.no_progress,
         max_pixels=int(args.max_pixels) if args.max_pixels else DEFAULT_MAX_PIXELS,
         remove_pectoral=args.remove_pectoral,
+        whole_image=args.whole_image,
     )
     if args.no_progress:
         print(format_summary(summary, args.src, args.out))

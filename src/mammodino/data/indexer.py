@@ -28,11 +28,14 @@ import cv2
 import numpy as np
 
 from mammodino.data.cache import MANIFEST_NAME, image_relpath, mask_relpath
+from mammodino.data.cache_settings import check_or_record
 from mammodino.data.index_walk import Source, WalkStats, iter_sources
 from mammodino.data.manifest_writer import DoneSet, ManifestWriter, repair_tail
 from mammodino.errors import SkipFile, UserError
 from mammodino.io.dicom_reader import DEFAULT_MAX_PIXELS, read_dicom, read_dicom_series
 from mammodino.io.image_reader import read_image
+from mammodino.locks import FolderLock
+from mammodino.parent_watch import exit_with_parent, process_identity
 from mammodino.privacy import SALT_FILE, load_or_create_salt, pseudonym
 from mammodino.tissue.orientation import chest_wall_on_left
 from mammodino.tissue.segmentation import segment
@@ -57,6 +60,8 @@ class IndexOptions:
     max_pixels: int = DEFAULT_MAX_PIXELS
     margin: float = 0.02
     remove_pectoral: bool = False
+    whole_image: bool = False  # keep the whole field of view (background, labels) with its mask
+    parent: tuple | None = None  # (pid, start time) of the main process: workers end with it
 
 
 @dataclass(frozen=True)
@@ -73,14 +78,41 @@ class Task:
 
 def index_folder(src, out, size: int = 1024, workers: int = 1, labels=None, include_for_processing: bool = False,
                  salt: str | None = None, progress: bool = True, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 margin: float = 0.02, remove_pectoral: bool = False) -> dict:
+                 margin: float = 0.02, remove_pectoral: bool = False, whole_image: bool = False) -> dict:
+    """Index every image under ``src`` into the cache folder ``out`` (see :func:`_index_folder`),
+    holding the cache's lock, after checking this run's settings against the cache's own."""
+    src_path, out_path = Path(src).expanduser(), Path(out).expanduser()
+    if src_path.is_dir() and int(size) >= 16:
+        if out_path.exists() and not out_path.is_dir():
+            raise UserError(f"{out}: exists and is not a folder")
+        try:
+            out_path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"{out}: cannot create the cache folder ({exc.strerror or exc})") from None
+    if not out_path.is_dir():  # the checks of _index_folder say what is wrong
+        return _index_folder(src, out, size, workers, labels, include_for_processing, salt, progress,
+                             max_pixels, margin, remove_pectoral, whole_image)
+    with FolderLock(out_path, "cache", command="mammodino index"):
+        manifest = out_path / MANIFEST_NAME
+        check_or_record(out_path, {"size": int(size), "margin": float(margin), "remove_pectoral": bool(remove_pectoral),
+                                   "include_for_processing": bool(include_for_processing),
+                                   **({"whole_image": True} if whole_image else {})},
+                        has_rows=manifest.exists() and manifest.stat().st_size > 0)
+        return _index_folder(src, out, size, workers, labels, include_for_processing, salt, progress,
+                             max_pixels, margin, remove_pectoral, whole_image)
+
+
+def _index_folder(src, out, size: int = 1024, workers: int = 1, labels=None, include_for_processing: bool = False,
+                  salt: str | None = None, progress: bool = True, max_pixels: int = DEFAULT_MAX_PIXELS,
+                  margin: float = 0.02, remove_pectoral: bool = False, whole_image: bool = False) -> dict:
     """Index every image under ``src`` into the cache folder ``out``; returns the summary
     ``{"ok", "skipped", "already_done", "ignored", "reasons": {reason: n}, "seconds", "manifest"}``.
 
     ``workers``: processes (1 = in this process). ``labels``: CSV with image id + laterality
     and/or view columns (used when the tags lack them). ``salt``: pseudonym salt (default: the
     cache's own, created once in ``out/.mammodino-salt``). ``progress``: tqdm bar and the
-    printed summary.
+    printed summary. ``whole_image``: cache the whole field of view instead of the breast box
+    (still oriented and resized, with the breast mask), the input plain DINOv2 sees.
     """
     t0 = time.perf_counter()
     src = Path(src).expanduser()
@@ -107,7 +139,8 @@ def index_folder(src, out, size: int = 1024, workers: int = 1, labels=None, incl
     _remove_stale_tmp(out)
     opts = IndexOptions(out=str(out), size=int(size), include_for_processing=bool(include_for_processing),
                         salt=salt, max_pixels=int(max_pixels), margin=float(margin),
-                        remove_pectoral=bool(remove_pectoral))
+                        remove_pectoral=bool(remove_pectoral), whole_image=bool(whole_image),
+                        parent=process_identity(os.getpid()))
     stats = WalkStats()
     already = [0]
 
@@ -260,6 +293,7 @@ def _run_pool(tasks, opts: IndexOptions, workers: int, record, work=None) -> Non
     pending: dict = {}
     it = iter(tasks)
     exhausted = False
+    finished = False
     try:
         while True:
             while not exhausted and len(pending) < max_in_flight:
@@ -288,8 +322,9 @@ def _run_pool(tasks, opts: IndexOptions, workers: int, record, work=None) -> Non
                 for task in suspects:
                     record(_run_isolated(task, ctx, opts, work))
                 pool = new_pool(workers)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        finished = True
+    finally:  # on an error or Ctrl-C, do not wait for in-flight files: the workers exit with us
+        pool.shutdown(wait=finished, cancel_futures=True)
 
 
 def _run_isolated(task: Task, ctx, opts: IndexOptions, work) -> dict:
@@ -310,6 +345,8 @@ _OPTS: IndexOptions | None = None
 def _init_worker(opts: IndexOptions) -> None:
     global _OPTS
     _OPTS = opts
+    if opts.parent and opts.parent[0] != os.getpid():
+        exit_with_parent(opts.parent)
     cv2.setNumThreads(1)  # one process per core already
     _set_numpy_hugepages(False)
 
@@ -383,7 +420,7 @@ def _process(task: Task, opts: IndexOptions) -> dict:
 
     H, W = pixels.shape[-2:]
     box = seg.box()
-    region = expand_box(box, opts.margin, W, H)
+    region = (0, 0, W, H) if opts.whole_image else expand_box(box, opts.margin, W, H)
     x0, y0, x1, y1 = region
     cw, ch = x1 - x0, y1 - y0
     scale = min(1.0, opts.size / max(cw, ch))

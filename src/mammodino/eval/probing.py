@@ -22,13 +22,14 @@ import numpy as np
 
 from mammodino.errors import UserError
 from mammodino.eval.features import FeatureSet, load_features
-from mammodino.eval.join import JoinedTask, compact_classes, join_labels
+from mammodino.eval.join import compact_classes, join_labels
 from mammodino.eval.levels import breast_level
-from mammodino.eval.metrics import evaluate
 from mammodino.eval.perturb import Perturbation, parse_perturbations
 from mammodino.eval.classifiers import make_probe
+from mammodino.eval.results import class_counts as _class_counts
 from mammodino.eval.results import markdown_table, write_results
-from mammodino.eval.splits import FractionSkipped, label_fraction_subset, patient_split, split_from_column
+from mammodino.eval.results import metric_entries as _entries
+from mammodino.eval.splits import FractionSkipped, label_fraction_subset, task_split
 from mammodino.eval.tasks import load_task
 
 DEFAULT_FRACTIONS = (0.01, 0.1, 1.0)
@@ -51,37 +52,6 @@ def parse_fractions(spec) -> list[float]:
     if bad or not values:
         raise UserError(f"--label-fraction: each value must be in (0, 1], got {spec!r}")
     return sorted(set(values))
-
-
-def _class_counts(y: np.ndarray, n: int) -> list[int]:
-    return np.bincount(y.astype(int), minlength=n).tolist()
-
-
-def _entries(base: dict, level: str, y, probs, groups, n_classes, n_boot, seed) -> list[dict]:
-    out = []
-    for r in evaluate(y, probs, groups, n_classes=n_classes, n_boot=n_boot, seed=seed):
-        e = dict(base)
-        e.update(r.as_dict())
-        e.update(
-            level=level,
-            n_test=int(len(y)),
-            n_test_patients=int(len(set(groups.tolist()))),
-            test_class_counts=_class_counts(y, n_classes),
-        )
-        out.append(e)
-    return out
-
-
-def _split(joined: JoinedTask, test_size: float, seed: int, log) -> tuple[np.ndarray, np.ndarray, str]:
-    if len(joined) and (joined.split != "").all():
-        train, test, both = split_from_column(joined.split, joined.groups)
-        if len(train) and len(test):
-            if both:
-                log(f"note: {both} patients are on both sides of the table's split (kept as published)")
-            return train, test, "label table split column"
-        log("note: the table's split leaves one side empty for these images; splitting by patient instead")
-    train, test = patient_split(joined.groups, joined.y, test_size=test_size, seed=seed)
-    return train, test, f"by patient, stratified, test {test_size:.0%}, seed {seed}"
 
 
 def _reembed(fs: FeatureSet, rows: np.ndarray, pert: Perturbation, checkpoint, cache_dir, batch_size, device, log):
@@ -175,7 +145,7 @@ def run_probe(
     n_classes = joined.n_classes
     X = fs.features[joined.index]
     y, groups = joined.y, joined.groups
-    train, test, split_desc = _split(joined, test_size, seed, log)
+    train, test, split_desc = task_split(joined, test_size, seed, log)
     if len(test) == 0 or len(train) == 0:
         raise UserError(
             f"task {task}: {len(set(groups.tolist()))} labelled patients are too few to hold out test patients "

@@ -3,7 +3,8 @@
 Everything is inlined (plots and images as base64 PNG, CSS in the page), so the file can be
 mailed or attached to a ticket. Sections: configuration, training curves (every loss term,
 learning rate, images/s), collapse monitor (teacher prototype entropy, prototypes in use,
-CLS feature std), crop preview, probe results with CIs, ROC curves, attention maps. A part
+CLS feature std), crop preview, probe results with CIs, ROC curves, fine-tunes (results, calibration,
+training curve, a fine-tuned-vs-probe table), attention maps. A part
 that is missing (no probe run yet, no attention maps) is noted in its section, never an
 error.
 
@@ -26,7 +27,7 @@ from mammodino.train.metrics_log import read_metrics
 LOSS_KEYS = ("loss", "dino_loss", "ibot_loss", "koleo_loss", "slice_loss")
 COLLAPSE_KEYS = ("teacher_entropy", "prototypes_in_use", "cls_std")
 SECTIONS = ("Configuration", "Training curves", "Collapse monitor", "Crop preview", "Probe results",
-            "ROC curves", "Attention maps")
+            "ROC curves", "Fine-tuning", "Attention maps")
 
 CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1100px;color:#222}
@@ -127,6 +128,8 @@ def _collapse_section(rows, cfg) -> str:
     if isinstance(last.get("cls_std"), (int, float)) and low_std is not None and last["cls_std"] < low_std:
         parts.append(f'<p class="warn">At the last logged step (step {last["step"]}) the CLS feature std '
                      f"{last['cls_std']:.3g} is below {low_std}: the features may have collapsed.</p>")
+    parts.append(_learning_note(last, n_proto, (cfg.get("crops", {}) or {}).get("local_crops_number")
+                                if isinstance(cfg, dict) else None))
     flagged = [r["step"] for r in rows if r.get("collapsed") is True]
     if flagged:
         parts.append(f'<p class="warn">Collapse warning at {len(flagged)} logged steps (first at step {flagged[0]}, '
@@ -134,6 +137,35 @@ def _collapse_section(rows, cfg) -> str:
     else:
         parts.append("<p>No logged step was flagged as collapsed.</p>")
     return "\n".join(parts)
+
+
+def learning_state(last: dict, n_prototypes, local_crops_number) -> tuple[str, float | None, float | None]:
+    """("not learning" | "learning" | "unknown", DINO CE / ln K, teacher entropy / ln K) at a
+    logged step. At ln K the teacher's targets are uniform and the DINO term teaches nothing."""
+    if not n_prototypes or not isinstance(last.get("dino_global_loss"), (int, float)):
+        return "unknown", None, None
+    ln_k = math.log(float(n_prototypes))
+    n_terms = 2 + 2 * int(local_crops_number or 0)
+    ce = float(last["dino_global_loss"]) * n_terms / 2 / ln_k
+    ent = last.get("teacher_sample_entropy")
+    ent = float(ent) / ln_k if isinstance(ent, (int, float)) else None
+    stuck = ce > 0.9 or (ent is not None and ent > 0.9)
+    return ("not learning" if stuck else "learning"), ce, ent
+
+
+def _learning_note(last: dict, n_prototypes, local_crops_number) -> str:
+    state, ce, ent = learning_state(last, n_prototypes, local_crops_number)
+    if state == "unknown":
+        return ""
+    ent_txt = f", teacher per-sample entropy {ent:.2f} ln K" if ent is not None else ""
+    if state == "not learning":
+        return (f'<p class="warn">At step {last["step"]} the DINO CLS cross-entropy is {ce:.2f} ln K{ent_txt}: the '
+                "teacher's targets are (nearly) uniform, so the DINO term has not started to learn and the total "
+                "loss moves only with iBOT, KoLeo and the slice term (a rising total loss is then no sign of "
+                "learning or of divergence). Small batches on look-alike mammogram crops cause this; see README "
+                '"Evidence" (lower teacher temperature, smaller bottleneck, more steps).</p>')
+    return (f"<p>At step {last['step']} the DINO CLS cross-entropy is {ce:.2f} ln K{ent_txt}: the teacher gives "
+            "sharp, image-dependent targets and the DINO term is learning.</p>")
 
 
 def _num(v) -> str:
@@ -220,7 +252,106 @@ def _probe_sections(dirs: list[Path]) -> tuple[str, str]:
     return "\n".join(tables), ("\n".join(rocs) if rocs else _missing("No ROC curve PNG in the probe folders."))
 
 
-def build_report(run_dir: str | Path, probe_dirs=(), attention_dirs=(), title: str | None = None) -> str:
+def _is_finetune(d: Path) -> bool:
+    try:
+        return str(json.loads((d / "config.json").read_text()).get("format", "")).startswith("mammodino-finetuned")
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def find_finetune_dirs(run_dir: Path, extra=()) -> list[Path]:
+    """``RUN_DIR/finetune*/`` and every extra folder (or its sub-folders) holding a fine-tune."""
+    dirs = [p.parent for p in sorted(run_dir.glob("finetune*/results.json"))]
+    for e in extra or ():
+        e = Path(e)
+        dirs += [e] if (e / "results.json").exists() else [p.parent for p in sorted(e.glob("*/results.json"))]
+    seen, out = set(), []
+    for d in dirs:
+        if d.resolve() not in seen and _is_finetune(d):
+            seen.add(d.resolve())
+            out.append(d)
+    return out
+
+
+def _finetune_summary(d: Path) -> str:
+    try:
+        s = json.loads((d / "summary.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return ""
+    cal = s.get("calibration") or {}
+    stop = s.get("early_stopping") or {}
+    enc = s.get("encoder") or {}
+    text = (f"{', '.join(map(str, s.get('tasks', [])))}: {int(s.get('labelled_images', 0))} labelled images from "
+            f"{int(s.get('patients', 0))} patients; {int(s.get('n_fit', 0))} fit / {int(s.get('n_val', 0))} validation / "
+            f"{int(s.get('n_test', 0))} test images ({html.escape(str(s.get('split', '')))}); encoder "
+            f"{html.escape(str(enc.get('source', '?')))} ({html.escape(str(enc.get('arch', '?')))}); "
+            f"best validation score {_num(stop.get('best_score'))} at step {_num(stop.get('best_step'))}"
+            f"{', stopped early' if stop.get('stopped') else ''}.")
+    if cal.get("fitted"):
+        text += (f" Calibration on the validation split: NLL {_num(cal.get('val_nll_before'))} -> "
+                 f"{_num(cal.get('val_nll_after'))}; test ECE {_num(cal.get('test_ece_before'))} -> "
+                 f"{_num(cal.get('test_ece_after'))}.")
+    return f"<p>{text}</p>"
+
+
+def _comparison(ft_dirs: list[Path], probe_dirs: list[Path]) -> str:
+    """Image-level headline of every fine-tune and every probe of the same task, side by side."""
+    from mammodino.eval.results import headline
+
+    rows = []
+    for d in ft_dirs:
+        try:
+            entries = json.loads((d / "results.json").read_text())
+        except (OSError, ValueError):
+            continue
+        for e in entries:
+            if e.get("level") == "image" and e.get("metric") in ("auc", "macro_auc"):
+                rows.append((e["task"], f"fine-tuned ({e.get('head', '?')} head, {e.get('encoder', '?')}): "
+                             f"{d.parent.name}/{d.name}", e))
+    tasks = {r[0] for r in rows}
+    for d in dict.fromkeys(p.resolve() for p in probe_dirs):
+        try:
+            entries = json.loads((d / "results.json").read_text())
+        except (OSError, ValueError):
+            continue
+        for probe in ("logistic", "knn"):
+            sel = [e for e in entries if e.get("probe") == probe]
+            if probe == "logistic":
+                e = headline(sel)
+            else:
+                e = next((x for x in sel if x.get("level") == "image" and x.get("metric") in ("auc", "macro_auc")
+                          and float(x.get("label_fraction", 1)) == 1.0 and not x.get("perturbation")), None)
+            if e is not None and e["task"] in tasks:
+                rows.append((e["task"], f"{probe} probe: {d.parent.name}/{d.name}", e))
+    if not rows:
+        return ""
+    body = "".join(f"<tr><td>{html.escape(str(t))}<td>{html.escape(m)}<td>{html.escape(str(e['metric']))}"
+                   f"<td class=num>{_num(e['value'])}<td class=num>[{_num(e['ci_low'])}, {_num(e['ci_high'])}]"
+                   f"<td class=num>{int(e['n_test'])}</tr>" for t, m, e in sorted(rows, key=lambda r: (r[0], r[1])))
+    return ("<h3>Fine-tuned vs probes (image level, same patient split)</h3><table><tr><th>task<th>model<th>metric"
+            f"<th>value<th>95% CI<th>n test</tr>{body}</table>")
+
+
+def _finetune_section(ft_dirs: list[Path], probe_dirs: list[Path]) -> str:
+    if not ft_dirs:
+        return _missing("No fine-tunes (run `mammodino finetune ... --out RUN_DIR/finetune-<task>` or pass --finetune DIR).")
+    parts = [_comparison(ft_dirs, probe_dirs)]
+    for d in ft_dirs:
+        try:
+            entries = json.loads((d / "results.json").read_text())
+            if not isinstance(entries, list) or any(not all(k in e for k in REQUIRED_KEYS) for e in entries):
+                raise ValueError("not a list of result entries")
+        except (OSError, ValueError) as exc:
+            parts.append(f"<h3>{html.escape(d.name)}</h3>" + _missing(f"results.json unreadable ({exc})"))
+            continue
+        figs = [_figure(p.read_bytes(), f"{d.name}: {p.stem}", width=380)
+                for p in sorted(d.glob("roc_*.png")) + sorted(d.glob("training_curve.png"))]
+        parts.append(f"<h3>{html.escape(d.name)}</h3>{_finetune_summary(d)}{_probe_table(entries)}{''.join(figs)}")
+    return "\n".join(parts)
+
+
+def build_report(run_dir: str | Path, probe_dirs=(), attention_dirs=(), title: str | None = None,
+                 finetune_dirs=()) -> str:
     """The HTML text of the report for ``run_dir``."""
     run_dir = Path(run_dir)
     body = []
@@ -232,9 +363,11 @@ def build_report(run_dir: str | Path, probe_dirs=(), attention_dirs=(), title: s
     preview = run_dir / "crop_preview.png"
     body.append(("Crop preview", _figure(preview.read_bytes(), "tissue-aware crops and iBOT masks") if preview.exists()
                  else _missing("No crop_preview.png in the run folder.")))
-    probe_html, roc_html = _probe_sections(find_probe_dirs(run_dir, probe_dirs))
+    found_probes = find_probe_dirs(run_dir, probe_dirs)
+    probe_html, roc_html = _probe_sections(found_probes)
     body.append(("Probe results", probe_html))
     body.append(("ROC curves", roc_html))
+    body.append(("Fine-tuning", _finetune_section(find_finetune_dirs(run_dir, finetune_dirs), found_probes)))
     att_dirs = [run_dir / "attention"] + [Path(a) for a in attention_dirs or ()]
     pngs = [p for d in att_dirs if d.is_dir() for p in sorted(d.glob("*.png"))]
     body.append(("Attention maps", "\n".join(_figure(p.read_bytes(), p.stem, width=520) for p in pngs) if pngs
@@ -252,10 +385,10 @@ def build_report(run_dir: str | Path, probe_dirs=(), attention_dirs=(), title: s
     )
 
 
-def write_report(run_dir, out=None, probe_dirs=(), attention_dirs=()) -> Path:
+def write_report(run_dir, out=None, probe_dirs=(), attention_dirs=(), finetune_dirs=()) -> Path:
     run_dir = Path(run_dir)
     out = Path(out) if out else run_dir / "report.html"
-    text = build_report(run_dir, probe_dirs, attention_dirs)
+    text = build_report(run_dir, probe_dirs, attention_dirs, finetune_dirs=finetune_dirs)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")

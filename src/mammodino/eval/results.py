@@ -108,3 +108,32 @@ def markdown_table(entries: list[dict]) -> str:
             cells.append(_fmt(e.get("drop")) if e.get("perturbation") else "")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def class_counts(y, n: int) -> list[int]:
+    import numpy as np
+
+    return np.bincount(np.asarray(y).astype(int), minlength=n).tolist()
+
+
+def metric_entries(base: dict, level: str, y, probs, groups, n_classes, n_boot, seed) -> list[dict]:
+    """``base`` + each metric of :func:`mammodino.eval.metrics.evaluate` (value and patient
+    bootstrap CI) at ``level``, with the test counts: the entries ``probe`` and ``finetune``
+    write alike."""
+    import numpy as np
+
+    from mammodino.eval.metrics import evaluate
+
+    groups = np.asarray(groups)
+    out = []
+    for r in evaluate(y, probs, groups, n_classes=n_classes, n_boot=n_boot, seed=seed):
+        e = dict(base)
+        e.update(r.as_dict())
+        e.update(
+            level=level,
+            n_test=int(len(y)),
+            n_test_patients=int(len(set(groups.tolist()))),
+            test_class_counts=class_counts(y, n_classes),
+        )
+        out.append(e)
+    return out

@@ -130,3 +130,19 @@ def label_fraction_subset(
         k = max(min_patients_per_class, int(math.ceil(fraction * len(idx))))
         picked[order[:k]] = True
     return np.flatnonzero(np.isin(groups, uniq[picked]))
+
+
+def task_split(joined, test_size: float = 0.3, seed: int = 0, log=print) -> tuple[np.ndarray, np.ndarray, str]:
+    """(train, test, description) for a joined task: the label table's split column when
+    every row has one and both sides are non-empty (kept as published), else a stratified
+    patient split. ``probe`` and ``finetune`` both call this, so for the same task, table
+    and seed they hold out the same test patients."""
+    if len(joined) and (joined.split != "").all():
+        train, test, both = split_from_column(joined.split, joined.groups)
+        if len(train) and len(test):
+            if both:
+                log(f"note: {both} patients are on both sides of the table's split (kept as published)")
+            return train, test, "label table split column"
+        log("note: the table's split leaves one side empty for these images; splitting by patient instead")
+    train, test = patient_split(joined.groups, joined.y, test_size=test_size, seed=seed)
+    return train, test, f"by patient, stratified, test {test_size:.0%}, seed {seed}"

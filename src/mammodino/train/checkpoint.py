@@ -30,7 +30,7 @@ LAST = "checkpoint-last.safetensors"
 TMP_SUFFIX = ".partial"
 CHECKSUM_KEY = "tensor_sha256"
 # tensors that must be finite for a run to continue (optimizer moments and RNG are not checked)
-FINITE_PREFIXES = ("student.", "teacher.", "dino_loss.", "ibot_loss.")
+FINITE_PREFIXES = ("student.", "teacher.", "dino_loss.", "ibot_loss.", "model.")  # model.: fine-tunes
 
 
 class DamagedCheckpoint(UserError):

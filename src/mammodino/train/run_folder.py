@@ -38,8 +38,10 @@ class ResumePoint:
 
 
 class RunFolder:
-    def __init__(self, run_dir: str | Path, resume: bool, allow_config_change: bool = False, main: bool = True):
+    def __init__(self, run_dir: str | Path, resume: bool, allow_config_change: bool = False, main: bool = True,
+                 command: str = "mammodino pretrain"):
         self.path = Path(run_dir)
+        self.command = command
         self.resume = resume
         self.allow_config_change = allow_config_change
         self.main = main
@@ -56,7 +58,7 @@ class RunFolder:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise UserError(f"--out {self.path}: cannot create the run folder ({exc.strerror or exc})") from None
-        self.lock = FolderLock(self.path, "run folder", command="mammodino pretrain").acquire()
+        self.lock = FolderLock(self.path, "run folder", command=self.command).acquire()
         if self.lock.took_over:
             print(f"{self.path}: took over the lock of a process that is gone ({self.lock.took_over})", flush=True)
         if not self.resume:
