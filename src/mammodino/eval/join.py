@@ -100,7 +100,7 @@ class _CacheInfo:
         if self._sources is None:
             self._sources = {}
             if self.available():
-                self._sources = {r["id"]: r.get("source", "") for r in read_manifest(self.cache_dir, only_ok=False)}
+                self._sources = {r["id"]: r.get("source", "") for r in read_manifest(self.cache_dir, only_ok=False, check_files=False)}
         return self._sources
 
     def salt(self) -> str | None:
