@@ -60,6 +60,11 @@ def _reembed(fs: FeatureSet, rows: np.ndarray, pert: Perturbation, checkpoint, c
 
     meta = fs.meta or {}
     enc = meta.get("encoder", {})
+    if not isinstance(enc, dict):  # features written before the encoder was recorded as a dict
+        if not checkpoint:
+            raise UserError(f"--perturb: the features file records encoder {enc!r} without its settings; "
+                            "pass --checkpoint")
+        enc = {}
     random_init = enc.get("source") == "random-init" and not checkpoint  # an explicit --checkpoint wins
     ckpt = checkpoint or enc.get("checkpoint")
     if not random_init and not ckpt:
@@ -74,6 +79,8 @@ def _reembed(fs: FeatureSet, rows: np.ndarray, pert: Perturbation, checkpoint, c
         patch_size=enc.get("patch_size"),
         num_register_tokens=int(enc.get("num_register_tokens", 4)),
         seed=int(enc.get("seed", 0)),
+        layerscale_init=enc.get("layerscale_init", 1e-5),
+        img_size=int(enc.get("img_size", 224)),
     )
     kwargs = dict(
         resolution=int(meta.get("resolution", 224)),
