@@ -187,7 +187,7 @@ def stage_fsdp2(cache: Path, work: Path, dry: bool) -> dict:
 def stage_loader(cache: Path, workers: int, n_batches: int) -> dict:
     from mammodino.config import load_config
     from mammodino.data.dataset import PretrainDataset, collate
-    from mammodino.data.sampler import BatchPlan
+    from mammodino.data.batch_plan import BatchPlan
     from mammodino.train.loader import build_loader
 
     cfg = load_config("vit-small", [f"data.num_workers={workers}", "train.batch_size=128", "train.steps=1000"])

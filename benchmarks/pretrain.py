@@ -110,7 +110,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     from mammodino.data.dataset import PretrainDataset, collate
-    from mammodino.data.sampler import BatchPlan
+    from mammodino.data.batch_plan import BatchPlan
 
     with tempfile.TemporaryDirectory(prefix="mammodino-pretrain-bench-") as tmp:
         work = Path(tmp)

@@ -6,7 +6,7 @@ from mammodino import demo, machine
 from mammodino.config import load_config
 from mammodino.train import step as train_step
 
-from mammodino.testing.micro import MICRO
+from support.micro import MICRO
 
 
 def test_calibration_times_the_production_step(phantom_cache, monkeypatch):

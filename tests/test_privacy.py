@@ -21,9 +21,9 @@ import torch
 
 from mammodino.cli import main
 from mammodino.privacy import pseudonym
-from mammodino.testing.scan import files_under, find_strings
+from support.scan import files_under, find_strings
 
-from train._micro import MICRO  # tests/train is a package; tests/ is on sys.path
+from support.micro import MICRO
 
 NAME, ID_PREFIX = "DOE^JANE", "MRN-4242-XYZ"
 NEEDLES = [NAME, "DOE JANE", "DOE=JANE", ID_PREFIX, "MRN-4242", "MRN4242"]

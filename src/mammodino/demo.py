@@ -66,7 +66,7 @@ def calibrate_step_seconds(cfg, cache: Path, n_steps: int = 3) -> float:
     ``n_steps`` steps of the trainer's own step (``train.step.TrainStep``) fed by the training
     loader, after one warm-up step (which pays for worker start-up and first-call costs)."""
     from mammodino.data.dataset import PretrainDataset, collate
-    from mammodino.data.sampler import BatchPlan
+    from mammodino.data.batch_plan import BatchPlan
     from mammodino.train import distributed as dist
     from mammodino.train.loader import build_loader
     from mammodino.train.ssl_model import SSLModel
@@ -92,6 +92,17 @@ def calibrate_step_seconds(cfg, cache: Path, n_steps: int = 3) -> float:
     return float(timed[len(timed) // 2])
 
 
+def random_init_encoder(cfg, seed: int):
+    """The demo's untrained baseline, built through ``load_backbone`` so that ``probe --perturb``
+    can rebuild exactly the same encoder from the description stored with the features."""
+    from mammodino.eval.embedding import load_backbone
+
+    m = cfg.model
+    return load_backbone(random_init=True, arch=m.arch, patch_size=m.patch_size,
+                         num_register_tokens=m.num_register_tokens, seed=seed,
+                         layerscale_init=m.layerscale_init, img_size=cfg.crops.global_crop_size)
+
+
 def run_demo(out=None, minutes: float = 10.0, seed: int = 0, workers: int | None = None,
              progress: bool = True, overrides: tuple = ()) -> dict:
     from mammodino.config import load_config
@@ -100,7 +111,6 @@ def run_demo(out=None, minutes: float = 10.0, seed: int = 0, workers: int | None
     from mammodino.eval.embedding import embed_cache, load_backbone
     from mammodino.eval.probing import run_probe
     from mammodino.eval.report import write_report
-    from mammodino.models.vit import build_vit
     from mammodino.synth.generate import generate_phantoms
     from mammodino.train.trainer import pretrain
 
@@ -139,15 +149,12 @@ def run_demo(out=None, minutes: float = 10.0, seed: int = 0, workers: int | None
     pretrain(cfg, [out / "cache" / "pretrain"], run_dir, progress=progress, echo_config=False)
 
     _say("[4/7] embed the evaluation set: pretrained teacher and random-init encoder")
-    pretrained, _ = load_backbone(run_dir)
-    m = cfg.model
-    torch.manual_seed(seed)
-    random_init = build_vit(m.arch, patch_size=m.patch_size, num_register_tokens=m.num_register_tokens,
-                            layerscale_init=m.layerscale_init, img_size=cfg.crops.global_crop_size).eval()
+    pretrained = load_backbone(run_dir)
+    random_init = random_init_encoder(cfg, seed)
     feats = {}
-    for name, model in (("pretrained", pretrained), ("random-init", random_init)):
+    for name, (model, info) in (("pretrained", pretrained), ("random-init", random_init)):
         fs = embed_cache(model, out / "cache" / "eval", resolution=size, device=device, progress=progress,
-                         meta={"encoder": name})
+                         meta={"encoder": info})
         path = out / f"features-{name}.npz"
         fs.save(path)
         feats[name] = path

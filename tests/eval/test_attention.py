@@ -43,7 +43,7 @@ def test_inputs_from_cache_id_and_npy(tiny_cache, tmp_path):
     first = open_cache(tiny_cache)[0]
     srcs = resolve_inputs([first.id, "P001_R_MLO", str(tiny_cache / first.row["image_file"])], cache=tiny_cache)
     assert [s.name for s in srcs] == [first.id, srcs[1].name, first.id]
-    assert np.array_equal(srcs[0].mask, first.mask()) and srcs[0].image.max() <= 1
+    assert np.array_equal(srcs[0].mask, first.breast_mask()) and srcs[0].image.max() <= 1
     with pytest.raises(UserError, match="not an id or stem"):
         resolve_inputs(["nope"], cache=tiny_cache)
     with pytest.raises(UserError, match="--cache"):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mammodino.data.cache import write_array_cache
+from support.array_cache import write_array_cache
 
 MICRO_FT = ["data.resolution=64", "data.num_workers=0", "train.steps=6", "train.batch_size=4", "train.eval_every=3",
             "train.checkpoint_every=2", "train.log_every=1", "train.eval_batch_size=8", "train.deterministic=true",

@@ -19,7 +19,7 @@ def test_indexing_the_phantoms_gives_every_file_status_ok(phantom_dir, phantom_c
         assert r["flipped"] == (1 if lab["laterality"] == "R" else 0)
         assert 0.3 < r["tissue_fraction"] < 0.9
     for img in open_cache(phantom_cache):
-        mask = img.mask()
+        mask = img.breast_mask()
         assert 0.5 < mask.mean() <= 1.0  # cropped to the breast
         # chest wall on the left after indexing: the left edge is breast
         assert mask[:, :3].mean() > 0.5

@@ -7,11 +7,11 @@ import torch
 
 from mammodino.config import load_config
 from mammodino.data.dataset import PretrainDataset, collate
-from mammodino.data.sampler import BatchPlan
+from mammodino.data.batch_plan import BatchPlan
 from mammodino.train.ssl_model import SSLModel
 from mammodino.train.step import build_train_step
 
-from ._micro import MICRO
+from support.micro import MICRO
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]

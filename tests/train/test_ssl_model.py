@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from mammodino.config import load_config
-from mammodino.testing.micro import MICRO
+from support.micro import MICRO
 from mammodino.train.ssl_model import SSLModel
 
 B, L, G, P = 3, 2, 32, 16  # samples, local crops, global size, patch

@@ -141,7 +141,7 @@ def resolve_inputs(images: list[str], cache: str | Path | None = None) -> list[S
         if not hits:
             raise UserError(f"{item}: not an id or stem of the cache {cache}")
         for c in hits:
-            out.append(SourceImage(_safe_name(c.id), _to_unit(c.image()), c.mask().astype(np.uint8)))
+            out.append(SourceImage(_safe_name(c.id), _to_unit(c.image()), c.breast_mask().astype(np.uint8)))
     return out
 
 

@@ -59,7 +59,7 @@ class Trainer:
     def _build(self):
         cfg = self.cfg
         from mammodino.data.dataset import PretrainDataset, collate
-        from mammodino.data.sampler import BatchPlan
+        from mammodino.data.batch_plan import BatchPlan
 
         for d in self.data_dirs:
             if not d.exists():
