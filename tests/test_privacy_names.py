@@ -20,9 +20,9 @@ import torch
 
 from mammodino.cli import main
 from mammodino.privacy import key_path_for, pseudonym, read_key_file
-from mammodino.testing.scan import files_under, find_strings
+from support.scan import files_under, find_strings
 
-from train._micro import MICRO  # tests/train is a package; tests/ is on sys.path
+from support.micro import MICRO
 
 MRN, ACC, NAME = "MRN12345678", "ACC99887766", "DOE_JANE"
 HEADER_PLANTS = {
@@ -47,7 +47,7 @@ def _plant(ds):
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
-    from mammodino.io.dicom_writer import write_dbt_series
+    from support.dicom_files import write_dbt_series
     from mammodino.synth.generate import generate_phantoms
 
     torch.set_num_threads(1)
