@@ -39,28 +39,28 @@ from mammodino.eval.perturb import Perturbation
 # ----------------------------------------------------------------------------- encoders
 def _infer_arch_from_weights(path: Path) -> tuple[str | None, int | None, int, int | None]:
     """(arch, patch size, registers, img size) of a DINOv2 / timm / HF weight file, read with
-    the importer's own safe reader and key conversion (no pickle)."""
+    the importer's own safe reader and key conversion (no pickle), its backbone shapes
+    checked (:func:`mammodino.models.weight_checks.plan_backbone`) before a model is built."""
     import re
 
     from mammodino.models.dinov2_import import convert_state_dict, read_weights
-    from mammodino.models.vit import ARCHS
+    from mammodino.models.weight_checks import plan_backbone
 
     tensors, _skipped = read_weights(path)
     converted, _source, _report = convert_state_dict(tensors)
     if "cls_token" not in converted:
         raise UserError(f"{path}: no ViT backbone found in the weights (no cls_token)")
-    dim = int(converted["cls_token"].shape[-1])
-    depth = 1 + max((int(m.group(1)) for k in converted if (m := re.match(r"blocks\.(\d+)\.", k))), default=-1)
-    proj = converted.get("patch_embed.proj.weight")
-    patch = int(proj.shape[-1]) if proj is not None else None
-    regs = int(converted["register_tokens"].shape[1]) if "register_tokens" in converted else 0
-    arch = next((name for name, (d, n, _h) in ARCHS.items() if (d, n) == (dim, depth)), None)
-    img = None
-    if "pos_embed" in converted and patch:
-        n_pos = int(converted["pos_embed"].shape[1]) - 1
-        side = int(round(n_pos**0.5))
-        img = side * patch if side * side == n_pos else None
-    return arch, patch, regs, img
+    backbone = re.compile(r"^(cls_token|pos_embed|register_tokens|patch_embed\.|blocks\.\d+\.|norm\.)")
+    shapes = {k: tuple(v.shape) for k, v in converted.items() if backbone.match(k)}
+    if "patch_embed.proj.weight" in shapes and len(shapes["patch_embed.proj.weight"]) == 4:
+        w = shapes["patch_embed.proj.weight"]  # any channel count is summed into one on import
+        shapes["patch_embed.proj.weight"] = (w[0], 1 if w[1] not in (1, 3) else w[1], *w[2:])
+    build = plan_backbone(shapes, str(path), dtypes={k: _st_dtype(v) for k, v in converted.items() if k in shapes})
+    return build["arch"], build["patch_size"], build["num_register_tokens"], build["img_size"]
+
+
+def _st_dtype(t: torch.Tensor) -> str:
+    return {torch.float16: "F16", torch.bfloat16: "BF16", torch.float32: "F32", torch.float64: "F64"}.get(t.dtype, str(t.dtype))
 
 
 def load_backbone(
@@ -153,8 +153,11 @@ def _from_dinov2(path: Path, arch: str | None, patch_size: int | None):
     arch = arch or inferred_arch
     if arch is None:
         raise UserError(f"{path}: cannot tell the ViT size from the weights; pass --arch (tiny|small|base|large)")
-    model = build_vit(arch, patch_size=patch_size or inferred_patch or 14, num_register_tokens=regs,
-                      img_size=img or 224)
+    if patch_size is not None and (not isinstance(patch_size, int) or not 1 <= patch_size <= 64):
+        raise UserError(f"--patch-size {patch_size}: an integer in [1, 64] expected")
+    patch = patch_size or inferred_patch or 14
+    grid = (img // inferred_patch) if img and inferred_patch else 224 // patch
+    model = build_vit(arch, patch_size=patch, num_register_tokens=regs, img_size=grid * patch)
     report = load_dinov2_weights(model, path)
     info = {"source": "dinov2-import", "checkpoint": str(path), "arch": arch,
             "patch_size": int(model.patch_size), "num_register_tokens": regs, "import_report": str(report)}

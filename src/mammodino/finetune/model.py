@@ -162,12 +162,11 @@ def save_finetuned(model: FineTuneModel, out_dir: str | Path, info: dict) -> Pat
 def read_config(model_dir: str | Path) -> dict:
     path = Path(model_dir)
     cfg_file = path / CONFIG_FILE if path.is_dir() else path.parent / CONFIG_FILE
-    if not cfg_file.is_file():
+    if not os.path.lexists(cfg_file):
         raise UserError(f"{path}: no {CONFIG_FILE} (expected a folder written by `mammodino finetune`)")
-    try:
-        config = json.loads(cfg_file.read_text())
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{cfg_file}: not JSON ({exc})") from exc
+    from mammodino.models.weight_checks import read_config_json
+
+    config = read_config_json(cfg_file)  # regular file, bounded size, a JSON object
     if config.get("format") != FORMAT:
         raise UserError(f"{cfg_file}: format {config.get('format')!r} is not a fine-tuned mammodino model ({FORMAT})")
     return config
@@ -181,8 +180,24 @@ def load_finetuned(model_dir: str | Path, device: str | torch.device = "cpu") ->
     path = Path(model_dir)
     config = read_config(path)
     model_file = path / MODEL_FILE if path.is_dir() else path
+    from mammodino.models.weight_checks import check_arch_config
+
+    cfg_file = model_file.parent / CONFIG_FILE
+    enc, head_cfg = config.get("encoder"), config.get("head")
+    if not isinstance(enc, dict) or not isinstance(head_cfg, dict):
+        raise UserError(f"{cfg_file}: 'encoder' and 'head' must be JSON objects")
+    check_arch_config(enc, f"{cfg_file} [encoder]")  # before anything is allocated
     tensors, _meta = load_checkpoint(model_file)
-    enc, head_cfg = config["encoder"], config["head"]
+    try:
+        return _build_finetuned(enc, head_cfg, config, tensors, model_file, device)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise UserError(f"{model_file}: does not fit the model in {CONFIG_FILE} ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
+
+
+def _build_finetuned(enc: dict, head_cfg: dict, config: dict, tensors: dict, model_file: Path, device):
+    from mammodino.models.vit import build_vit
+
     backbone = build_vit(enc["arch"], patch_size=int(enc["patch_size"]), num_register_tokens=int(enc["num_register_tokens"]),
                          img_size=int(enc["img_size"]), layerscale_init=1e-5 if enc.get("layerscale", True) else None,
                          interpolate_antialias=bool(enc.get("interpolate_antialias", False)))

@@ -32,8 +32,8 @@ import torch
 from torch import Tensor, nn
 
 from mammodino.errors import UserError
-from mammodino.models import preprocess
-from mammodino.models.vit import ARCHS, VisionTransformer, arch_of, build_vit, grid_of
+from mammodino.models import preprocess, weight_checks
+from mammodino.models.vit import VisionTransformer, arch_of, build_vit
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -153,44 +153,29 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return path
 
 
-def _infer_shape(tensors: dict[str, Tensor], config: dict, where: str) -> dict:
-    """Architecture from the tensors themselves (the config only breaks ties)."""
-    try:
-        dim = tensors["cls_token"].shape[-1]
-        patch = tensors["patch_embed.proj.weight"].shape[-1]
-        in_chans = tensors["patch_embed.proj.weight"].shape[1]
-        n_pos = tensors["pos_embed"].shape[1]
-    except KeyError as exc:
-        raise UserError(f"{where}: no backbone weight {exc.args[0]!r}") from exc
-    depth = 1 + max((int(m.group(1)) for k in tensors if (m := re.match(r"blocks\.(\d+)\.", k))), default=-1)
-    regs = tensors["register_tokens"].shape[1] if "register_tokens" in tensors else 0
-    model_cfg = (config or {}).get("model", {}) or {}
-    arch = model_cfg.get("arch")
-    if arch not in ARCHS or ARCHS[arch][:2] != (dim, depth):
-        arch = next((name for name, (d, n, _) in ARCHS.items() if (d, n) == (dim, depth)), None)
-    if arch is None:
-        raise UserError(f"{where}: embed_dim {dim} / depth {depth} match no preset ({', '.join(ARCHS)})")
-    return {"arch": arch, "patch_size": patch, "num_register_tokens": regs, "in_chans": in_chans,
-            "img_size": grid_of(n_pos - 1) * patch}
-
-
-def _build_and_load(tensors: dict[str, Tensor], config: dict, where: str) -> VisionTransformer:
-    shape = _infer_shape(tensors, config, where)
-    vit = build_vit(shape["arch"], patch_size=shape["patch_size"], num_register_tokens=shape["num_register_tokens"],
-                    img_size=shape["img_size"], in_chans=shape["in_chans"],
-                    interpolate_antialias=bool((config or {}).get("interpolate_antialias", False)))
+def _build_and_load(tensors: dict[str, Tensor], build: dict, config: dict, where: str) -> VisionTransformer:
+    """A ViT of the checked architecture ``build`` (:func:`weight_checks.plan_backbone`), loaded."""
+    antialias = (config or {}).get("interpolate_antialias", False)
+    vit = build_vit(**build, interpolate_antialias=antialias if isinstance(antialias, bool) else False)
     missing, unexpected = vit.load_state_dict(tensors, strict=False)
     if missing or unexpected:
-        raise UserError(f"{where}: backbone weights do not fit a {shape['arch']} ViT "
+        raise UserError(f"{where}: backbone weights do not fit a {build['arch']} ViT "
                         f"(missing: {missing[:6]}, unexpected: {unexpected[:6]})")
+    weight_checks.check_finite(tensors, where)
     return vit.eval()
+
+
+def _strip_wrappers(key: str) -> str:
+    return re.sub(r"^(module\.|_orig_mod\.)+", "", key)
 
 
 def backbone_from_checkpoint(path: str | Path, which: str = "teacher") -> tuple[VisionTransformer, dict]:
     """(backbone in eval mode, resolved training config) from a training checkpoint.
 
     ``path`` is a ``checkpoint-*.safetensors`` file (or a run folder: its newest checkpoint);
-    ``which`` is ``teacher`` (the network to use) or ``student``.
+    ``which`` is ``teacher`` (the network to use) or ``student``. The header, the config
+    metadata and every backbone shape are checked before any tensor is read
+    (:mod:`mammodino.models.weight_checks`).
     """
     from safetensors import safe_open
 
@@ -198,31 +183,21 @@ def backbone_from_checkpoint(path: str | Path, which: str = "teacher") -> tuple[
         raise UserError(f"which must be 'teacher' or 'student', got {which!r}")
     path = resolve_checkpoint(path)
     prefix = f"{which}.backbone."
+    header = weight_checks.read_header(path, "checkpoint")
+    config = weight_checks.json_metadata(header.metadata.get("config"), path)
+    names = {k: _strip_wrappers(k[len(prefix):]) for k in header.tensors if k.startswith(prefix)}
+    if not names:
+        tops = sorted({".".join(k.split(".")[:2]) for k in header.tensors})
+        raise UserError(f"{path}: no '{prefix}*' tensors (found prefixes: {', '.join(tops[:10]) or 'none'})")
+    where = f"{path} [{which}]"
+    build = weight_checks.plan_backbone({names[k]: header.tensors[k].shape for k in names}, where,
+                                        dtypes={names[k]: header.tensors[k].dtype for k in names}, config=config)
     try:
         with safe_open(str(path), framework="pt", device="cpu") as fh:
-            meta = fh.metadata() or {}
-            keys = list(fh.keys())
-            tensors = {k[len(prefix):]: fh.get_tensor(k) for k in keys if k.startswith(prefix)}
-    except Exception as exc:
-        raise UserError(f"{path}: not a readable safetensors checkpoint ({exc})") from exc
-    config = _json_meta(meta.get("config"), path)
-    if not tensors:
-        tops = sorted({".".join(k.split(".")[:2]) for k in keys})
-        raise UserError(f"{path}: no '{prefix}*' tensors (found prefixes: {', '.join(tops[:10]) or 'none'})")
-    tensors = {re.sub(r"^(module\.|_orig_mod\.)+", "", k): v for k, v in tensors.items()}
-    return _build_and_load(tensors, config, f"{path} [{which}]"), config
-
-
-def _json_meta(value, path) -> dict:
-    if value is None:
-        return {}
-    try:
-        out = json.loads(value)
-        if isinstance(out, str):  # stored twice-encoded
-            out = json.loads(out)
-    except (TypeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path}: metadata 'config' is not JSON ({exc})") from exc
-    return out if isinstance(out, dict) else {}
+            tensors = {names[k]: fh.get_tensor(k) for k in names}
+    except Exception as exc:  # noqa: BLE001 - safetensors' own error types
+        raise UserError(f"{path}: not a readable safetensors checkpoint ({str(exc)[:200]})") from exc
+    return _build_and_load(tensors, build, config, where), config
 
 
 # ---- loading an export ----------------------------------------------------------------------
@@ -237,36 +212,44 @@ def load_encoder(path: str | Path, map_location="cpu") -> nn.Module:
         >>> enc = mammodino.load_encoder("runs/demo/encoder")
         >>> cls = enc(normalize(img))     # (B, D)
     """
-    from safetensors import safe_open
-
     path = Path(path)
     model_file = path / MODEL_FILE if path.is_dir() else path
     if not model_file.is_file():
         raise UserError(f"{path}: no {MODEL_FILE} here (expected an export folder written by `mammodino export`)")
-    with safe_open(str(model_file), framework="pt", device="cpu") as fh:
-        meta = fh.metadata() or {}
-        keys = list(fh.keys())
-    if "config" in meta and any(k.startswith("teacher.backbone.") for k in keys):
+    header = weight_checks.read_header(model_file)
+    meta = header.metadata
+    if "config" in meta and any(k.startswith("teacher.backbone.") for k in header.tensors):
         vit, config = backbone_from_checkpoint(model_file, "teacher")
         vit.encoder_config = {"format": "training-checkpoint", **backbone_config(vit),
                               "preprocessing": preprocess.describe(), "training_config": config}
         return vit.to(map_location)
     config_file = model_file.parent / CONFIG_FILE
-    config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+    config = weight_checks.read_config_json(config_file) if os.path.lexists(config_file) else {}
     layout = config.get("layout") or meta.get("layout") or "mammodino"
+    if layout not in ("timm", "mammodino"):
+        raise UserError(f"{config_file}: 'layout' is {str(layout)[:40]!r}; 'mammodino' or 'timm' expected")
     if layout == "timm":
         from mammodino.models.dinov2_import import load_dinov2_weights
 
         if not config:
             raise UserError(f"{model_file}: a timm-layout file needs its {CONFIG_FILE} beside it")
-        vit = build_vit(config["arch"], patch_size=config["patch_size"],
-                        num_register_tokens=config["num_register_tokens"], img_size=config["img_size"],
-                        interpolate_antialias=bool(config.get("interpolate_antialias", False)))
+        build = weight_checks.check_arch_config(config, str(config_file))
+        vit = build_vit(build["arch"], patch_size=build["patch_size"],
+                        num_register_tokens=build["num_register_tokens"], img_size=build["img_size"],
+                        interpolate_antialias=build.get("interpolate_antialias", False))
         load_dinov2_weights(vit, model_file, strict=True)
+        weight_checks.check_finite(vit.state_dict(), str(model_file))
         vit.eval()
     else:
         from safetensors.torch import load_file
 
-        vit = _build_and_load(load_file(str(model_file)), {"model": config, **config}, str(model_file))
+        weight_checks.check_arch_config(config, str(config_file), required=())
+        build = weight_checks.plan_backbone(header.shapes(), str(model_file), dtypes=header.dtypes(),
+                                            config={"model": config})
+        try:
+            tensors = load_file(str(model_file))
+        except Exception as exc:  # noqa: BLE001 - safetensors' own error types
+            raise UserError(f"{model_file}: not a readable safetensors file ({str(exc)[:200]})") from exc
+        vit = _build_and_load(tensors, build, config, str(model_file))
     vit.encoder_config = config
     return vit.to(map_location)
