@@ -9,9 +9,8 @@ import torch
 import mammodino
 from mammodino.cli import main
 from mammodino.errors import UserError
-from mammodino.eval.embedding import load_backbone
 from mammodino.models import weight_checks
-from mammodino.models.export import backbone_from_checkpoint
+from mammodino.models.loading import backbone_from_checkpoint, load_backbone
 from support import weight_cases as wc
 
 # what the message must name, besides the file

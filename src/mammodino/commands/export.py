@@ -25,7 +25,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from mammodino.models.export import CONFIG_FILE, MODEL_FILE, backbone_from_checkpoint, export_backbone, resolve_checkpoint
+    from mammodino.models.export import export_backbone
+    from mammodino.models.loading import CONFIG_FILE, MODEL_FILE, backbone_from_checkpoint, resolve_checkpoint
     from mammodino.outputs import output_folder
 
     output_folder(args.out, "OUT", will_write=(MODEL_FILE, CONFIG_FILE, MODEL_FILE + ".partial", CONFIG_FILE + ".partial"))

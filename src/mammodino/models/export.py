@@ -5,11 +5,9 @@ An export folder ``OUT`` holds::
     OUT/model.safetensors   the backbone weights (our key names, or timm's with --timm)
     OUT/config.json         architecture, preprocessing, mammodino version, training config
 
-``load_encoder(OUT)`` (also ``mammodino.load_encoder``) rebuilds the ViT in eval mode from
-either layout. ``backbone_from_checkpoint`` reads a *training* checkpoint -- one safetensors
-file with ``teacher.backbone.*`` / ``student.backbone.*`` tensors and the resolved config as
-JSON under the metadata key ``config`` -- so ``export``, ``embed`` and ``attention`` share
-one loader.
+Reading either layout back (``mammodino.load_encoder(OUT)``), and reading the training
+checkpoint an export starts from, is :mod:`mammodino.models.loading`: one loader for every
+command.
 
 The timm layout (``timm_layout=True``) is the state dict of timm's
 ``vit_{small,base,large}_patch14_reg4_dinov2`` (``no_embed_class=True``): ``reg_token``,
@@ -25,18 +23,15 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from mammodino.errors import UserError
-from mammodino.models import preprocess, weight_checks
-from mammodino.models.vit import VisionTransformer, arch_of, build_vit
+from mammodino.models import preprocess
+from mammodino.models.loading import CONFIG_FILE, MODEL_FILE, backbone_config
+from mammodino.models.vit import VisionTransformer
 
-MODEL_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
 FORMAT = "mammodino-encoder"
 
 
@@ -64,21 +59,6 @@ def timm_architecture(backbone: VisionTransformer) -> str | None:
     if backbone.num_register_tokens == 0:
         return f"vit_{backbone.arch}_patch14_dinov2"
     return None
-
-
-# ---- describing a backbone ------------------------------------------------------------------
-def backbone_config(backbone: VisionTransformer) -> dict:
-    return {
-        "arch": backbone.arch or arch_of(backbone.embed_dim, len(backbone.blocks), backbone.num_heads),
-        "patch_size": backbone.patch_size,
-        "num_register_tokens": backbone.num_register_tokens,
-        "embed_dim": backbone.embed_dim,
-        "depth": len(backbone.blocks),
-        "num_heads": backbone.num_heads,
-        "mlp_ratio": backbone.mlp_ratio,
-        "img_size": backbone.img_size,
-        "interpolate_antialias": backbone.interpolate_antialias,
-    }
 
 
 def export_backbone(backbone: VisionTransformer, cfg_dict: dict | None, out_dir: str | Path,
@@ -134,122 +114,3 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
-
-
-# ---- training checkpoints -------------------------------------------------------------------
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint file, or the newest one of a run folder (``checkpoint-last`` first)."""
-    path = Path(path)
-    if path.is_dir():
-        last = path / "checkpoint-last.safetensors"
-        if last.is_file():
-            return last
-        numbered = sorted(path.glob("checkpoint-[0-9]*.safetensors"))
-        if numbered:
-            return numbered[-1]
-        raise UserError(f"{path}: a folder without checkpoint-*.safetensors files")
-    if not path.is_file():
-        raise UserError(f"checkpoint {path} does not exist")
-    return path
-
-
-def _build_and_load(tensors: dict[str, Tensor], build: dict, config: dict, where: str) -> VisionTransformer:
-    """A ViT of the checked architecture ``build`` (:func:`weight_checks.plan_backbone`), loaded."""
-    antialias = (config or {}).get("interpolate_antialias", False)
-    vit = build_vit(**build, interpolate_antialias=antialias if isinstance(antialias, bool) else False)
-    missing, unexpected = vit.load_state_dict(tensors, strict=False)
-    if missing or unexpected:
-        raise UserError(f"{where}: backbone weights do not fit a {build['arch']} ViT "
-                        f"(missing: {missing[:6]}, unexpected: {unexpected[:6]})")
-    weight_checks.check_finite(tensors, where)
-    return vit.eval()
-
-
-def _strip_wrappers(key: str) -> str:
-    return re.sub(r"^(module\.|_orig_mod\.)+", "", key)
-
-
-def backbone_from_checkpoint(path: str | Path, which: str = "teacher") -> tuple[VisionTransformer, dict]:
-    """(backbone in eval mode, resolved training config) from a training checkpoint.
-
-    ``path`` is a ``checkpoint-*.safetensors`` file (or a run folder: its newest checkpoint);
-    ``which`` is ``teacher`` (the network to use) or ``student``. The header, the config
-    metadata and every backbone shape are checked before any tensor is read
-    (:mod:`mammodino.models.weight_checks`).
-    """
-    from safetensors import safe_open
-
-    if which not in ("teacher", "student"):
-        raise UserError(f"which must be 'teacher' or 'student', got {which!r}")
-    path = resolve_checkpoint(path)
-    prefix = f"{which}.backbone."
-    header = weight_checks.read_header(path, "checkpoint")
-    config = weight_checks.json_metadata(header.metadata.get("config"), path)
-    names = {k: _strip_wrappers(k[len(prefix):]) for k in header.tensors if k.startswith(prefix)}
-    if not names:
-        tops = sorted({".".join(k.split(".")[:2]) for k in header.tensors})
-        raise UserError(f"{path}: no '{prefix}*' tensors (found prefixes: {', '.join(tops[:10]) or 'none'})")
-    where = f"{path} [{which}]"
-    build = weight_checks.plan_backbone({names[k]: header.tensors[k].shape for k in names}, where,
-                                        dtypes={names[k]: header.tensors[k].dtype for k in names}, config=config)
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as fh:
-            tensors = {names[k]: fh.get_tensor(k) for k in names}
-    except Exception as exc:  # noqa: BLE001 - safetensors' own error types
-        raise UserError(f"{path}: not a readable safetensors checkpoint ({str(exc)[:200]})") from exc
-    return _build_and_load(tensors, build, config, where), config
-
-
-# ---- loading an export ----------------------------------------------------------------------
-def load_encoder(path: str | Path, map_location="cpu") -> nn.Module:
-    """An exported encoder (folder or its ``model.safetensors``), ready in eval mode.
-
-    Also accepts a training checkpoint (its teacher backbone). The returned ViT carries the
-    export's config as ``encoder_config``; feed it ``preprocess.normalize(x)`` of one-channel
-    images in [0, 1] (see ``encoder_config["preprocessing"]``).
-
-    Example:
-        >>> enc = mammodino.load_encoder("runs/demo/encoder")
-        >>> cls = enc(normalize(img))     # (B, D)
-    """
-    path = Path(path)
-    model_file = path / MODEL_FILE if path.is_dir() else path
-    if not model_file.is_file():
-        raise UserError(f"{path}: no {MODEL_FILE} here (expected an export folder written by `mammodino export`)")
-    header = weight_checks.read_header(model_file)
-    meta = header.metadata
-    if "config" in meta and any(k.startswith("teacher.backbone.") for k in header.tensors):
-        vit, config = backbone_from_checkpoint(model_file, "teacher")
-        vit.encoder_config = {"format": "training-checkpoint", **backbone_config(vit),
-                              "preprocessing": preprocess.describe(), "training_config": config}
-        return vit.to(map_location)
-    config_file = model_file.parent / CONFIG_FILE
-    config = weight_checks.read_config_json(config_file) if os.path.lexists(config_file) else {}
-    layout = config.get("layout") or meta.get("layout") or "mammodino"
-    if layout not in ("timm", "mammodino"):
-        raise UserError(f"{config_file}: 'layout' is {str(layout)[:40]!r}; 'mammodino' or 'timm' expected")
-    if layout == "timm":
-        from mammodino.models.dinov2_import import load_dinov2_weights
-
-        if not config:
-            raise UserError(f"{model_file}: a timm-layout file needs its {CONFIG_FILE} beside it")
-        build = weight_checks.check_arch_config(config, str(config_file))
-        vit = build_vit(build["arch"], patch_size=build["patch_size"],
-                        num_register_tokens=build["num_register_tokens"], img_size=build["img_size"],
-                        interpolate_antialias=build.get("interpolate_antialias", False))
-        load_dinov2_weights(vit, model_file, strict=True)
-        weight_checks.check_finite(vit.state_dict(), str(model_file))
-        vit.eval()
-    else:
-        from safetensors.torch import load_file
-
-        weight_checks.check_arch_config(config, str(config_file), required=())
-        build = weight_checks.plan_backbone(header.shapes(), str(model_file), dtypes=header.dtypes(),
-                                            config={"model": config})
-        try:
-            tensors = load_file(str(model_file))
-        except Exception as exc:  # noqa: BLE001 - safetensors' own error types
-            raise UserError(f"{model_file}: not a readable safetensors file ({str(exc)[:200]})") from exc
-        vit = _build_and_load(tensors, build, config, str(model_file))
-    vit.encoder_config = config
-    return vit.to(map_location)

@@ -312,7 +312,7 @@ def plan_backbone(shapes: dict[str, tuple[int, ...]], where: str, dtypes: dict[s
     a 1-D ``cls_token``, a non-square ``pos_embed`` grid, a zero or non-square patch size,
     a block of the wrong width, a gap in the block numbers, an unknown ViT size.
     """
-    from mammodino.models.vit import ARCHS
+    from mammodino.models.vit import ARCHS, arch_of
 
     for key in ("cls_token", "patch_embed.proj.weight", "pos_embed"):
         if key not in shapes:
@@ -348,7 +348,7 @@ def plan_backbone(shapes: dict[str, tuple[int, ...]], where: str, dtypes: dict[s
     model_cfg = (config or {}).get("model", {}) if isinstance((config or {}).get("model", {}), dict) else {}
     arch = model_cfg.get("arch") if isinstance(model_cfg.get("arch"), str) else None
     if arch not in ARCHS or ARCHS[arch][:2] != (dim, depth):
-        arch = next((name for name, (d, n, _) in ARCHS.items() if (d, n) == (dim, depth)), None)
+        arch = arch_of(dim, depth)
     if arch is None:
         raise UserError(f"{where}: embed_dim {dim} / depth {depth} match no ViT preset "
                         f"({', '.join(f'{k} {d}/{n}' for k, (d, n, _) in ARCHS.items())})")
