@@ -124,7 +124,7 @@ def test_what_trains_in_each_mode(lesion_data, tmp_path, mode):
         tuner.run()
     finally:
         tuner.folder.close()
-    from mammodino.eval.embedding import load_backbone
+    from mammodino.models.loading import load_backbone
 
     init, _ = load_backbone(random_init=True, arch="tiny", patch_size=16, seed=0)
     after = tuner.model.backbone.state_dict()
@@ -138,7 +138,7 @@ def test_what_trains_in_each_mode(lesion_data, tmp_path, mode):
 def test_warm_start_trains_the_head_alone(lesion_data, tmp_path):
     cache, labels = lesion_data
     cfg = load_finetune_config("cpu-tiny", MICRO_FT + ["finetune.warm_start_fraction=0.5", "train.patience=0"])
-    from mammodino.eval.embedding import load_backbone
+    from mammodino.models.loading import load_backbone
 
     init, _ = load_backbone(random_init=True, arch="tiny", patch_size=16, seed=0)
     out = tmp_path / "r"
@@ -175,7 +175,8 @@ def test_multilabel_and_weighted_loss_run_end_to_end(lesion_data, tmp_path):
 
 
 def test_report_has_a_finetune_section_beside_the_probe(finished, lesion_data, tmp_path):
-    from mammodino.eval.embedding import embed_cache, load_backbone
+    from mammodino.eval.embedding import embed_cache
+    from mammodino.models.loading import load_backbone
     from mammodino.eval.probing import run_probe
     from mammodino.eval.report import build_report
 

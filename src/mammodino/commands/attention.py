@@ -40,7 +40,7 @@ def run(args) -> int:
 
     from mammodino.errors import UserError
     from mammodino.eval.attention import render_attention, resolve_inputs
-    from mammodino.eval.embedding import load_backbone
+    from mammodino.models.loading import load_backbone
 
     if args.random_init:
         checkpoint, images = None, args.paths

@@ -50,7 +50,8 @@ def run(args) -> int:
     import torch
 
     from mammodino.errors import UserError
-    from mammodino.eval.embedding import embed_cache, load_backbone, set_threads
+    from mammodino.eval.embedding import embed_cache, set_threads
+    from mammodino.models.loading import load_backbone
 
     expected = 2 if args.random_init else 3
     if len(args.paths) != expected:

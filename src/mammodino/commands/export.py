@@ -25,7 +25,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from mammodino.models.export import backbone_from_checkpoint, export_backbone, resolve_checkpoint
+    from mammodino.models.export import export_backbone
+    from mammodino.models.loading import backbone_from_checkpoint, resolve_checkpoint
 
     path = resolve_checkpoint(args.checkpoint)
     backbone, config = backbone_from_checkpoint(path, which=args.which)

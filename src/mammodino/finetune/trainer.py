@@ -84,7 +84,7 @@ class FineTuner:
         dist.barrier()
 
     def _build(self) -> None:
-        from mammodino.eval.embedding import load_backbone
+        from mammodino.models.loading import load_backbone
 
         cfg = self.cfg
         log = self.log if dist.is_main() else (lambda *_: None)
