@@ -89,11 +89,25 @@ class PretrainDataset(torch.utils.data.Dataset):
         # Compact per-item columns (numpy, no per-image Python objects): a million-image
         # archive costs tens of MB here, and is cheap to hand to DataLoader workers.
         dir_of, ids, image_files, mask_files, kinds, slices = [], [], [], [], [], []
+        keep_suspect = bool(getattr(getattr(cfg, "data", None), "keep_qc_suspect", False))
+        self.qc_left_out: dict[str, int] = {}  # cache folder -> suspect rows left out
+        self.qc_unchecked: dict[str, int] = {}  # cache folder -> rows without qc (older caches: kept)
         for d, folder in enumerate(cache_dirs):
             folder = Path(folder)
             if not folder.is_dir():
                 raise UserError(f"{folder}: no such cache folder")
             rows = [it.row for it in open_cache(folder)]
+            unchecked = sum(1 for r in rows if not r.get("qc"))
+            if unchecked:
+                self.qc_unchecked[str(folder)] = unchecked
+            if not keep_suspect:
+                kept = [r for r in rows if r.get("qc") != "suspect"]
+                if len(kept) < len(rows):
+                    self.qc_left_out[str(folder)] = len(rows) - len(kept)
+                if not kept:
+                    raise UserError(f"{folder}: every one of its {len(rows)} ok rows is qc=suspect (see `mammodino qc "
+                                    f"{folder} --out DIR`); set data.keep_qc_suspect=true to train on them anyway")
+                rows = kept
             for rel in (rows[0].get("image_file"), rows[0].get("mask_file")):
                 if not rel or not (folder / rel).exists():
                     raise UserError(f"{folder}: the manifest names {rel!r}, which is missing: re-run `mammodino index`")
