@@ -37,7 +37,7 @@ from mammodino.finetune.losses import classification_loss
 from mammodino.finetune.model import build_model, save_finetuned
 from mammodino.train import checkpoint as ckpt
 from mammodino.train import distributed as dist
-from mammodino.train.loader import StepBatchSampler
+from mammodino.train.loader import StepBatches, step_loader
 from mammodino.train.metrics_log import MetricsLog
 from mammodino.train.optim import apply_schedules, build_optimizer, param_groups
 from mammodino.train.run_folder import RunFolder
@@ -209,15 +209,10 @@ class FineTuner:
 
     def _loop(self, start: int, end: int, state: dict, log: MetricsLog, has_val: bool) -> None:
         cfg = self.cfg
-        from mammodino.data.dataset import worker_init
-
-        sampler = StepBatchSampler(self.plan.batch_keys, int(cfg.train.batch_size), start, int(cfg.train.steps),
-                                   self.rank, self.world, 1)
-        workers = int(cfg.data.num_workers)
-        loader = torch.utils.data.DataLoader(self.train_set, batch_sampler=sampler, num_workers=workers,
-                                             worker_init_fn=worker_init if workers else None,
-                                             prefetch_factor=4 if workers else None,
-                                             pin_memory=self.device.type == "cuda")
+        batches = StepBatches(self.plan.batch_keys, int(cfg.train.batch_size), start, int(cfg.train.steps),
+                              self.rank, self.world, 1)
+        loader = step_loader(self.train_set, batches, int(cfg.data.num_workers),
+                             pin_memory=self.device.type == "cuda")
         batches = iter(loader)
         from tqdm import tqdm
 
