@@ -17,7 +17,7 @@ DataLoader workers or the resume point cannot change a sample.
 Example:
     >>> ds = PretrainDataset(["cache/"], cfg)
     >>> plan = BatchPlan(ds, cfg)                    # the global order: plan.batch_keys(step)
-    >>> loader = build_loader(ds, cfg)               # DataLoader over the sampler, with collate
+    >>> loader = build_loader(ds, plan, cfg)         # mammodino.train.loader: the one loader
     >>> batch = next(iter(loader))
     >>> batch["global_crops"].shape                  # (2 * B, 1, 224, 224)
 """
@@ -34,10 +34,10 @@ from mammodino.data.augment import GrayAugment, normalize
 from mammodino.data.cache import CachedImage, open_cache
 from mammodino.data.crops import Box, CropSampler, TissueMap, crop_resize
 from mammodino.data.masking import sample_patch_mask
-from mammodino.data.batch_plan import BatchPlan, ResumableBatchSampler, SampleKey
+from mammodino.data.batch_plan import BatchPlan, SampleKey
 from mammodino.errors import UserError
 
-__all__ = ["PretrainDataset", "BatchPlan", "ResumableBatchSampler", "SampleKey", "collate", "build_loader", "dbt_slice_pair"]
+__all__ = ["PretrainDataset", "BatchPlan", "SampleKey", "collate", "dbt_slice_pair"]
 
 
 def sample_rng(seed: int, position: int) -> np.random.Generator:
@@ -295,39 +295,3 @@ def collate(samples: list[dict]) -> dict:
         "position": torch.tensor([s["position"] for s in samples], dtype=torch.long),
         "slices": torch.tensor([s["slices"] for s in samples], dtype=torch.long).reshape(B, 2),
     }
-
-
-def worker_init(_worker_id: int) -> None:
-    """One thread per DataLoader worker (the workers are the parallelism)."""
-    import cv2
-
-    cv2.setNumThreads(1)
-    torch.set_num_threads(1)
-
-
-def build_loader(
-    dataset: PretrainDataset,
-    cfg,
-    *,
-    rank: int = 0,
-    world_size: int = 1,
-    start_step: int = 0,
-    steps: int | None = -1,
-    num_workers: int | None = None,
-    pin_memory: bool = False,
-) -> torch.utils.data.DataLoader:
-    """A DataLoader yielding this rank's collated (micro-)batches from ``start_step`` on."""
-    sampler = ResumableBatchSampler.from_config(
-        dataset, cfg, rank=rank, world_size=world_size, start_step=start_step, steps=steps
-    )
-    workers = int(cfg.data.num_workers if num_workers is None else num_workers)
-    return torch.utils.data.DataLoader(
-        dataset,
-        batch_sampler=sampler,
-        collate_fn=collate,
-        num_workers=workers,
-        persistent_workers=workers > 0,
-        worker_init_fn=worker_init if workers > 0 else None,
-        pin_memory=pin_memory,
-        prefetch_factor=2 if workers > 0 else None,
-    )
