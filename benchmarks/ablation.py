@@ -1,16 +1,25 @@
-"""The paper's ablation in miniature, on phantoms.
+"""The paper's ablation in miniature, on detector-FOV phantoms with a DBT-rich pretraining set.
 
-Pretrains the same cpu-tiny architecture with the same budget and seeds four ways
-  plain     : DINOv2 crops and masks anywhere (crops.sampler=random), no slice loss
-  +tissue   : breast-tissue-aware crops and masks
-  +slice    : DBT adjacent-slice InfoNCE
-  both      : MammoDINO
-and probes each (plus a random-init encoder of the same architecture) on a held-out labelled
-phantom set: lesion presence and density (image level) and slice-level lesion presence in
-DBT volumes. Prints one table with the mean and spread over seeds.
+Every variant pretrains the same cpu-tiny model for the same steps and seeds; only the
+named factor changes between the rows of a pair:
 
-    python benchmarks/ablation.py                       # 3 seeds, 200 steps each (~35 min on 2 cores)
-    python benchmarks/ablation.py --seeds 0 1 2 --steps 300 --out /tmp/ablation
+  dinov2-whole    plain DINOv2 as its users run it: random crops and random masks on the
+                  whole image (background, burned-in label, lead marker), no slice loss
+  tissue-whole    tissue-aware crops and masks on the SAME whole-image cache
+  tissue-crop     tissue-aware crops on the breast-cropped cache (``index`` default)
+  mammodino       tissue-crop + the DBT adjacent-slice InfoNCE
+
+Pairs reported (same seed, same data order): tissue-whole - dinov2-whole (the sampler),
+tissue-crop - dinov2-whole (sampler + cropped cache), mammodino - tissue-crop (the slice
+loss). Every encoder (and a random-init one per seed) is probed through the product's own
+embed + probe path on one held-out breast-cropped phantom cache: lesion and density (image
+level, logistic probe AUC, patient split), DBT slice-level lesion presence, and adjacent-slice
+retrieval (share of DBT slices whose nearest other slice, cosine, among all slices of all
+held-out volumes is a true neighbour z +- 1).
+
+    python benchmarks/ablation.py --out /tmp/abl --shard 0/2 &   # two processes,
+    python benchmarks/ablation.py --out /tmp/abl --shard 1/2 &   # one core each
+    python benchmarks/ablation.py --out /tmp/abl --report        # the table (docs/ablation.md)
 """
 
 from __future__ import annotations
@@ -25,116 +34,278 @@ from pathlib import Path
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # finetune_eval's DDSM table
+
 VARIANTS = {
-    "plain": ["crops.sampler=random", "slice.enabled=false"],
-    "+tissue": ["crops.sampler=tissue", "slice.enabled=false"],
-    "+slice": ["crops.sampler=random", "slice.enabled=true"],
-    "both": ["crops.sampler=tissue", "slice.enabled=true"],
+    "dinov2-whole": ("whole", ["crops.sampler=random", "slice.enabled=false"]),
+    "tissue-whole": ("whole", ["crops.sampler=tissue", "slice.enabled=false"]),
+    "tissue-crop": ("crop", ["crops.sampler=tissue", "slice.enabled=false"]),
+    "mammodino": ("crop", ["crops.sampler=tissue", "slice.enabled=true"]),
 }
-TASKS = [("phantom-lesion", "middle"), ("phantom-density", "middle"), ("phantom-dbt-slice-lesion", "all")]
+PAIRS = [("tissue-whole", "dinov2-whole"), ("tissue-crop", "dinov2-whole"), ("mammodino", "tissue-crop")]
+TASKS = ["phantom-lesion", "phantom-density", "phantom-dbt-slice-lesion", "dbt-adjacent-retrieval"]
+DDSM_TASKS = ["ddsm-percent-density-spearman", "ddsm-dense-auc"]
 
 
-def headline_value(entries) -> float:
+def make_data(out: Path, args) -> None:
+    """Phantoms (pretraining: unlabeled use; evaluation: labelled) and their caches, once."""
+    from mammodino.data.indexer import index_folder
+    from mammodino.synth.generate import generate_phantoms
+
+    pre, ev = out / "phantoms-pretrain", out / "phantoms-eval"
+    generate_phantoms(pre, n_ffdm=args.pretrain_ffdm, n_dbt=args.pretrain_dbt, seed=101, workers=args.workers,
+                      mass_scale=args.mass_scale, detector_fov=True)
+    generate_phantoms(ev, n_ffdm=args.eval_ffdm, n_dbt=args.eval_dbt, seed=202, workers=args.workers,
+                      mass_scale=args.mass_scale, detector_fov=True)
+    index_folder(pre, out / "cache-whole", size=args.size, workers=args.workers, progress=False, whole_image=True)
+    index_folder(pre, out / "cache-crop", size=args.size, workers=args.workers, progress=False)
+    index_folder(ev, out / "cache-eval", size=args.size, workers=args.workers, progress=False)
+
+
+def adjacent_slice_retrieval(fs) -> float:
+    """Share of DBT slices whose nearest other slice (cosine, all held-out volumes) is z +- 1
+    of the same volume."""
+    dbt = np.flatnonzero(fs.n_slices > 1)
+    x = fs.features[dbt].astype(np.float64)
+    x /= np.linalg.norm(x, axis=1, keepdims=True) + 1e-12
+    sim = x @ x.T
+    np.fill_diagonal(sim, -np.inf)
+    nn = sim.argmax(1)
+    vol, z = fs.id[dbt], fs.slice[dbt]
+    return float(np.mean((vol[nn] == vol) & (np.abs(z[nn] - z) == 1)))
+
+
+def probe_encoder(model, name: str, out: Path, args) -> dict:
+    from mammodino.eval.embedding import embed_cache
+    from mammodino.eval.probing import run_probe
     from mammodino.eval.results import headline
 
-    e = headline(entries, levels=("image", "slice"))
-    return float(e["value"]) if e else float("nan")
+    labels = out / "phantoms-eval" / "labels.csv"
+    scores = {}
+    feats = {}
+    for slices in ("middle", "all"):
+        feats[slices] = embed_cache(model, out / "cache-eval", resolution=args.eval_resolution, dbt_slices=slices,
+                                    progress=False)
+    for task in TASKS[:3]:
+        fs = feats["all" if task == "phantom-dbt-slice-lesion" else "middle"]
+        entries = run_probe(fs, task, labels=labels, label_fractions=[1.0], probes=("logistic",), plots=False,
+                            n_boot=200, log=lambda *_: None)
+        e = headline(entries, levels=("image", "slice"))
+        scores[task] = float(e["value"]) if e else float("nan")
+    scores["dbt-adjacent-retrieval"] = adjacent_slice_retrieval(feats["all"])
+    return scores
+
+
+def run_job(variant: str, seed: int, out: Path, args) -> dict:
+    from mammodino.config import load_config
+    from mammodino.eval.embedding import load_backbone
+    from mammodino.models.vit import build_vit
+    from mammodino.train.trainer import pretrain
+
+    res_path = out / "results" / f"{variant}-s{seed}.json"
+    if res_path.exists():
+        return json.loads(res_path.read_text())
+    t0 = time.perf_counter()
+    if variant == "random-init":
+        cfg = load_config("cpu-tiny", [f"train.seed={seed}"])
+        m = cfg.model
+        torch.manual_seed(seed)
+        model = build_vit(m.arch, patch_size=m.patch_size, num_register_tokens=m.num_register_tokens,
+                          layerscale_init=m.layerscale_init, img_size=cfg.crops.global_crop_size).eval()
+        train_s = 0.0
+    else:
+        cache, over = VARIANTS[variant]
+        run_dir = out / "runs" / f"{variant}-s{seed}"
+        cfg = load_config("cpu-tiny", [f"train.seed={seed}", f"train.steps={args.steps}",
+                                       f"train.checkpoint_every={args.steps}", "train.log_every=10",
+                                       "data.num_workers=0"] + over + list(args.overrides))
+        if not (run_dir / "checkpoint-last.safetensors").exists():
+            pretrain(cfg, [out / f"cache-{cache}"], run_dir, progress=False, echo_config=False)
+        train_s = time.perf_counter() - t0
+        model, _ = load_backbone(run_dir)
+    scores = probe_encoder(model, f"{variant}-s{seed}", out, args)
+    result = {"variant": variant, "seed": seed, "scores": scores, "train_s": round(train_s, 1),
+              "total_s": round(time.perf_counter() - t0, 1), "steps": args.steps}
+    if variant != "random-init":
+        from mammodino.train.metrics_log import read_metrics
+
+        rows, _ = read_metrics(out / "runs" / f"{variant}-s{seed}" / "metrics.jsonl")
+        last = rows[-1]
+        k = np.log(cfg.dino.n_prototypes)
+        n_terms = 2 + 2 * cfg.crops.local_crops_number
+        result["dino_global_ce_over_lnK"] = round(last["dino_global_loss"] * n_terms / 2 / k, 3)
+        result["teacher_entropy_over_lnK"] = round(last.get("teacher_sample_entropy", float("nan")) / k, 3)
+    res_path.parent.mkdir(parents=True, exist_ok=True)
+    res_path.write_text(json.dumps(result, indent=1))
+    print(f"{variant} s{seed}: " + ", ".join(f"{t} {v:.3f}" for t, v in scores.items())
+          + f" ({result['total_s']:.0f} s)", file=sys.stderr, flush=True)
+    return result
+
+
+def ddsm_scores(model, out: Path, args) -> dict:
+    """The real-film task: percent density (fibroglandular / breast area of the manual masks)
+    of the 66 DDSM films. Spearman correlation of a ridge regression's 5-fold cross-validated
+    predictions (folds by film: one film per patient), and the logistic probe's AUC for
+    above / below the median through the product's probe (generic task)."""
+    from scipy.stats import spearmanr
+    from sklearn.linear_model import RidgeCV
+    from sklearn.model_selection import KFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from finetune_eval import ddsm_task
+    from mammodino.eval.embedding import embed_cache
+    from mammodino.eval.probing import run_probe
+    from mammodino.eval.results import headline
+
+    cache, table, _ = ddsm_task(out / "ddsm", args.size)
+    fs = embed_cache(model, cache, resolution=args.eval_resolution, progress=False)
+    pds = percent_density_table()
+    stems = [str(s) for s in fs.stem]
+    keep = [i for i, st in enumerate(stems) if st in pds]
+    X, y = fs.features[keep], np.array([pds[stems[i]] for i in keep])
+    reg = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 4, 13)))
+    pred = cross_val_predict(reg, X, y, cv=KFold(5, shuffle=True, random_state=0))
+    rho = float(spearmanr(pred, y).statistic)
+    entries = run_probe(fs, "generic", labels=table, label_fractions=[1.0], probes=("logistic",), plots=False,
+                        n_boot=200, task_options={"path_col": "file", "label_col": "dense", "patient_col": "patient"},
+                        log=lambda *_: None)
+    e = headline(entries)
+    return {"ddsm-percent-density-spearman": rho, "ddsm-dense-auc": float(e["value"]) if e else float("nan")}
+
+
+def percent_density_table() -> dict:
+    """stem -> fibroglandular / (fibroglandular + adipose) area of the DDSM manual masks."""
+    import cv2
+
+    from finetune_eval import DDSM
+
+    pds = {}
+    for part in ("train_valid", "test"):
+        for png in sorted((DDSM / part / "fgt_seg").glob("*.png")):
+            lab = cv2.imread(str(DDSM / part / "fgt_seg_labels" / f"{png.stem}_LI.png"), cv2.IMREAD_UNCHANGED)
+            fib, adi = int((lab == 192).sum()), int((lab == 128).sum())
+            pds[png.stem] = fib / max(fib + adi, 1)
+    return pds
+
+
+def add_ddsm(out: Path, args) -> None:
+    """Score every finished encoder of the campaign on the DDSM task (a pass after training)."""
+    from mammodino.config import load_config
+    from mammodino.eval.embedding import load_backbone
+    from mammodino.models.vit import build_vit
+
+    for path in sorted((out / "results").glob("*.json")):
+        r = json.loads(path.read_text())
+        if all(t in r["scores"] for t in DDSM_TASKS):
+            continue
+        if r["variant"] == "random-init":
+            cfg = load_config("cpu-tiny", [f"train.seed={r['seed']}"])
+            m = cfg.model
+            torch.manual_seed(r["seed"])
+            model = build_vit(m.arch, patch_size=m.patch_size, num_register_tokens=m.num_register_tokens,
+                              layerscale_init=m.layerscale_init, img_size=cfg.crops.global_crop_size).eval()
+        else:
+            model, _ = load_backbone(out / "runs" / f"{r['variant']}-s{r['seed']}")
+        r["scores"].update(ddsm_scores(model, out, args))
+        path.write_text(json.dumps(r, indent=1))
+        print(f"{r['variant']} s{r['seed']}: " + ", ".join(f"{t} {r['scores'][t]:.3f}" for t in DDSM_TASKS),
+              file=sys.stderr, flush=True)
+
+
+def paired_ci(diffs: np.ndarray, n_boot: int = 5000, seed: int = 0) -> tuple[float, float]:
+    """95 % bootstrap interval of the mean paired difference over seeds."""
+    rng = np.random.default_rng(seed)
+    means = rng.choice(diffs, size=(n_boot, len(diffs)), replace=True).mean(1)
+    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+
+
+def report(out: Path, args) -> str:
+    results = [json.loads(p.read_text()) for p in sorted((out / "results").glob("*.json"))]
+    by = {}
+    for r in results:
+        by.setdefault(r["variant"], {})[r["seed"]] = r
+    names = ["random-init"] + [v for v in VARIANTS if v in by]
+    tasks = TASKS + [t for t in DDSM_TASKS if all(t in r["scores"] for r in results)]
+    lines = [f"Logistic-probe AUC (retrieval: top-1 share) on held-out detector-FOV phantoms; mean ± std over "
+             f"seeds; {args.steps} pretraining steps of cpu-tiny each.", "",
+             "| encoder | seeds | " + " | ".join(tasks) + " | DINO CE / ln K | teacher H / ln K |",
+             "|---" * (len(tasks) + 4) + "|"]
+    for name in names:
+        runs = list(by.get(name, {}).values())
+        if not runs:
+            continue
+        cells = []
+        for t in tasks:
+            v = np.array([r["scores"][t] for r in runs], dtype=float)
+            cells.append(f"{np.nanmean(v):.3f} ± {np.nanstd(v):.3f}")
+        ce = [r.get("dino_global_ce_over_lnK") for r in runs if "dino_global_ce_over_lnK" in r]
+        ent = [r.get("teacher_entropy_over_lnK") for r in runs if "teacher_entropy_over_lnK" in r]
+        lines.append(f"| {name} | {len(runs)} | " + " | ".join(cells)
+                     + f" | {np.mean(ce):.2f} | {np.mean(ent):.2f} |" if ce else
+                     f"| {name} | {len(runs)} | " + " | ".join(cells) + " | - | - |")
+    lines += ["", "Paired differences (same seed): mean [95 % bootstrap CI over seeds]", "",
+              "| pair | n | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 2) + "|"]
+    for a, b in PAIRS:
+        seeds = sorted(set(by.get(a, {})) & set(by.get(b, {})))
+        if not seeds:
+            continue
+        cells = []
+        for t in tasks:
+            d = np.array([by[a][s]["scores"][t] - by[b][s]["scores"][t] for s in seeds], dtype=float)
+            lo, hi = paired_ci(d)
+            cells.append(f"{d.mean():+.3f} [{lo:+.3f}, {hi:+.3f}]")
+        lines.append(f"| {a} - {b} | {len(seeds)} | " + " | ".join(cells) + " |")
+    train = [r["train_s"] for r in results if r["variant"] != "random-init"]
+    if train:
+        lines += ["", f"Pretraining wall time per run: {np.mean(train):.0f} s (mean of {len(train)})."]
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="/tmp/mammodino-ablation")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS))
-    ap.add_argument("--pretrain-ffdm", type=int, default=160)
-    ap.add_argument("--pretrain-dbt", type=int, default=32)
+    ap.add_argument("--pretrain-ffdm", type=int, default=80)
+    ap.add_argument("--pretrain-dbt", type=int, default=200)
     ap.add_argument("--eval-ffdm", type=int, default=120)
-    ap.add_argument("--eval-dbt", type=int, default=24)
+    ap.add_argument("--eval-dbt", type=int, default=60)
     ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--eval-resolution", type=int, default=128)
     ap.add_argument("--mass-scale", type=float, default=2.0, help="phantom mass size (the demo's: 2)")
-    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--shard", default="0/1", help="i/n: run every n-th job starting at i (parallel processes)")
+    ap.add_argument("--data-only", action="store_true")
+    ap.add_argument("--report", action="store_true", help="print (and write) the table of the finished jobs")
+    ap.add_argument("--ddsm", action="store_true", help="score the finished encoders on the real DDSM films")
     ap.add_argument("overrides", nargs="*", help="extra cpu-tiny overrides for every variant")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-
-    from mammodino.config import load_config
-    from mammodino.data.indexer import index_folder
-    from mammodino.eval.embedding import embed_cache, load_backbone
-    from mammodino.eval.probing import run_probe
-    from mammodino.models.vit import build_vit
-    from mammodino.synth.generate import generate_phantoms
-    from mammodino.train.trainer import pretrain
-
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.ddsm:
+        add_ddsm(out, args)
+        return 0
+    if args.report:
+        table = report(out, args)
+        (out / "ablation.md").write_text(table + "\n")
+        print(table)
+        return 0
     t0 = time.perf_counter()
-    pre, ev = out / "phantoms-pretrain", out / "phantoms-eval"
-    if not (pre / "labels.csv").exists():
-        generate_phantoms(pre, n_ffdm=args.pretrain_ffdm, n_dbt=args.pretrain_dbt, seed=101, workers=2,
-                          mass_scale=args.mass_scale)
-    if not (ev / "labels.csv").exists():
-        generate_phantoms(ev, n_ffdm=args.eval_ffdm, n_dbt=args.eval_dbt, seed=202, workers=2,
-                          mass_scale=args.mass_scale)
-    for src, dst in ((pre, out / "cache-pretrain"), (ev, out / "cache-eval")):
-        index_folder(src, dst, size=args.size, workers=2, progress=False)
-    labels = ev / "labels.csv"
-    print(f"data ready in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
-
-    results: dict[str, dict[str, list[float]]] = {}
-    timings = {}
-
-    def probe_all(model, name):
-        scores = {}
-        for task, slices in TASKS:
-            fpath = out / "features" / f"{name}-{slices}.npz"
-            if not fpath.exists():
-                fs = embed_cache(model, out / "cache-eval", resolution=args.size, dbt_slices=slices, progress=False)
-                fs.save(fpath)
-            entries = run_probe(fpath, task, labels=labels, label_fractions=[1.0], plots=False, n_boot=200,
-                                log=lambda *_: None)
-            scores[task] = headline_value(entries)
-        return scores
-
-    for seed in args.seeds:
-        cfg = load_config("cpu-tiny", [f"train.seed={seed}"] + list(args.overrides))
-        m = cfg.model
-        torch.manual_seed(seed)
-        rand = build_vit(m.arch, patch_size=m.patch_size, num_register_tokens=m.num_register_tokens,
-                         layerscale_init=m.layerscale_init, img_size=cfg.crops.global_crop_size).eval()
-        for task, v in probe_all(rand, f"random-s{seed}").items():
-            results.setdefault("random-init", {}).setdefault(task, []).append(v)
-        for variant in args.variants:
-            run_dir = out / "runs" / f"{variant.replace('+', 'p')}-s{seed}"
-            over = [f"train.seed={seed}", f"train.steps={args.steps}", f"train.checkpoint_every={args.steps}",
-                    "train.log_every=10"] + VARIANTS[variant] + list(args.overrides)
-            cfg = load_config("cpu-tiny", over)
-            t = time.perf_counter()
-            if not (run_dir / "checkpoint-last.safetensors").exists():
-                pretrain(cfg, [out / "cache-pretrain"], run_dir, progress=False, echo_config=False)
-            timings.setdefault(variant, []).append(time.perf_counter() - t)
-            model, _ = load_backbone(run_dir)
-            scores = probe_all(model, f"{variant.replace('+', 'p')}-s{seed}")
-            for task, v in scores.items():
-                results.setdefault(variant, {}).setdefault(task, []).append(v)
-            print(f"seed {seed} {variant}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()), file=sys.stderr, flush=True)
-
-    names = ["random-init"] + list(args.variants)
-    header = "| encoder | " + " | ".join(t for t, _ in TASKS) + " |"
-    lines = [header, "|---" * (len(TASKS) + 1) + "|"]
-    for name in names:
-        cells = []
-        for task, _ in TASKS:
-            vals = np.array(results[name][task], dtype=float)
-            cells.append(f"{np.nanmean(vals):.3f} ± {np.nanstd(vals):.3f}")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    table = "\n".join(lines)
-    print(f"\nAUC (logistic probe, image level; mean ± std over seeds {args.seeds}; {args.steps} steps each)\n")
-    print(table)
-    print(f"\ntotal {(time.perf_counter() - t0) / 60:.1f} min; seconds per pretraining run: "
-          + ", ".join(f"{k} {np.mean(v):.0f}" for k, v in timings.items()))
-    (out / "ablation.json").write_text(json.dumps({"results": results, "seeds": args.seeds, "steps": args.steps,
-                                                   "table": table}, indent=2))
+    if not (out / "cache-eval" / "manifest.csv").exists():
+        make_data(out, args)
+        print(f"data ready in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    if args.data_only:
+        return 0
+    i, n = (int(v) for v in args.shard.split("/"))
+    # seed-major order, so a campaign cut short still holds whole paired seeds
+    jobs = [(v, s) for s in args.seeds for v in ["random-init"] + list(args.variants)]
+    for v, s in jobs[i::n]:
+        run_job(v, s, out, args)
+    print(f"shard {args.shard} done in {(time.perf_counter() - t0) / 60:.1f} min", file=sys.stderr)
     return 0
 
 

@@ -14,7 +14,7 @@ Scenarios (each timed):
   rows that needed the reader's catch-all, broken expectations, escaped exceptions, peak
   RSS of the whole process tree; the yardstick is the same command on the unmutated seeds.
 - ``config``: every bad config / data folder / output path of
-  :mod:`mammodino.testing.config_fuzz` through the CLI: how many give one clear message.
+  :mod:`support.config_fuzz` through the CLI: how many give one clear message.
 - ``disk``: the cache and a checkpoint written to a "full disk" (RLIMIT_FSIZE: EFBIG) and a
   full disk hitting metrics.jsonl (ENOSPC): exit code, message, ok rows without files,
   partial files left, whether the same command completes the job afterwards.
@@ -39,9 +39,10 @@ import time
 from pathlib import Path
 
 import torch
-from mammodino.testing.micro import MICRO as BASE_MICRO  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))  # the fault tooling lives in tests/support, not in the package
+from support.micro import MICRO as BASE_MICRO  # noqa: E402
 SHARED_DATA = Path(os.environ.get("MAMMODINO_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 MICRO = BASE_MICRO
@@ -64,7 +65,7 @@ def make_phantoms(work: Path) -> tuple[Path, Path]:
 
 
 def scenario_kill(work: Path, cache: Path, args) -> dict:
-    from mammodino.testing.killer import format_report, kill_resume_campaign
+    from support.killer import format_report, kill_resume_campaign
 
     modes = ["write", "random", "startup", "write", "random", "write", "random", "write", "random", "write"]
     kills = (modes * (args.kills // len(modes) + 1))[: args.kills]
@@ -83,8 +84,8 @@ def scenario_kill(work: Path, cache: Path, args) -> dict:
 
 def scenario_fuzz(work: Path, args) -> dict:
     from mammodino.synth.generate import generate_phantoms
-    from mammodino.testing import index_fuzz as fuzz
-    from mammodino.testing.mutate import header_only
+    from support import index_fuzz as fuzz
+    from support.mutate import header_only
 
     root = work / "fuzz"
     seeds_dir = root / "seeds"
@@ -114,7 +115,7 @@ def scenario_fuzz(work: Path, args) -> dict:
     t0 = time.perf_counter()
     cases = fuzz.build_corpus(root / "src", seeds, n_mutants=args.mutants, seed=args.seed)
     build_s = time.perf_counter() - t0
-    from mammodino.testing.scan import tree_digest
+    from support.scan import tree_digest
 
     before = tree_digest(root / "src")
     result = fuzz.run_index(root / "src", root / "out", workers=2, size=args.size)
@@ -148,7 +149,7 @@ def scenario_fuzz(work: Path, args) -> dict:
 
 
 def scenario_config(work: Path, cache: Path) -> dict:
-    from mammodino.testing import config_fuzz
+    from support import config_fuzz
 
     results = []
     t0 = time.perf_counter()
@@ -166,7 +167,7 @@ def scenario_config(work: Path, cache: Path) -> dict:
 
 
 def _disk_index(work: Path, src: Path, name: str, size: int, limit: int, n_expected: int) -> dict:
-    from mammodino.testing import index_fuzz as fuzz
+    from support import index_fuzz as fuzz
 
     out = work / "disk" / name
     full = fuzz.run_index(src, out, workers=2, size=size, fsize=limit, peak_rss=False)
@@ -190,7 +191,7 @@ def _disk_index(work: Path, src: Path, name: str, size: int, limit: int, n_expec
 def scenario_disk(work: Path, phantoms: Path, cache: Path) -> dict:
     import sys as _sys
 
-    from mammodino.testing import procs
+    from support import procs
     from mammodino.train import checkpoint as ckpt
 
     out = {}
@@ -230,7 +231,7 @@ def _metrics_enospc(work: Path, cache: Path) -> dict:
     import io
 
     from mammodino.cli import main
-    from mammodino.testing.procs import FullDisk
+    from support.procs import FullDisk
     from mammodino.train import metrics_log
 
     real_init = metrics_log.MetricsLog.__init__

@@ -19,8 +19,6 @@ import argparse
 import csv
 import json
 import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -39,13 +37,9 @@ DDSM = Path(os.environ.get("MAMMODINO_SHARED_DATA", REPO.parent / "shared" / "da
 
 
 def machine() -> str:
-    cpu = platform.processor() or "?"
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        cpu = next((ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name")), cpu)
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()})"
+    from mammodino.machine import one_line
+
+    return one_line()
 
 
 def ddsm_task(out: Path, size: int) -> tuple[Path, Path, dict]:

@@ -30,10 +30,11 @@ import cv2
 import numpy as np
 import torch
 
-from mammodino.config import load_config
-from mammodino.data.cache import write_array_cache
-from mammodino.data.dataset import PretrainDataset, build_loader
-from mammodino.data.sampler import BatchPlan
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # tests/support: array caches
+from mammodino.config import load_config  # noqa: E402
+from support.array_cache import write_array_cache  # noqa: E402
+from mammodino.data.dataset import PretrainDataset, build_loader # noqa: E402
+from mammodino.data.batch_plan import BatchPlan # noqa: E402
 
 TARGET = 150.0  # samples/s/core
 

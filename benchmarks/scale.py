@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # tests/support: process tools
+
 CHILD_INDEX = """
 import json, resource, sys, time
 from mammodino.data.indexer import index_folder
@@ -45,7 +47,7 @@ print(json.dumps({"seconds": time.perf_counter() - t,
 def child(code: str, *args: str) -> dict:
     """Run ``code`` in a child; its JSON line plus the peak RSS of the largest process of its
     whole tree (pool workers under a forkserver included, which ru_maxrss would miss)."""
-    from mammodino.testing.procs import run
+    from support.procs import run
 
     res = run([sys.executable, "-c", code, *args], peak_rss=True, timeout=1800)
     if res.returncode != 0:

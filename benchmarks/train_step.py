@@ -1,282 +1,406 @@
-"""Training-step throughput: one full MammoDINO/DINOv2 step, images per second.
+"""Training-step throughput: our trainer's own step against DINOv2's own code, in one run.
 
-The step is the real one: teacher forward on the 2 global crops (no autograd), student
-forward on the globals with iBOT masks and on the local crops, one DINO-head pass over
-[global CLS, local CLS, masked patches], Sinkhorn-Knopp targets, DINO (multi-crop) + iBOT +
-KoLeo losses, backward, gradient clipping (3.0), AdamW step, EMA teacher update. Inputs are
-random tensors of the training shapes (the loader is measured by benchmarks/loader.py).
+Variants, timed interleaved (round-robin, ``--rounds`` times, median reported), on the same
+synthetic batch of the training shapes (the loader is measured by ``benchmarks/pretrain.py``
+and ``benchmarks/loader.py``):
 
-Side by side in the same run (these machines are noisy; compare ratios, not absolutes):
+* ``trainer[onednn]`` / ``trainer[aten]`` -- the production step, ``train.step.TrainStep``
+  built by ``build_train_step`` (the object ``mammodino pretrain`` calls: finite vote,
+  freeze, clip, AdamW groups, EMA), with its linear layers forced to one GEMM path. The
+  line ``trainer (auto)`` is the path ``models.gemm`` picks on this machine (a cached
+  micro-benchmark), i.e. what a user gets.
+* ``trainer-bf16`` -- the same step under CPU bf16 autocast (``train.precision=bf16``; an
+  option, not the default: fp32 master weights, bf16 GEMMs, which AMX CPUs run far faster).
+* ``dinov2`` -- DINOv2's own components from a local checkout (``--dinov2-src DIR``; never a
+  dependency of the package): its ``DinoVisionTransformer`` (``MemEffAttention``, which
+  without xFormers runs PyTorch SDPA), ``DINOHead``, ``DINOLoss``, ``iBOTPatchLoss``,
+  ``KoLeoLoss``, its fused AdamW parameter groups, per-submodule clipping and foreach EMA,
+  assembled as ``SSLMetaArch.forward_backward`` + ``train.py`` do. Without xFormers its
+  ``BlockDiagonalMask`` head pass becomes a ``cat`` + ``split`` and the student runs the
+  global and local crops as two backbone calls (its nested-tensor path needs xFormers);
+  its iBOT Sinkhorn calls ``all_reduce`` unguarded, so it gets a one-process stand-in.
 
-* ``trainer``          -- the product: ``SSLModel.forward_losses`` and the trainer's AdamW
-  parameter groups (layer-wise decay), clipping and EMA, exactly as ``mammodino pretrain``
-  runs them (slice loss off: the yardstick step has no DBT).
-* ``mammodino``        -- the same components assembled by hand (the lower bound of overhead).
-* ``mkl-linear``       -- ours with PyTorch's default fp32 GEMMs (MKL) instead of oneDNN.
-* ``dinov2-style``     -- the same step done the way DINOv2's code does it on a machine
-  without xFormers: explicit softmax attention, per-parameter (non-foreach) AdamW and
-  clipping, teacher under ``no_grad``. The design yardstick (DINOv2's own components on a
-  2-core machine here) is ~0.75 images/s for the default shapes.
+Also printed: the CPU (model, ``torch.backends.cpu.get_cpu_capability()``), FLOPs per step
+(``torch.utils.flop_counter`` over forward + backward, aten GEMM path so every matmul is
+seen), and the fraction of peak, where peak = the GFLOP/s of a 2048^3 fp32 matmul measured
+in the same rounds (best of the two GEMM paths), so machine load affects both alike.
 
-Default shapes: ViT-S/14, 4 registers, batch 8, 2 x 224 + 8 x 98 crops, 4096 prototypes.
+``--isa native,avx2`` repeats the whole measurement in child processes, the second with
+``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2``: the AVX2
+class *emulated* on an AVX-512 CPU (same caches and clocks, AVX2 kernels).
 
-    python benchmarks/train_step.py                    # CPU, both variants
-    python benchmarks/train_step.py --steps 3 --warmup 1 --variants mammodino
-    python benchmarks/train_step.py --device cuda --arch base --batch 64 --precision bf16
+    python benchmarks/train_step.py --dinov2-src /tmp/dinov2-src             # ViT-S/14 yardstick shapes
+    python benchmarks/train_step.py --dinov2-src /tmp/dinov2-src --isa native,avx2
+    python benchmarks/train_step.py --preset cpu-tiny                         # the demo's step
+    python benchmarks/train_step.py --device cuda --arch base --batch 64 --precision bf16 --variants trainer
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
+import json
+import os
 import statistics
+import subprocess
 import sys
 import time
+import types
+import warnings
+from functools import partial
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from mammodino.losses import DINOLoss, KoLeoLoss, iBOTPatchLoss  # noqa: E402
-from mammodino.models import layers as vit_layers  # noqa: E402
-from mammodino.models.heads import DINOHead  # noqa: E402
-from mammodino.models.vit import build_vit  # noqa: E402
+from mammodino import machine  # noqa: E402
+from mammodino.config import load_config  # noqa: E402
+from mammodino.models import gemm  # noqa: E402
+from mammodino.models.vit import ARCHS  # noqa: E402
+from mammodino.train.ssl_model import SSLModel  # noqa: E402
+from mammodino.train.step import build_train_step  # noqa: E402
 
-YARDSTICK_CPU = 0.75  # images/s, DINOv2's own components, 2 cores (DESIGN.md)
-
-
-def explicit_attention(self, x):
-    """DINOv2's ``Attention.forward`` without xFormers (materialises the T x T matrix)."""
-    b, n, c = x.shape
-    qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
-    q, k, v = qkv[0] * self.scale, qkv[1], qkv[2]
-    attn = (q @ k.transpose(-2, -1)).softmax(dim=-1)
-    return self.proj((attn @ v).transpose(1, 2).reshape(b, n, c))
+AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+TIMED_STEP = 200  # a step past the last-layer freeze and the lr warm-up: the common case
 
 
-class Setup:
-    """The step assembled by hand from our components (or DINOv2's way, for ``dinov2-style``)."""
+def build_cfg(args):
+    if args.preset == "cpu-tiny":
+        over = [f"train.precision={args.precision}"]
+        if args.batch:
+            over.append(f"train.batch_size={args.batch}")
+        return load_config("cpu-tiny", over)
+    return load_config("vit-small", [
+        f"model.arch={args.arch}", f"model.patch_size={args.patch}", f"model.num_register_tokens={args.registers}",
+        "model.drop_path_rate=0.1", "model.layerscale_init=1e-5",
+        f"dino.n_prototypes={args.prototypes}", f"ibot.n_prototypes={args.prototypes}",
+        "dino.hidden_dim=2048", "dino.bottleneck_dim=256", "dino.centering=sinkhorn_knopp",
+        f"crops.global_crop_size={args.global_size}", f"crops.local_crop_size={args.local_size}",
+        f"crops.local_crops_number={args.n_local}", f"train.batch_size={args.batch or 8}", "slice.enabled=false",
+        "train.steps=1000", f"train.precision={args.precision}"])
 
-    def __init__(self, args, variant: str):
-        self.args, self.variant = args, variant
-        dev = torch.device(args.device)
+
+def make_batch(cfg, device) -> dict:
+    """A collated batch of the training shapes; masks as DINOv2's collate draws them."""
+    g = torch.Generator().manual_seed(0)
+    b, c = int(cfg.train.batch_size), cfg.crops
+    n = (c.global_crop_size // cfg.model.patch_size) ** 2
+    n_masked_samples = int(2 * b * 0.5)
+    probs = torch.linspace(0.1, 0.5, n_masked_samples + 1)
+    masks = torch.zeros(2 * b, n, dtype=torch.bool)
+    upperbound = 0
+    for i in range(n_masked_samples):
+        k = int(n * float(probs[i] + (probs[i + 1] - probs[i]) * torch.rand(1, generator=g)))
+        masks[i, torch.randperm(n, generator=g)[:k]] = True
+        upperbound += int(n * float(probs[i + 1]))
+    masks = masks[torch.randperm(2 * b, generator=g)]
+    idx = masks.flatten().nonzero().flatten()
+    is_dbt = torch.zeros(b, dtype=torch.bool)
+    is_dbt[: b // 4] = bool(cfg.slice.enabled)
+    batch = {
+        "global_crops": torch.randn(2 * b, 1, c.global_crop_size, c.global_crop_size, generator=g),
+        "local_crops": torch.randn(c.local_crops_number * b, 1, c.local_crop_size, c.local_crop_size, generator=g),
+        "masks": masks, "mask_indices_list": idx,
+        "masks_weight": (1 / masks.sum(-1).clamp(min=1.0)).unsqueeze(-1).expand_as(masks)[masks],
+        "n_masked_patches": torch.tensor([idx.numel()]), "upperbound": upperbound, "is_dbt": is_dbt,
+    }
+    return {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in batch.items()}
+
+
+class TrainerVariant:
+    """The production step; ``path`` forces the GEMM path of its linears for the call."""
+
+    def __init__(self, cfg, batch, device):
         torch.manual_seed(0)
-        self.student = torch.nn.ModuleDict({
-            "backbone": build_vit(args.arch, patch_size=args.patch, num_register_tokens=args.registers,
-                                  drop_path_rate=args.drop_path, img_size=args.global_size),
-            "dino_head": DINOHead(build_vit_dim(args.arch), args.prototypes),
-        }).to(dev)
-        self.teacher = copy.deepcopy(self.student).requires_grad_(False).eval()
-        self.dino = DINOLoss(args.prototypes).to(dev)
-        self.ibot = iBOTPatchLoss(args.prototypes).to(dev)
-        self.koleo = KoLeoLoss()
-        params = [p for p in self.student.parameters() if p.requires_grad]
-        self.params = params
-        self.t_params = list(self.teacher.parameters())
-        if variant == "dinov2-style":
-            self.opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.04, foreach=False)
-        else:
-            fused = args.device == "cpu" or args.device.startswith("cuda")
-            self.opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.04, fused=fused)
-        self.batch = self.make_batch(dev)
-        self.autocast = (torch.autocast(device_type=dev.type, dtype=torch.bfloat16)
-                         if args.precision == "bf16" else torch.autocast(device_type=dev.type, enabled=False))
-        self.student_fwd = self.student_forward
-        if args.compile and variant == "mammodino":
-            self.student_fwd = torch.compile(self.student_forward)
+        self.step = build_train_step(cfg, SSLModel(cfg).to(device), device)
+        self.batch = batch
 
-    def make_batch(self, dev):
-        a = self.args
-        g = torch.Generator().manual_seed(0)
-        b = a.batch
-        n = (a.global_size // a.patch) ** 2
-        masks = torch.zeros(2 * b, n, dtype=torch.bool)
-        for i in range(b):  # half of the global crops masked, ratio U(0.1, 0.5) (DINOv2)
-            ratio = 0.1 + 0.4 * torch.rand(1, generator=g).item()
-            masks[i, torch.randperm(n, generator=g)[: int(ratio * n)]] = True
-        masks = masks[torch.randperm(2 * b, generator=g)]
-        return {
-            "global": torch.randn(2 * b, 1, a.global_size, a.global_size, generator=g).to(dev),
-            "local": torch.randn(a.n_local * b, 1, a.local_size, a.local_size, generator=g).to(dev),
-            "masks": masks.to(dev),
-            "mask_indices": masks.flatten().nonzero().flatten().to(dev),
-        }
+    def __call__(self, path: str | None):
+        gemm.set_path(path)
+        try:
+            r = self.step(TIMED_STEP, [self.batch])
+        finally:
+            gemm.set_path(None)
+        return r.losses["loss"]
 
-    def teacher_forward(self, batch):
-        b = self.args.batch
-        out = self.teacher["backbone"].forward_features(batch["global"])
-        cls = out["x_norm_clstoken"]
-        patches = out["x_norm_patchtokens"].flatten(0, 1).index_select(0, batch["mask_indices"])
-        logits = self.teacher["dino_head"](torch.cat([cls, patches]))
-        n_cls = 2 * b
-        dino_t = self.dino.sinkhorn_knopp_teacher(logits[:n_cls], 0.07)
-        ibot_t = self.ibot.sinkhorn_knopp_teacher(logits[n_cls:], 0.07, patches.shape[0])
-        return dino_t, ibot_t
 
-    def student_forward(self, batch):
-        g = self.student["backbone"].forward_features(batch["global"], masks=batch["masks"])
-        l = self.student["backbone"].forward_features(batch["local"])
-        cls_g, cls_l = g["x_norm_clstoken"], l["x_norm_clstoken"]
-        patches = g["x_norm_patchtokens"].flatten(0, 1).index_select(0, batch["mask_indices"])
-        logits = self.student["dino_head"](torch.cat([cls_g, cls_l, patches]))
-        return cls_g, logits
+class DINOv2Variant:
+    """DINOv2's own modules, assembled as its SSLMetaArch.forward_backward and train loop."""
 
-    def step(self):
-        a, batch = self.args, self.batch
-        b = a.batch
-        with self.autocast:
-            if self.variant == "dinov2-style":
-                with torch.no_grad():
-                    dino_t, ibot_t = self.teacher_forward(batch)
-            else:
-                with torch.inference_mode():
-                    dino_t, ibot_t = self.teacher_forward(batch)
-                dino_t, ibot_t = dino_t.clone(), ibot_t.clone()  # usable as autograd constants
-            cls_g, logits = self.student_fwd(batch)
-        n_g, n_l = 2 * b, a.n_local * b
-        dino = self.dino.forward_multicrop(logits[:n_g], logits[n_g : n_g + n_l], dino_t)
-        ibot = self.ibot.forward_masked(logits[n_g + n_l :], ibot_t, batch["masks"])
-        koleo = sum(self.koleo(c) for c in cls_g.chunk(2))
-        loss = dino + ibot + 0.1 * koleo
-        loss.backward()
-        if self.variant == "dinov2-style":
-            for m in self.student.values():  # DINOv2 clips each submodule separately
-                torch.nn.utils.clip_grad_norm_(m.parameters(), 3.0, foreach=False)
-        else:
-            torch.nn.utils.clip_grad_norm_(self.params, 3.0, foreach=True)
-        self.opt.step()
-        self.opt.zero_grad(set_to_none=True)
+    def __init__(self, cfg, batch, device, src: str):
+        src = str(Path(src).resolve())
+        if not (Path(src) / "dinov2" / "models" / "vision_transformer.py").exists():
+            raise SystemExit(f"--dinov2-src {src}: no dinov2/models/vision_transformer.py there "
+                             "(a checkout of facebookresearch/dinov2)")
+        os.environ.setdefault("XFORMERS_DISABLED", "1")  # not installed here; say so once, quietly
+        sys.path.insert(0, src)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from dinov2.layers import DINOHead, MemEffAttention
+            from dinov2.layers import NestedTensorBlock as Block
+            from dinov2.loss import DINOLoss, KoLeoLoss, iBOTPatchLoss
+            from dinov2.loss import ibot_patch_loss
+            from dinov2.models.vision_transformer import DinoVisionTransformer
+            from dinov2.utils.param_groups import fuse_params_groups, get_params_groups_with_decay
+        ibot_patch_loss.dist = types.SimpleNamespace(  # one process: all_reduce is the identity
+            all_reduce=lambda *a, **k: None, is_initialized=lambda: False, get_world_size=lambda: 1)
+        self.cfg, self.batch, self.device = cfg, batch, device
+        m, d = cfg.model, cfg.dino
+        dim, depth, heads = ARCHS[m.arch]
+
+        def vit(dpr):
+            return DinoVisionTransformer(
+                img_size=cfg.crops.global_crop_size, patch_size=m.patch_size, in_chans=1, embed_dim=dim, depth=depth,
+                num_heads=heads, mlp_ratio=4, init_values=m.layerscale_init, num_register_tokens=m.num_register_tokens,
+                block_fn=partial(Block, attn_class=MemEffAttention), drop_path_rate=dpr, ffn_layer="mlp",
+                block_chunks=0)
+
+        def head():
+            return DINOHead(in_dim=dim, out_dim=d.n_prototypes, hidden_dim=d.hidden_dim,
+                            bottleneck_dim=d.bottleneck_dim, nlayers=d.nlayers)
+
+        torch.manual_seed(0)
+        self.student = torch.nn.ModuleDict({"backbone": vit(m.drop_path_rate), "dino_head": head()}).to(device)
+        self.teacher = torch.nn.ModuleDict({"backbone": vit(0.0), "dino_head": head()}).to(device)
+        self.teacher.load_state_dict(self.student.state_dict())
+        self.teacher.requires_grad_(False)
+        self.dino_loss = DINOLoss(d.n_prototypes).to(device)
+        self.ibot_loss = iBOTPatchLoss(d.n_prototypes).to(device)
+        self.koleo_loss = KoLeoLoss()
+        groups = []
+        for mod in self.student.values():
+            fused = list(fuse_params_groups(get_params_groups_with_decay(mod, cfg.optim.layerwise_decay,
+                                                                         cfg.optim.patch_embed_lr_mult)))
+            for grp in fused:
+                grp["foreach"] = True
+            groups += fused
+        self.optimizer = torch.optim.AdamW(groups, betas=tuple(cfg.optim.betas))
+        for grp in self.optimizer.param_groups:  # its apply_optim_scheduler
+            grp["lr"] = 1e-4 * grp["lr_multiplier"]
+            grp["weight_decay"] = 0.04 * grp["wd_multiplier"]
+        self.sinkhorn = cfg.dino.centering == "sinkhorn_knopp"
+
+    def __call__(self, path=None):
+        cfg, b = self.cfg, self.batch
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.forward_backward(b, 0.07)
+        for v in self.student.values():
+            torch.nn.utils.clip_grad_norm_(v.parameters(), cfg.optim.clip_grad)
+        self.optimizer.step()
+        m = 0.996
         with torch.no_grad():
-            torch._foreach_mul_(self.t_params, 0.996)
-            torch._foreach_add_(self.t_params, [p.detach() for p in self.params], alpha=0.004)
-        return float(loss.detach())
+            s_params = [p for k in self.student for p in self.student[k].parameters()]
+            t_params = [p for k in self.teacher for p in self.teacher[k].parameters()]
+            torch._foreach_mul_(t_params, m)
+            torch._foreach_add_(t_params, s_params, alpha=1 - m)
+        return float(loss)
+
+    def forward_backward(self, b, teacher_temp):
+        n_local = self.cfg.crops.local_crops_number
+        global_crops, local_crops, masks = b["global_crops"], b["local_crops"], b["masks"]
+        mask_indices_list, masks_weight = b["mask_indices_list"], b["masks_weight"]
+        n_masked_patches, upperbound = mask_indices_list.shape[0], b["upperbound"]
+        n_terms = 2 * n_local + 2
+
+        with torch.no_grad():
+            t = self.teacher.backbone(global_crops, is_training=True)
+            cls = t["x_norm_clstoken"].chunk(2)
+            cls = torch.cat((cls[1], cls[0]))
+            patch = t["x_norm_patchtokens"]
+            buf = patch.new_zeros(upperbound + cls.shape[0], patch.shape[-1])
+            buf[: cls.shape[0]].copy_(cls)
+            torch.index_select(patch.flatten(0, 1), dim=0, index=mask_indices_list,
+                               out=buf[cls.shape[0]: cls.shape[0] + n_masked_patches])
+            after = self.teacher.dino_head(buf)
+            t_cls, t_patch = after[: cls.shape[0]], after[cls.shape[0]: cls.shape[0] + n_masked_patches]
+            if self.sinkhorn:
+                t_dino = self.dino_loss.sinkhorn_knopp_teacher(t_cls, teacher_temp=teacher_temp).view(2, -1, t_cls.shape[-1])
+                t_ibot = self.ibot_loss.sinkhorn_knopp_teacher(t_patch, teacher_temp=teacher_temp,
+                                                               n_masked_patches_tensor=b["n_masked_patches"])
+            else:
+                t_dino = self.dino_loss.softmax_center_teacher(t_cls, teacher_temp=teacher_temp).view(2, -1, t_cls.shape[-1])
+                self.dino_loss.update_center(t_cls)
+                t_ibot = self.ibot_loss.softmax_center_teacher(t_patch.unsqueeze(0), teacher_temp=teacher_temp).squeeze(0)
+                self.ibot_loss.update_center(t_patch)
+
+        g = self.student.backbone(global_crops, masks=masks, is_training=True)
+        loc = self.student.backbone(local_crops, is_training=True)
+        s_patch = g["x_norm_patchtokens"]
+        sbuf = s_patch.new_zeros(upperbound, s_patch.shape[-1])
+        sbuf[:n_masked_patches].copy_(torch.index_select(s_patch.flatten(0, 1), dim=0, index=mask_indices_list))
+        inputs = [loc["x_norm_clstoken"], g["x_norm_clstoken"], sbuf]
+        outs = self.student.dino_head(torch.cat(inputs)).split([x.shape[0] for x in inputs])
+        s_local, s_global, s_masked = outs[0], outs[1], outs[2][:n_masked_patches]
+        loss = self.dino_loss(student_output_list=s_local.chunk(n_local),
+                              teacher_out_softmaxed_centered_list=t_dino) / n_terms
+        loss = loss + self.dino_loss(student_output_list=[s_global],
+                                     teacher_out_softmaxed_centered_list=[t_dino.flatten(0, 1)]) * 2 / n_terms
+        loss = loss + self.cfg.dino.koleo_loss_weight * sum(self.koleo_loss(p) for p in g["x_norm_clstoken"].chunk(2))
+        loss = loss + self.ibot_loss.forward_masked(s_masked, t_ibot, student_masks_flat=masks,
+                                                    n_masked_patches=n_masked_patches, masks_weight=masks_weight)
+        loss.backward()
+        return loss.detach()
 
 
-class TrainerSetup:
-    """The trainer's own step (``mammodino.train``), on random inputs of the training shapes."""
+def step_flops(variant, path) -> int:
+    """FLOPs of one step's forward + backward (aten GEMMs, so the counter sees each matmul)."""
+    from torch.utils.flop_counter import FlopCounterMode
 
-    def __init__(self, args):
-        from mammodino.config import load_config
-        from mammodino.train.optim import apply_schedules, build_optimizer, param_groups
-        from mammodino.train.schedules import build_schedules
-        from mammodino.train.ssl_model import SSLModel
-
-        a = self.args = args
-        self.dev = torch.device(a.device)
-        self.cfg = load_config("vit-small", [
-            f"model.arch={a.arch}", f"model.patch_size={a.patch}", f"model.num_register_tokens={a.registers}",
-            f"model.drop_path_rate={a.drop_path}", f"dino.n_prototypes={a.prototypes}", f"ibot.n_prototypes={a.prototypes}",
-            f"crops.global_crop_size={a.global_size}", f"crops.local_crop_size={a.local_size}",
-            f"crops.local_crops_number={a.n_local}", f"train.batch_size={a.batch}", "slice.enabled=false",
-            "train.steps=1000"])
-        torch.manual_seed(0)
-        self.model = SSLModel(self.cfg).to(self.dev)
-        student = self.model.student
-        modules = {n: m for n, m in student.named_children() if m is not None}
-        self.opt = build_optimizer(param_groups(modules, len(student.backbone.blocks), 0.9, 0.2), (0.9, 0.999))
-        self.values = build_schedules(self.cfg).at(200)
-        apply_schedules(self.opt, self.values)
-        self.params = [p for p in student.parameters() if p.requires_grad]
-        base = Setup.make_batch(self, self.dev)
-        self.batch = {
-            "global_crops": base["global"], "local_crops": base["local"], "masks": base["masks"],
-            "mask_indices_list": base["mask_indices"],
-            "masks_weight": (1 / base["masks"].sum(-1).clamp(min=1.0)).unsqueeze(-1).expand_as(base["masks"])[base["masks"]],
-            "n_masked_patches": torch.tensor([base["mask_indices"].numel()]),
-            "is_dbt": torch.zeros(a.batch, dtype=torch.bool, device=self.dev),
-        }
-        self.autocast = (torch.autocast(device_type=self.dev.type, dtype=torch.bfloat16)
-                         if a.precision == "bf16" else torch.autocast(device_type=self.dev.type, enabled=False))
-
-    def step(self):
-        with self.autocast:
-            losses = self.model.forward_losses(self.batch, self.values["teacher_temp"])
-        losses["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(self.params, 3.0)
-        self.opt.step()
-        self.opt.zero_grad(set_to_none=True)
-        self.model.update_teacher(self.values["mom"])
-        return float(losses["loss"].detach())
+    counter = FlopCounterMode(display=False)
+    with counter:
+        variant(path)
+    return int(counter.get_total_flops())
 
 
-def build_vit_dim(arch: str) -> int:
-    from mammodino.models.vit import ARCHS
+def matmul_gflops(path: str, n: int = 2048) -> float:
+    g = torch.Generator().manual_seed(1)
+    a, b = torch.randn(n, n, generator=g), torch.randn(n, n, generator=g)
+    fn = (lambda: gemm.onednn_mm_t(a, b)) if path == "onednn" else (lambda: a @ b)
+    fn()
+    t0 = time.perf_counter()
+    fn()
+    return 2 * n ** 3 / (time.perf_counter() - t0) / 1e9
 
-    return ARCHS[arch][0]
 
-
-def sync(device: str):
-    if device.startswith("cuda"):
+def sync(device):
+    if device.type == "cuda":
         torch.cuda.synchronize()
 
 
-def measure(args, variant: str) -> dict:
-    original = vit_layers.Attention.forward, vit_layers.ONEDNN_LINEAR
-    if variant == "dinov2-style":
-        vit_layers.Attention.forward = explicit_attention
-    if variant not in ("mammodino", "trainer"):  # mkl-linear and dinov2-style use PyTorch's default GEMMs
-        vit_layers.ONEDNN_LINEAR = False
-    try:
-        setup = TrainerSetup(args) if variant == "trainer" else Setup(args, variant)
-        losses, times, cpu = [], [], []
-        for i in range(args.warmup + args.steps):
-            sync(args.device)
+def measure(args) -> dict:
+    """One CPU class, this process: every variant interleaved, ``--rounds`` times."""
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    cfg = build_cfg(args)
+    batch = make_batch(cfg, device)
+    names = [v.strip() for v in args.variants.split(",") if v.strip()]
+    runs, flops = {}, {}
+    if "trainer" in names:
+        tv = TrainerVariant(cfg, batch, device)
+        paths = ["aten"] if device.type != "cpu" or not gemm.onednn_available() else ["onednn", "aten"]
+        for p in paths:
+            runs[f"trainer[{p}]"] = partial(tv, p)
+        flops["trainer"] = step_flops(tv, "aten")
+    if "trainer-bf16" in names and device.type == "cpu":  # CPU bf16 autocast: an option, not the default
+        bcfg = build_cfg(argparse.Namespace(**{**vars(args), "precision": "bf16"}))
+        runs["trainer-bf16"] = partial(TrainerVariant(bcfg, batch, device), None)
+        flops["trainer-bf16"] = flops.get("trainer") or step_flops(TrainerVariant(cfg, batch, device), "aten")
+    if "dinov2" in names:
+        if not args.dinov2_src:
+            raise SystemExit("variant dinov2 needs --dinov2-src DIR (a checkout of facebookresearch/dinov2)")
+        dv = DINOv2Variant(cfg, batch, device, args.dinov2_src)
+        runs["dinov2"] = dv
+        flops["dinov2"] = step_flops(dv, None)
+    load_before = os.getloadavg()
+    wall = {k: [] for k in runs}
+    cpu = {k: [] for k in runs}
+    losses = {}
+    peak = []
+    for r in range(args.warmup + args.rounds):
+        for name, fn in runs.items():
+            sync(device)
             t0, c0 = time.perf_counter(), time.process_time()
-            losses.append(setup.step())
-            sync(args.device)
-            if i >= args.warmup:
-                times.append(time.perf_counter() - t0)
-                cpu.append(time.process_time() - c0)
-    finally:
-        vit_layers.Attention.forward, vit_layers.ONEDNN_LINEAR = original
-    s = statistics.median(times)
-    return {"variant": variant, "s_per_step": s, "images_per_s": args.batch / s,
-            "cpu_s_per_step": statistics.median(cpu), "spread": (min(times), max(times)), "loss": losses[-1]}
+            losses[name] = fn()
+            sync(device)
+            if r >= args.warmup:
+                wall[name].append(time.perf_counter() - t0)
+                cpu[name].append(time.process_time() - c0)
+        print(f"   round {r + 1}/{args.warmup + args.rounds}: " + ", ".join(
+            f"{k} {wall[k][-1]:.2f} s" for k in runs if wall[k]), file=sys.stderr, flush=True)
+        if device.type == "cpu" and r >= args.warmup:
+            peak.append(max(matmul_gflops(p) for p in (gemm.PATHS if gemm.onednn_available() else ("aten",))))
+    auto = gemm.choose() if device.type == "cpu" else "aten"
+    out = {"machine": machine.describe(), "isa_env": {k: os.environ[k] for k in AVX2_ENV if k in os.environ},
+           "config": {"preset": args.preset, "arch": cfg.model.arch, "patch": cfg.model.patch_size,
+                      "batch": int(cfg.train.batch_size), "global": cfg.crops.global_crop_size,
+                      "local": f"{cfg.crops.local_crops_number}x{cfg.crops.local_crop_size}",
+                      "prototypes": cfg.dino.n_prototypes, "slice": bool(cfg.slice.enabled),
+                      "centering": cfg.dino.centering, "precision": args.precision},
+           "rounds": args.rounds, "gemm_auto": auto, "load_before": load_before, "load_after": os.getloadavg(),
+           "peak_gflops": statistics.median(peak) if peak else None, "flops_per_step": flops, "variants": {}}
+    for name in runs:
+        s = statistics.median(wall[name])
+        f = flops["dinov2" if name == "dinov2" else "trainer-bf16" if name == "trainer-bf16" else "trainer"]
+        out["variants"][name] = {
+            "s_per_step": s, "images_per_s": cfg.train.batch_size / s, "cpu_s_per_step": statistics.median(cpu[name]),
+            "min": min(wall[name]), "max": max(wall[name]), "loss": losses[name],
+            "gflops_per_s": f / s / 1e9,
+            "fraction_of_peak": (f / s / 1e9 / out["peak_gflops"]) if out["peak_gflops"] else None}
+    if f"trainer[{auto}]" in out["variants"]:
+        out["variants"]["trainer (auto)"] = dict(out["variants"][f"trainer[{auto}]"], path=auto)
+    return out
+
+
+def report(res: dict) -> None:
+    m, c = res["machine"], res["config"]
+    emulated = " (AVX2 EMULATED via " + " ".join(f"{k}={v}" for k, v in res["isa_env"].items()) + ")" if res["isa_env"] else ""
+    print(f"\n== {machine.one_line(m)}{emulated}")
+    print(f"   step: ViT-{c['arch']}/{c['patch']}, batch {c['batch']}, 2x{c['global']} + {c['local']} crops, "
+          f"{c['prototypes']} prototypes, {c['centering']}, slice loss {'on' if c['slice'] else 'off'}, "
+          f"{c['precision']}; median of {res['rounds']} interleaved rounds; "
+          f"load average {res['load_before'][0]:.1f} -> {res['load_after'][0]:.1f}")
+    fl = res["flops_per_step"]
+    peak = res["peak_gflops"]
+    print("   FLOPs/step (fwd+bwd): " + ", ".join(f"{k} {v / 1e9:.1f} G" for k, v in fl.items())
+          + (f"; peak (2048^3 fp32 matmul, same rounds) {peak:.0f} GFLOP/s" if peak else ""))
+    for name, v in res["variants"].items():
+        frac = f"{100 * v['fraction_of_peak']:5.1f} % of peak" if v.get("fraction_of_peak") else ""
+        print(f"   {name:16s} {v['images_per_s']:7.2f} images/s {v['s_per_step']:7.3f} s/step "
+              f"(min {v['min']:.3f} max {v['max']:.3f}) {v['cpu_s_per_step']:7.2f} CPU-s/step "
+              f"{v['gflops_per_s']:7.1f} GFLOP/s {frac}")
+    vs = res["variants"]
+    if "dinov2" in vs:
+        d = vs["dinov2"]
+        for name in [k for k in vs if k.startswith("trainer")]:
+            print(f"   {name} / dinov2: {vs[name]['images_per_s'] / d['images_per_s']:.2f}x wall, "
+                  f"{d['cpu_s_per_step'] / vs[name]['cpu_s_per_step']:.2f}x CPU time")
+    print(f"   GEMM path models.gemm picks here: {res['gemm_auto']}")
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--preset", choices=["yardstick", "cpu-tiny"], default="yardstick",
+                   help="yardstick: DESIGN.md's ViT-S/14 step; cpu-tiny: the demo's step")
+    p.add_argument("--dinov2-src", help="a checkout of facebookresearch/dinov2 (adds the dinov2 variant)")
+    p.add_argument("--variants", default=None, help="comma list of trainer, trainer-bf16, dinov2 (default: trainer,dinov2 when "
+                   "--dinov2-src is given, else trainer)")
+    p.add_argument("--isa", default="native", help="comma list of native, avx2 (avx2 emulated in a child process)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--arch", default="small")
     p.add_argument("--patch", type=int, default=14)
     p.add_argument("--registers", type=int, default=4)
-    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--batch", type=int, default=None)
     p.add_argument("--global-size", type=int, default=224)
     p.add_argument("--local-size", type=int, default=98)
     p.add_argument("--n-local", type=int, default=8)
     p.add_argument("--prototypes", type=int, default=4096)
-    p.add_argument("--drop-path", type=float, default=0.1)
-    p.add_argument("--steps", type=int, default=5, help="timed steps (median reported)")
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
-    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
-    p.add_argument("--compile", action="store_true", help="torch.compile the student forward (mammodino variant)")
-    p.add_argument("--variants", default="trainer,dinov2-style",
-                   help="comma-separated: trainer, mammodino, mkl-linear (ours without the oneDNN linear), dinov2-style")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="fp32")
+    p.add_argument("--json", help="write the figures here")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    print(f"train step: ViT-{args.arch}/{args.patch}, {args.registers} registers, batch {args.batch}, "
-          f"2x{args.global_size} + {args.n_local}x{args.local_size} crops, {args.prototypes} prototypes, "
-          f"{args.precision}, {args.device} ({torch.get_num_threads()} threads), torch {torch.__version__}; "
-          f"median of {args.steps} steps after {args.warmup} warm-up", flush=True)
+    if args.variants is None:
+        args.variants = "trainer,dinov2" if args.dinov2_src else "trainer"
+    if args.child:
+        print(json.dumps(measure(args)))
+        return 0
     results = []
-    for variant in [v.strip() for v in args.variants.split(",") if v.strip()]:
-        r = measure(args, variant)
-        results.append(r)
-        print(f"  {variant:14s} {r['images_per_s']:7.2f} images/s  {r['s_per_step']:7.2f} s/step "
-              f"(min {r['spread'][0]:.2f}, max {r['spread'][1]:.2f})  {r['cpu_s_per_step']:7.2f} CPU-s/step  "
-              f"loss {r['loss']:.3f}", flush=True)
-    if args.device == "cpu" and (args.arch, args.batch, args.global_size, args.n_local) == ("small", 8, 224, 8):
-        print(f"  {'yardstick':14s} {YARDSTICK_CPU:7.2f} images/s  (DINOv2's components, 2 cores, from DESIGN.md)")
-    by = {r["variant"]: r for r in results}
-    ours = by.get("trainer") or by.get("mammodino")
-    if ours and "dinov2-style" in by:
-        a, b = ours, by["dinov2-style"]
-        print(f"  {a['variant']} / dinov2-style: {a['images_per_s'] / b['images_per_s']:.2f}x in wall time, "
-              f"{b['cpu_s_per_step'] / a['cpu_s_per_step']:.2f}x in CPU time (CPU time is robust to other "
-              "processes sharing the cores; wall time is not)")
+    for isa in [s.strip() for s in args.isa.split(",") if s.strip()]:
+        if isa not in ("native", "avx2"):
+            raise SystemExit(f"--isa {isa}: expected native or avx2")
+        env = dict(os.environ, **(AVX2_ENV if isa == "avx2" else {}))
+        child_argv = [a for a in (argv if argv is not None else sys.argv[1:])]
+        proc = subprocess.run([sys.executable, __file__, *child_argv, "--child"], env=env,
+                              stdout=subprocess.PIPE, text=True)
+        if proc.returncode:
+            raise SystemExit(f"the {isa} measurement failed (exit {proc.returncode})")
+        res = json.loads(proc.stdout.strip().splitlines()[-1])
+        results.append(res)
+        report(res)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
     return 0
 
 

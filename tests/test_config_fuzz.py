@@ -4,7 +4,7 @@ CLI: each gives exactly one clear message (exit 2, the key or path named, no tra
 tests/test_config.py checks load_config() itself; this file checks what a user sees from
 the command line, including problems found only once the run starts (values that pass
 the type checks but break the loader, the model or the schedules; damaged caches). The
-cases live in mammodino.testing.config_fuzz (benchmarks/faults.py runs them too).
+cases live in support.config_fuzz (benchmarks/faults.py runs them too).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 
 from mammodino.config import load_config
 from mammodino.errors import ConfigError
-from mammodino.testing import config_fuzz
+from support import config_fuzz
 
 
 @pytest.mark.parametrize("kind, name", config_fuzz.all_cases(), ids=[f"{k}:{n}" for k, n in config_fuzz.all_cases()])

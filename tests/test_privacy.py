@@ -21,9 +21,9 @@ import torch
 
 from mammodino.cli import main
 from mammodino.privacy import pseudonym
-from mammodino.testing.scan import files_under, find_strings
+from support.scan import files_under, find_strings
 
-from train._micro import MICRO  # tests/train is a package; tests/ is on sys.path
+from support.micro import MICRO
 
 NAME, ID_PREFIX = "DOE^JANE", "MRN-4242-XYZ"
 NEEDLES = [NAME, "DOE JANE", "DOE=JANE", ID_PREFIX, "MRN-4242", "MRN4242"]
@@ -103,6 +103,21 @@ def test_the_search_finds_what_it_looks_for(pipeline, tmp_path):
     assert zipfile.is_zipfile(tmp_path / "a.npz")
 
 
+def test_base64_letters_that_spell_a_name_by_chance_are_not_a_hit(tmp_path):
+    """A report's base64 images are searched decoded: letters that happen to spell a needle
+    (case-insensitively, as in a real CI failure on 'ZEBRA') are not a leak, a plain-text
+    needle beside them still is."""
+    import base64
+
+    chance = base64.b64decode("zEbRaQQQ")  # bytes whose base64 spells the needle
+    uri = f'<img src="data:image/png;base64,{base64.b64encode(chance).decode()}">'
+    assert "zebra" in uri.lower()
+    (tmp_path / "r.html").write_text(uri)
+    assert find_strings([tmp_path], ["ZEBRA"]) == []
+    (tmp_path / "r.html").write_text(uri + "<p>zebra</p>")
+    assert [n for _, n in find_strings([tmp_path], ["ZEBRA"])] == ["ZEBRA"]
+
+
 def test_no_patient_name_or_id_in_any_written_byte(pipeline):
     roots = [pipeline["cache"], pipeline["run"], pipeline["emb"].parent]
     searched = files_under(roots)
@@ -127,8 +142,11 @@ def test_no_output_file_is_named_after_the_patient(pipeline):
 def test_patient_key_is_a_salted_pseudonym_not_the_raw_id(pipeline):
     import pydicom
 
-    salt = (pipeline["cache"] / ".mammodino-salt").read_text().strip()
-    ok = [r for r in pipeline["rows"] if r["status"] == "ok"]
+    from mammodino.data.cache import with_sources
+    from mammodino.privacy import load_key_for_cache
+
+    salt = load_key_for_cache(pipeline["cache"]).salt
+    ok = [r for r in with_sources(pipeline["cache"], pipeline["rows"]) if r["status"] == "ok"]
     assert len(ok) == 14
     by_key = {}
     for row in ok:

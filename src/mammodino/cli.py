@@ -1,7 +1,7 @@
 """The ``mammodino`` command line: one subcommand per stage of the pipeline.
 
-Each subcommand lives in ``mammodino.commands.<name>`` and exposes ``HELP``,
-``add_arguments(parser)`` and ``run(args) -> int``. Modules are imported lazily so that
+Each subcommand lives in ``mammodino.commands.<name>`` and exposes ``HELP`` (the one-line
+help shown here), ``add_arguments(parser)`` and ``run(args) -> int``. Modules are imported lazily so that
 ``mammodino --help`` is instant and a broken optional stage never breaks the others.
 """
 
@@ -11,21 +11,9 @@ import argparse
 import importlib
 import sys
 
-# name -> (module, one-line help). The order is the order of the pipeline.
-COMMANDS = {
-    "demo": "End to end on built-in synthetic phantoms: synth, index, pretrain, embed, probe, report.",
-    "synth": "Write synthetic FFDM and DBT phantoms as real DICOM files plus labels.csv.",
-    "index": "Read a folder of mammograms into a breast-cropped cache and a manifest.",
-    "preview": "Save a PNG grid of tissue-aware crops and iBOT masks drawn from a cache.",
-    "pretrain": "Self-supervised pretraining (DINO + iBOT + KoLeo + DBT slice loss) on caches.",
-    "embed": "Frozen-encoder features for every image of a cache.",
-    "probe": "Linear and kNN probes with patient-level splits and bootstrap CIs.",
-    "attention": "Last-layer CLS attention maps overlaid on mammograms, as PNG.",
-    "report": "One self-contained HTML page for a run folder.",
-    "export": "Export the teacher backbone as safetensors (+ timm-compatible option).",
-    "finetune": "Fine-tune an encoder + head on a labelled task (exact resume, calibrated probabilities).",
-    "predict": "Score new mammograms with a fine-tuned model (CSV: image, breast, exam rows).",
-}
+# The subcommands, in the order of the pipeline; each one's help is its module's HELP.
+COMMANDS = ("demo", "synth", "index", "preview", "pretrain", "embed", "probe", "attention", "report", "export",
+            "finetune", "predict")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, help_text in COMMANDS.items():
+    for name in COMMANDS:
         try:
             module = _load(name)
         except ModuleNotFoundError as exc:
@@ -44,8 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         p = sub.add_parser(
             name,
-            help=help_text,
-            description=getattr(module, "__doc__", None) or help_text,
+            help=module.HELP,
+            description=module.__doc__ or module.HELP,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         module.add_arguments(p)

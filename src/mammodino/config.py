@@ -102,8 +102,9 @@ def _check_value(key: str, default, value) -> None:
         raise ConfigError(f"config key {key!r}: expected text, got {value!r}")
 
 
-def _check_choices(cfg: DictConfig) -> None:
-    for key, allowed in CHOICES.items():
+def check_choices(cfg: DictConfig, choices: dict = CHOICES) -> None:
+    """Every key of ``choices`` holds one of its allowed values."""
+    for key, allowed in choices.items():
         value = OmegaConf.select(cfg, key)
         if value not in allowed:
             shown = ", ".join(sorted(str(a) for a in allowed))
@@ -120,20 +121,33 @@ def parse_overrides(overrides: list[str]) -> DictConfig:
         raise ConfigError(f"overrides {overrides}: {exc}") from exc
 
 
-def load_config(preset: str | None = None, overrides: list[str] | tuple = ()) -> DictConfig:
-    """defaults <- preset file <- key=value overrides, validated."""
-    defaults = _read_yaml(preset_dir() / "default.yaml", "defaults")
+def merge_layers(defaults_file: Path, preset_file: Path | None, overrides=()) -> DictConfig:
+    """defaults <- preset file <- key=value overrides, each layer checked against the defaults
+    (unknown key, wrong type) and every ``???`` a preset leaves set by a later layer.
+    Shared by the pretraining and the fine-tuning configs."""
+    defaults = _read_yaml(defaults_file, "defaults")
     layers = []
-    path = resolve_preset(preset)
-    if path is not None:
-        layers.append(_read_yaml(path, "config"))
+    if preset_file is not None:
+        layers.append(_read_yaml(preset_file, "config"))
     if overrides:
         layers.append(parse_overrides(list(overrides)))
     for layer in layers:
         _check_against(defaults, layer)
     cfg = OmegaConf.merge(defaults, *layers)
-    _check_choices(cfg)
-    # A preset marks required keys with ???; a later layer must set them.
+    _check_required(layers)
+    return cfg
+
+
+def load_config(preset: str | None = None, overrides: list[str] | tuple = ()) -> DictConfig:
+    """defaults <- preset file <- key=value overrides, validated."""
+    cfg = merge_layers(preset_dir() / "default.yaml", resolve_preset(preset), overrides)
+    check_choices(cfg)
+    _check_ranges(cfg)
+    return cfg
+
+
+def _check_required(layers: list) -> None:
+    """A preset marks required keys with ???; a later layer must set them."""
     missing = set()
     for layer in layers:
         missing -= {k for k in missing if OmegaConf.select(layer, k, default=None) is not None}
@@ -141,8 +155,6 @@ def load_config(preset: str | None = None, overrides: list[str] | tuple = ()) ->
     missing = sorted(missing)
     if missing:
         raise ConfigError(f"config keys {', '.join(missing)} must be set (e.g. {missing[0]}=...)")
-    _check_ranges(cfg)
-    return cfg
 
 
 def _check_ranges(cfg: DictConfig) -> None:

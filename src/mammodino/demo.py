@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from mammodino import machine
 from mammodino.errors import UserError
 from mammodino.eval.results import headline
 
@@ -47,8 +48,10 @@ def plan_sizes(minutes: float) -> dict:
     return {
         "pretrain_ffdm": int(round(160 * scale / 4)) * 4,
         "pretrain_dbt": max(8, int(round(16 * scale))),
-        "eval_ffdm": int(round(240 * min(scale, 2.0) / 4)) * 4,  # 60 patients: CIs narrow enough to read
-        "eval_dbt": 8,
+        # embedding and probing are cheap next to pretraining: 100 evaluation patients at the
+        # 10-minute budget narrow the AUC intervals (~+-0.05 instead of ~+-0.1 at 60 patients)
+        "eval_ffdm": int(round(400 * min(scale, 2.0) / 4)) * 4,
+        "eval_dbt": 24,
     }
 
 
@@ -59,31 +62,45 @@ DEMO_MASS_SCALE = 2.0
 
 
 def calibrate_step_seconds(cfg, cache: Path, n_steps: int = 3) -> float:
-    """Seconds per optimisation step of this config on this machine (after one warm-up step)."""
+    """Seconds per optimisation step of this config on this machine: the median of
+    ``n_steps`` steps of the trainer's own step (``train.step.TrainStep``) fed by the training
+    loader, after one warm-up step (which pays for worker start-up and first-call costs)."""
     from mammodino.data.dataset import PretrainDataset, collate
-    from mammodino.data.sampler import BatchPlan
+    from mammodino.data.batch_plan import BatchPlan
+    from mammodino.train import distributed as dist
+    from mammodino.train.loader import build_loader
     from mammodino.train.ssl_model import SSLModel
+    from mammodino.train.step import build_train_step
 
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = dist.setup()
     dataset = PretrainDataset([str(cache)], cfg)
     plan = BatchPlan(dataset, cfg)
-    model = SSLModel(cfg).to(device)
-    opt = torch.optim.AdamW(model.student.parameters(), lr=1e-5)
+    train_step = build_train_step(cfg, SSLModel(cfg).to(device), device)
+    loader = build_loader(dataset, plan, cfg, 0, dist.rank(), dist.world_size(), collate)
+    batches = iter(loader)
     times = []
-    for step in range(n_steps + 1):
-        t0 = time.perf_counter()
-        batch = collate([dataset[k] for k in plan.batch_keys(step)])
-        batch = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in batch.items()}
-        with torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False):
-            loss = model.forward_losses(batch, 0.04)["loss"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        model.update_teacher(0.99)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return float(sorted(times[1:])[len(times[1:]) // 2])
+    try:
+        for step in range(n_steps + 1):
+            t0 = time.perf_counter()
+            train_step(step, batches)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+    finally:
+        del batches
+    timed = sorted(times[1:])
+    return float(timed[len(timed) // 2])
+
+
+def random_init_encoder(cfg, seed: int):
+    """The demo's untrained baseline, built through ``load_backbone`` so that ``probe --perturb``
+    can rebuild exactly the same encoder from the description stored with the features."""
+    from mammodino.eval.embedding import load_backbone
+
+    m = cfg.model
+    return load_backbone(random_init=True, arch=m.arch, patch_size=m.patch_size,
+                         num_register_tokens=m.num_register_tokens, seed=seed,
+                         layerscale_init=m.layerscale_init, img_size=cfg.crops.global_crop_size)
 
 
 def run_demo(out=None, minutes: float = 10.0, seed: int = 0, workers: int | None = None,
@@ -94,7 +111,6 @@ def run_demo(out=None, minutes: float = 10.0, seed: int = 0, workers: int | None
     from mammodino.eval.embedding import embed_cache, load_backbone
     from mammodino.eval.probing import run_probe
     from mammodino.eval.report import write_report
-    from mammodino.models.vit import build_vit
     from mammodino.synth.generate import generate_phantoms
     from mammodino.train.trainer import pretrain
 
@@ -133,21 +149,19 @@ def run_demo(out=None, minutes: float = 10.0, seed: int = 0, workers: int | None
     pretrain(cfg, [out / "cache" / "pretrain"], run_dir, progress=progress, echo_config=False)
 
     _say("[4/7] embed the evaluation set: pretrained teacher and random-init encoder")
-    pretrained, _ = load_backbone(run_dir)
-    m = cfg.model
-    torch.manual_seed(seed)
-    random_init = build_vit(m.arch, patch_size=m.patch_size, num_register_tokens=m.num_register_tokens,
-                            layerscale_init=m.layerscale_init, img_size=cfg.crops.global_crop_size).eval()
+    pretrained = load_backbone(run_dir)
+    random_init = random_init_encoder(cfg, seed)
     feats = {}
-    for name, model in (("pretrained", pretrained), ("random-init", random_init)):
+    for name, (model, info) in (("pretrained", pretrained), ("random-init", random_init)):
         fs = embed_cache(model, out / "cache" / "eval", resolution=size, device=device, progress=progress,
-                         meta={"encoder": name})
+                         meta={"encoder": info})
         path = out / f"features-{name}.npz"
         fs.save(path)
         feats[name] = path
 
     _say("[5/7] probe held-out labelled phantoms (patient-level split, bootstrap CIs)")
-    summary = {"tasks": {}, "steps": steps, "out": str(out)}
+    summary = {"tasks": {}, "steps": steps, "step_seconds": round(step_s, 4),
+               "machine": machine.describe(), "out": str(out)}
     for task in TASKS:
         summary["tasks"][task] = {}
         for name, path in feats.items():
@@ -173,7 +187,8 @@ def run_demo(out=None, minutes: float = 10.0, seed: int = 0, workers: int | None
     print(_table(summary))
     print(f"\nreport: {report}\nattention maps: {att_dir}\ncrop preview: {run_dir / 'crop_preview.png'}\n"
           f"loss curve: {run_dir / 'loss_curve.png'}\nsummary: {out / 'summary.json'}\n"
-          f"took {summary['minutes']:.1f} min")
+          f"took {summary['minutes']:.1f} min\n"
+          f"machine: {machine.one_line(summary['machine'])}; pretraining: {steps} steps at {step_s:.2f} s/step")
     return summary
 
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from mammodino.config import load_config
-from mammodino.data.cache import write_array_cache
+from support.array_cache import write_array_cache
 from mammodino.data.dataset import PretrainDataset, build_loader, collate, dbt_slice_pair, sample_rng
-from mammodino.data.sampler import BatchPlan, SampleKey
+from mammodino.data.batch_plan import BatchPlan, SampleKey
 from mammodino.errors import UserError
 
 

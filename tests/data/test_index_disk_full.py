@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from mammodino.errors import UserError
-from mammodino.testing import index_fuzz as fuzz
+from support import index_fuzz as fuzz
 
 N_IMAGES = 14  # phantom_dir: 12 FFDM + 2 DBT
 

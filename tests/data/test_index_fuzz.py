@@ -4,9 +4,9 @@ ok, every bad file is one skipped row with a reason, memory stays bounded, SRC u
 Seeds: small phantoms (good, carrying the fake patient DOE^JANE / MRN-4242-...), the OpenREM
 fixtures (bad already) and, when the RSNA files are there, two of them cut to their header
 plus 4 kB of JPEG 2000 data (so their mutants fail fast, no 1 s decodes). Mutations:
-mammodino.testing.mutate; the corpus also holds non-DICOM bytes named .dcm, a FIFO, a
+support.mutate; the corpus also holds non-DICOM bytes named .dcm, a FIFO, a
 socket, links to /dev/zero, dangling and looping links, odd names and per-slice DBT series
-(mammodino.testing.index_fuzz). The index runs as the real CLI with --workers 2 in a
+(support.index_fuzz). The index runs as the real CLI with --workers 2 in a
 subprocess whose whole process tree's peak RSS is measured. benchmarks/faults.py runs
 the same at a larger scale with full RSNA files.
 """
@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from mammodino.testing import index_fuzz as fuzz
-from mammodino.testing.mutate import header_only
-from mammodino.testing.scan import tree_digest
+from support import index_fuzz as fuzz
+from support.mutate import header_only
+from support.scan import tree_digest
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_DATA = Path(os.environ.get("MAMMODINO_SHARED_DATA", REPO.parent / "shared" / "data"))

@@ -127,4 +127,4 @@ def test_pretrain_and_embed_refuse_before_work(cache, tmp_path, capsys):
 
 def test_a_clean_cache_reads(cache):
     images = open_cache(cache)
-    assert images and images[0].mask().ndim == 2
+    assert images and images[0].breast_mask().ndim == 2

@@ -10,7 +10,7 @@ import pytest
 
 from mammodino.cli import main
 from mammodino.config import load_config
-from mammodino.data.cache import write_array_cache
+from support.array_cache import write_array_cache
 from mammodino.data.dataset import PretrainDataset
 from mammodino.data.preview import GAP, GREEN, RED, YELLOW, preview_keys, render_preview, save_preview
 
@@ -64,7 +64,7 @@ def test_preview_keys_follow_training_batch(cache, cfg):
 
 def test_masked_patches_are_tinted(cache, cfg):
     ds = PretrainDataset([cache], cfg)
-    from mammodino.data.sampler import SampleKey
+    from mammodino.data.batch_plan import SampleKey
 
     keys = [SampleKey(0, 0, False, ((0.5, 0.5), (0.5, 0.5)))]
     masked = render_preview(ds, keys, row_height=96)

@@ -83,3 +83,27 @@ def test_dbt_slice_task_labels_every_slice(phantom_cache, phantom_dir, tmp_path)
     assert int(joined.y.sum()) == z1 - z0 + 1
     image_level = join_labels(fs, load_task("phantom-lesion", phantom_dir / "labels.csv"))
     assert len(image_level) == 14  # DBT volumes count once (middle slice)
+
+
+def test_perturb_runs_on_demo_made_features(phantom_cache, phantom_dir, tmp_path):
+    """The demo's path end to end: its random-init baseline embedded with the encoder description
+    the demo stores, then `probe --perturb` rebuilds that same encoder (this crashed before, when
+    the demo stored the encoder as a bare name)."""
+    from mammodino.config import load_config
+    from mammodino.demo import random_init_encoder
+    from mammodino.eval.embedding import embed_cache, load_backbone
+
+    torch.set_num_threads(1)
+    cfg = load_config("cpu-tiny", [])
+    model, info = random_init_encoder(cfg, seed=3)
+    rebuilt, _ = load_backbone(random_init=True, **{k: v for k, v in info.items() if k != "source"})
+    for (k, a), (_, b) in zip(model.state_dict().items(), rebuilt.state_dict().items()):
+        assert torch.equal(a, b), k  # the stored description rebuilds the same weights
+    fs = embed_cache(model, phantom_cache, resolution=64, progress=False, meta={"encoder": info})
+    feats = tmp_path / "features-random-init.npz"
+    fs.save(feats)
+    out = tmp_path / "probe"
+    assert main(["probe", str(feats), "--task", "phantom-lesion", "--labels", str(phantom_dir / "labels.csv"),
+                 "--out", str(out), "--n-boot", "20", "--perturb", "noise=0.05"]) == 0
+    noisy = [e for e in json.loads((out / "results.json").read_text()) if e["perturbation"] == "noise=0.05"]
+    assert noisy and all(e["drop"] is not None for e in noisy)

@@ -40,3 +40,18 @@ def test_full_run_folder(tmp_path):
     assert "below 0.01" in page and "noise=0.02" in page and "0.2" in page
     assert "10 labelled images from 4 patients" in page
     assert re.search(r"<td class=num>\[0\.7, 0\.9\]", page)
+
+
+def test_learning_state_reads_the_dino_loss_against_ln_k():
+    import math
+
+    from mammodino.eval.report import learning_state
+
+    k = 1024
+    # 4 local crops: 10 pair terms, the logged global part is (sum of 2 pair CEs) / 10
+    stuck = {"step": 300, "dino_global_loss": 2 * math.log(k) / 10, "teacher_sample_entropy": 0.98 * math.log(k)}
+    state, ce, ent = learning_state(stuck, k, 4)
+    assert state == "not learning" and abs(ce - 1.0) < 1e-9 and abs(ent - 0.98) < 1e-9
+    learning = {"step": 300, "dino_global_loss": 2 * 0.3 * math.log(k) / 10, "teacher_sample_entropy": 0.2 * math.log(k)}
+    assert learning_state(learning, k, 4)[0] == "learning"
+    assert learning_state({"step": 1}, k, 4)[0] == "unknown"

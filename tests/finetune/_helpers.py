@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mammodino.data.cache import write_array_cache
+from support.array_cache import write_array_cache
 
 MICRO_FT = ["data.resolution=64", "data.num_workers=0", "train.steps=6", "train.batch_size=4", "train.eval_every=3",
             "train.checkpoint_every=2", "train.log_every=1", "train.eval_batch_size=8", "train.deterministic=true",
-            "eval.n_boot=50", "model.attention_hidden=16", "model.drop_path_rate=0.1"]
+            "eval.n_boot=50", "eval.calibration_min_images=4", "model.attention_hidden=16", "model.drop_path_rate=0.1"]
 RANDOM_TINY = {"random_init": True, "arch": "tiny", "patch_size": 16}
 
 

@@ -80,6 +80,9 @@ def test_breast_mean_and_exam_max_known_answer():
                                   ["a", "b", "c"], False)
     exam = next(r for r in rows_mc if r["level"] == "exam")
     assert float(exam["p_c"]) == pytest.approx((0.35 + 0.8) / 2)  # multi-class: mean of the breasts
+    _h, rows_mean = prediction_rows(images[:3], probs[:3], ["no", "yes"], False, exam_score="mean")
+    exam = next(r for r in rows_mean if r["level"] == "exam")
+    assert float(exam["p_yes"]) == pytest.approx((0.3 + 0.2) / 2)  # the mean over the breasts, on request
 
 
 def test_class_columns_are_safe_and_unique():
@@ -90,6 +93,7 @@ def test_raw_folder_with_bad_files_gives_rows_with_reasons(tuned, phantom_dir, d
     _tuner, model_dir = tuned
     src = tmp_path / "src"
     shutil.copytree(phantom_dir / "ffdm", src / "ffdm")
+    shutil.copytree(phantom_dir / "dbt", src / "dbt")  # multi-frame DBT: scored on the middle slice
     for f in sorted(dicom_headers_dir.glob("*.dcm")):
         shutil.copy(f, src / f.name)
     (src / "truncated.dcm").write_bytes((phantom_dir / "ffdm").glob("*.dcm").__next__().read_bytes()[:3000])
@@ -99,7 +103,7 @@ def test_raw_folder_with_bad_files_gives_rows_with_reasons(tuned, phantom_dir, d
     images = [r for r in rows if r["level"] == "image"]
     ok = [r for r in images if r["status"] == "ok"]
     bad = [r for r in images if r["status"] == "skipped"]
-    assert len(ok) == 12 and s["images"] == 12
+    assert len(ok) == 14 and s["images"] == 14 and {r["kind"] for r in ok} == {"ffdm", "dbt"}
     assert len(bad) == 6 and all(r["reason"] and r["p_lesion"] == "" for r in bad)
     assert any("FOR PROCESSING" in r["reason"] for r in bad)
     assert all(0.0 <= float(r["p_lesion"]) <= 1.0 for r in ok)
@@ -113,4 +117,28 @@ def test_raw_folder_with_bad_files_gives_rows_with_reasons(tuned, phantom_dir, d
     s2 = predict(model_dir, src, tmp_path / "with-source.csv", progress=False, device="cpu", keep_source=True,
                  cache_dir=tmp_path / "kept")
     assert {r["source"] for r in _read(tmp_path / "with-source.csv") if r["level"] == "image"} >= {"truncated.dcm"}
-    assert (tmp_path / "kept" / "manifest.csv").exists() and s2["images"] == 12
+    assert (tmp_path / "kept" / "manifest.csv").exists() and s2["images"] == 14
+
+
+def test_a_raw_folder_scores_like_its_index(tuned, phantom_dir, tmp_path):
+    """predict on raw DICOMs = index (at the model's cache size) + predict on that cache; with the
+    same --salt the ids agree too."""
+    from mammodino.data.indexer import index_folder
+
+    _tuner, model_dir = tuned
+    size = json_size(model_dir)
+    index_folder(phantom_dir, tmp_path / "cache", size=size, workers=1, salt="s" * 16, progress=False)
+    predict(model_dir, tmp_path / "cache", tmp_path / "a.csv", progress=False, device="cpu")
+    predict(model_dir, phantom_dir, tmp_path / "b.csv", progress=False, device="cpu", salt="s" * 16, workers=2)
+    def rows(name):  # manifest order is completion order with 2 workers
+        return sorted(tuple(r.values()) for r in _read(tmp_path / name))
+
+    a, b = rows("a.csv"), rows("b.csv")
+    assert sum(r[0] == "image" for r in a) == 14 and {r[0] for r in a} == {"image", "breast", "exam"}
+    assert a == b  # ids, keys and every probability
+
+
+def json_size(model_dir) -> int:
+    import json
+
+    return int(json.loads((model_dir / "config.json").read_text())["preprocessing"]["cache_long_side"])

@@ -187,7 +187,23 @@ def test_report_has_a_finetune_section_beside_the_probe(finished, lesion_data, t
               plots=False, log=_quiet)
     page = build_report(tmp_path, finetune_dirs=[out])
     section = page[page.index(">Fine-tuning</h2>"):page.index(">Attention maps</h2>")]
-    assert "Fine-tuned vs probes" in section and "logistic probe: probe-lesion" in section
+    assert "Fine-tuned vs probes" in section and f"logistic probe: {tmp_path.name}/probe-lesion" in section
     assert "fine-tuned (attention head, random-init)" in section and "test ECE" in section
     assert section.count("data:image/png;base64,") == 2  # ROC + training curve
     assert ">Fine-tuning</h2>" in build_report(tmp_path) and "No fine-tunes" in build_report(tmp_path)
+    # a folder of probes passed as --finetune is not mistaken for fine-tunes
+    assert "No fine-tunes" in build_report(tmp_path, finetune_dirs=[tmp_path])
+
+
+def test_bf16_autocast_path_runs(lesion_data, tmp_path):
+    """The GPU path's bf16 autocast, exercised on CPU (train.precision=bf16)."""
+    tuner, result = _run(lesion_data, tmp_path / "r", ["train.precision=bf16", "train.steps=2", "train.eval_every=2"])
+    assert np.isfinite([e["value"] for e in result["entries"]]).all()
+    assert all(torch.isfinite(v).all() for v in tuner.model.state_dict().values())
+
+
+def test_a_tiny_validation_split_is_not_used_for_calibration(lesion_data, tmp_path):
+    tuner, result = _run(lesion_data, tmp_path / "r", ["eval.calibration_min_images=30", "train.steps=2"])
+    cal = result["summary"]["calibration"]
+    assert not cal["fitted"] and "< eval.calibration_min_images = 30" in cal["reason"]
+    assert float(tuner.model.temperature) == 1.0 and float(tuner.model.bias.abs().sum()) == 0.0

@@ -12,7 +12,7 @@ from pydicom.uid import ExplicitVRLittleEndian, JPEGLosslessSV1, generate_uid
 
 from mammodino.errors import SkipFile
 from mammodino.io.dicom_reader import FOR_PROCESSING_REASON, read_dicom, read_dicom_series
-from mammodino.io.dicom_writer import write_dbt_series, write_mammo_dicom
+from support.dicom_files import write_dbt_series, write_mammo_dicom
 
 
 def _ramp(h=8, w=8, hi=4095):
@@ -274,7 +274,7 @@ def test_cbis_style_secondary_capture_film_gets_identity_from_patient_id(tmp_pat
     """CBIS-DDSM films: Secondary Capture, 16-bit MONOCHROME2, no ImageLaterality or
     ViewPosition; PatientID carries patient, side and view. The four views of one woman
     must share one patient id (-> one patient_key)."""
-    from mammodino.io.dicom_writer import SECONDARY_CAPTURE
+    from mammodino.io.uids import SECONDARY_CAPTURE
 
     film = np.full((64, 48), 3000, np.uint16)
     film[10:50, :30] = 30000

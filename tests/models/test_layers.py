@@ -4,13 +4,23 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mammodino.models import layers
+from mammodino.models import gemm
 from mammodino.models.layers import Linear, linear
 
 
 @pytest.mark.parametrize("bias, rows, dims", [(True, (3, 7), (24, 40)), (False, (3, 7), (24, 40)),
                                               (True, (2, 261), (96, 384))])
 def test_values_and_gradients_equal_f_linear(bias, rows, dims):
+    if not gemm.onednn_available():
+        pytest.skip("oneDNN linear not available in this torch build")
+    gemm.set_path("onednn")
+    try:
+        _check_against_f_linear(bias, rows, dims)
+    finally:
+        gemm.set_path(None)
+
+
+def _check_against_f_linear(bias, rows, dims):
     torch.manual_seed(0)
     lin = Linear(*dims, bias=bias)
     x = torch.randn(*rows, dims[0], requires_grad=True)
@@ -41,8 +51,13 @@ def test_fallbacks_give_the_same_result():
         assert linear(x, w, b).dtype == torch.bfloat16  # autocast keeps its own path
 
 
-def test_oneDNN_path_is_used_where_available():
-    if not layers.ONEDNN_LINEAR:
-        pytest.skip("oneDNN linear not available on this machine")
-    y = linear(torch.randn(2, 4, requires_grad=True), torch.randn(3, 4))
-    assert "OneDNNLinear" in type(y.grad_fn).__name__
+@pytest.mark.parametrize("path", ["onednn", "aten"])
+def test_the_chosen_gemm_path_is_the_one_used(path):
+    if path == "onednn" and not gemm.onednn_available():
+        pytest.skip("oneDNN linear not available in this torch build")
+    gemm.set_path(path)
+    try:
+        y = linear(torch.randn(2, 4, requires_grad=True), torch.randn(3, 4))
+    finally:
+        gemm.set_path(None)
+    assert ("OneDNNLinear" in type(y.grad_fn).__name__) == (path == "onednn")

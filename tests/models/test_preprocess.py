@@ -13,7 +13,5 @@ def test_known_values_numpy_and_torch():
     assert np.allclose(preprocess.normalize(np.array([0.0, 0.5, 1.0])), [-2.0, 0.0, 2.0])
     t = preprocess.from_uint16(torch.tensor([0, 65535], dtype=torch.int32))
     assert torch.equal(preprocess.normalize(t), torch.tensor([-2.0, 2.0]))
-    y = torch.rand(3, 4)
-    assert torch.allclose(preprocess.denormalize(preprocess.normalize(y)), y, atol=1e-6)
     d = preprocess.describe()
     assert (d["mean"], d["std"], d["channels"]) == (0.5, 0.25, 1)

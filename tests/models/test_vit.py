@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mammodino.models import build_backbone_from_config, build_vit
+from mammodino.models import build_vit
 from mammodino.models.vit import ARCHS, VisionTransformer, resample_patch_pos_embed
 
 
@@ -181,15 +181,3 @@ def test_layerscale_and_linear_stochastic_depth():
     torch.manual_seed(2)
     assert not torch.allclose(a, vit(x))
 
-
-def test_build_backbone_from_config_follows_the_preset():
-    from mammodino.config import load_config
-
-    cfg = load_config("cpu-tiny")
-    vit = build_backbone_from_config(cfg)
-    assert (vit.arch, vit.patch_size, vit.num_register_tokens) == ("tiny", 16, 4)
-    assert vit.img_size == cfg.crops.global_crop_size
-    vit2 = build_backbone_from_config(cfg.model, img_size=64)
-    assert vit2.img_size == 64
-    vit3 = build_backbone_from_config({"arch": "tiny", "patch_size": 16, "num_register_tokens": 0})
-    assert vit3.register_tokens is None and vit3.img_size == 224

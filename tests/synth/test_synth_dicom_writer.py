@@ -6,7 +6,8 @@ import pytest
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 from synth_helpers import labels_of, read, tissue_bright
 
-from mammodino.synth.dicom_writer import DBT_SOP_CLASS, FFDM_SOP_CLASS
+from mammodino.io.uids import BREAST_TOMOSYNTHESIS as DBT_SOP_CLASS
+from mammodino.io.uids import MAMMO_FOR_PRESENTATION as FFDM_SOP_CLASS
 
 VIEW_CODE = {"CC": "R-10242", "MLO": "R-10226"}
 

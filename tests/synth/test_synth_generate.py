@@ -3,6 +3,7 @@
 import hashlib
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
 from synth_helpers import labels_of
@@ -11,6 +12,7 @@ from mammodino.errors import UserError
 from mammodino.synth.generate import LABEL_COLUMNS, MARKER, generate_phantoms
 
 SMALL = dict(ffdm_shape=(128, 100), dbt_shape=(8, 128, 100))
+FOV_SHAPES = dict(ffdm_shape=(256, 200), dbt_shape=(8, 256, 200))
 CONTRACT_COLUMNS = [
     "image_id", "path", "patient_id", "laterality", "view", "kind",
     "density", "lesion", "lesion_type", "lesion_box", "lesion_slices",
@@ -179,3 +181,28 @@ def test_mass_scale_makes_masses_larger_and_is_part_of_the_output_identity(tmp_p
         generate_phantoms(tmp_path / "x1", n_ffdm=16, n_dbt=0, seed=5, mass_scale=2.0, **SMALL)
     with pytest.raises(UserError, match="mass_scale"):
         generate_phantoms(tmp_path / "x3", n_ffdm=4, n_dbt=0, mass_scale=0.0, **SMALL)
+
+
+def test_detector_fov_breast_share_and_burned_in_label_outside_the_breast(tmp_path):
+    """detector_fov: breast 35-60 % of the image (on average), a bright label and marker in the
+    background only, the tissue itself identical in distribution; indexing drops the label."""
+    from mammodino.io.dicom_reader import read_dicom
+    from mammodino.tissue.segmentation import breast_mask
+
+    generate_phantoms(tmp_path / "plain", n_ffdm=8, n_dbt=1, seed=3, **FOV_SHAPES)
+    generate_phantoms(tmp_path / "fov", n_ffdm=8, n_dbt=1, seed=3, detector_fov=True, **FOV_SHAPES)
+    shares, marked = [], 0
+    for r in labels_of(tmp_path / "fov"):
+        pixels = read_dicom(tmp_path / "fov" / r["path"]).pixels  # display sense, [0, 1]
+        plain = read_dicom(tmp_path / "plain" / r["path"]).pixels
+        if pixels.ndim == 3:
+            pixels, plain = pixels[pixels.shape[0] // 2], plain[plain.shape[0] // 2]
+        breast = breast_mask(pixels)  # the segmentation keeps the breast, drops the label
+        shares.append(float(breast.mean()))
+        bright_background = (pixels > 0.8) & (breast == 0)
+        marked += int(bright_background.sum() > 20)
+        assert ((plain > 0.8) & (breast_mask(plain) == 0)).sum() < 5  # plain phantoms have none
+    assert 0.3 < sum(shares) / len(shares) < 0.6
+    assert marked == len(shares)  # every image carries its label/marker
+    with pytest.raises(UserError):  # part of the output identity
+        generate_phantoms(tmp_path / "fov", n_ffdm=8, n_dbt=1, seed=3, **FOV_SHAPES)

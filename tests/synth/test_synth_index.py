@@ -2,11 +2,11 @@
 
 from synth_helpers import labels_of
 
-from mammodino.data.cache import open_cache, read_manifest
+from mammodino.data.cache import open_cache, read_manifest, with_sources
 
 
 def test_indexing_the_phantoms_gives_every_file_status_ok(phantom_dir, phantom_cache):
-    rows = read_manifest(phantom_cache, only_ok=False)
+    rows = with_sources(phantom_cache, read_manifest(phantom_cache, only_ok=False))
     labels = {r["image_id"]: r for r in labels_of(phantom_dir)}
     assert len(rows) == len(labels) == 14
     assert all(r["status"] == "ok" for r in rows), [(r["stem"], r["reason"]) for r in rows if r["status"] != "ok"]
@@ -19,7 +19,7 @@ def test_indexing_the_phantoms_gives_every_file_status_ok(phantom_dir, phantom_c
         assert r["flipped"] == (1 if lab["laterality"] == "R" else 0)
         assert 0.3 < r["tissue_fraction"] < 0.9
     for img in open_cache(phantom_cache):
-        mask = img.mask()
+        mask = img.breast_mask()
         assert 0.5 < mask.mean() <= 1.0  # cropped to the breast
         # chest wall on the left after indexing: the left edge is breast
         assert mask[:, :3].mean() > 0.5

@@ -19,11 +19,11 @@ import torch
 from mammodino.cli import main
 from mammodino.config import load_config
 from mammodino.errors import UserError
-from mammodino.testing import procs
+from support import procs
 from mammodino.train import checkpoint as ckpt
 from mammodino.train.trainer import pretrain
 
-from ._micro import MICRO
+from support.micro import MICRO
 
 THREE_STEPS = MICRO + ["train.steps=3", "train.checkpoint_every=1"]
 
@@ -100,7 +100,7 @@ def test_checkpoint_on_a_full_disk_through_the_cli(phantom_cache, tmp_path):
 def test_metrics_log_on_a_full_disk_is_a_clear_error(phantom_cache, tmp_path, monkeypatch, capsys):
     """On a really full disk the first write to fail may be the step's metrics.jsonl line
     (written just before the checkpoint): that too must be one message, exit 2."""
-    from mammodino.testing.procs import FullDisk
+    from support.procs import FullDisk
     from mammodino.train import metrics_log
 
     real_init = metrics_log.MetricsLog.__init__

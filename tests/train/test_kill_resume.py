@@ -2,17 +2,17 @@
 checkpoint writes; resumed each time with --resume, it must end bit-identical to an
 uninterrupted run (CPU, deterministic, 1 thread in both).
 
-The kills come from outside (mammodino.testing.killer polls the run folder for the
+The kills come from outside (support.killer polls the run folder for the
 trainer's `.partial` file), so the trainer runs unmodified. The in-process resume and the
 2 -> 1 process resume are tested in test_trainer.py and test_torchrun.py.
 """
 
 import pytest
 
-from mammodino.testing.killer import LAST, PARTIAL, format_report, kill_resume_campaign
+from support.killer import LAST, PARTIAL, format_report, kill_resume_campaign
 from mammodino.train import checkpoint as ckpt
 
-from ._micro import MICRO
+from support.micro import MICRO
 
 EVERY_STEP = MICRO + ["train.checkpoint_every=1"]
 

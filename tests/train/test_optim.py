@@ -36,9 +36,10 @@ def test_layerwise_decay_patch_embed_and_no_decay():
     assert groups["backbone.blocks.0.weight"]["wd_multiplier"] == 1.0
     assert groups["dino_head.last_layer.weight"]["is_last_layer"]
     opt = build_optimizer(grouped, (0.9, 0.999))
-    apply_schedules(opt, {"lr": 1.0, "last_layer_lr": 0.0, "wd": 0.1})
+    apply_schedules(opt, {"lr": 1.0, "wd": 0.1})
     by_name = {name: g for g in opt.param_groups for name in g["names"]}
-    assert by_name["dino_head.last_layer.weight"]["lr"] == 0.0
+    assert by_name["dino_head.last_layer.weight"]["lr"] == 1.0  # frozen by the step, not by the lr
+    assert by_name["dino_head.last_layer.weight"]["is_last_layer"]
     assert by_name["backbone.blocks.1.weight"]["lr"] == pytest.approx(0.5)
     assert by_name["backbone.blocks.1.weight"]["weight_decay"] == pytest.approx(0.1)
     assert by_name["backbone.cls_token"]["weight_decay"] == 0.0

@@ -15,7 +15,7 @@ from mammodino.locks import LOCK_NAME
 from mammodino.train import checkpoint as ckpt
 from mammodino.train.trainer import pretrain
 
-from ._micro import MICRO
+from support.micro import MICRO
 
 
 def _flip_tensor_byte(path):

@@ -38,8 +38,10 @@ def test_build_schedules_from_config():
     s = build_schedules(cfg)
     lr = scaled_lr(cfg.optim.base_lr, cfg.train.batch_size)
     assert s.lr[0] == 0 and s.lr[10] == pytest.approx(lr)  # 10 % warm-up
-    assert np.all(s.last_layer_lr[:5] == 0) and s.last_layer_lr[10] == pytest.approx(lr)
+    assert s.freeze_last_layer_steps == 5  # 5 % of 100 steps
+    assert s.at(4)["last_layer_frozen"] and not s.at(5)["last_layer_frozen"]
     assert s.momentum[0] == pytest.approx(cfg.optim.momentum_teacher) and s.momentum[-1] == pytest.approx(1.0)
     assert s.weight_decay[0] == pytest.approx(0.04) and s.weight_decay[-1] == pytest.approx(0.2)
-    assert s.teacher_temp[0] == pytest.approx(0.04) and s.teacher_temp[30] == pytest.approx(0.07)
+    assert s.teacher_temp[0] == pytest.approx(cfg.optim.warmup_teacher_temp)
+    assert s.teacher_temp[30] == pytest.approx(cfg.optim.teacher_temp)
     assert s.at(10_000)["lr"] == pytest.approx(s.lr[-1])  # past the end: the last value

@@ -13,7 +13,7 @@ from mammodino.config import load_config
 from mammodino.train import checkpoint as ckpt
 from mammodino.train.trainer import pretrain
 
-from ._micro import MICRO
+from support.micro import MICRO
 
 # KoLeo's nearest neighbours are taken within each process's share of the batch (as in
 # DINOv2), so it depends on the number of processes, and so do the per-rank drop-path draws:

@@ -10,7 +10,7 @@ from mammodino.errors import UserError
 from mammodino.train import checkpoint as ckpt
 from mammodino.train.trainer import NonFiniteLossError, pretrain
 
-from ._micro import MICRO
+from support.micro import MICRO
 
 
 def _weights(run_dir):

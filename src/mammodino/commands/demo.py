@@ -13,7 +13,7 @@ Examples:
 
 from __future__ import annotations
 
-HELP = "End to end on built-in synthetic phantoms."
+HELP = "End to end on built-in synthetic phantoms: synth, index, pretrain, embed, probe, report."
 
 
 def add_arguments(p) -> None:

@@ -5,7 +5,9 @@ NPY), crops each image to the breast (+2% margin), mirrors it so the chest wall 
 left, resizes it to a long side of --size (never up), and writes OUT/images/, OUT/masks/
 and OUT/manifest.csv (one row per image or DBT volume, skipped files with their reason).
 Re-running the same command resumes: files already in the manifest are not redone.
-Patient names and ids are never written; patient/study keys are salted hashes.
+Patient names and ids are never written; patient/study keys are salted hashes. The cache
+carries no file or folder name: source paths, file stems and the salt go to the private key
+file OUT.mammodino-key beside the cache (owner-only; copy the cache folder, never the key).
 
 example:
   mammodino index /data/rsna/train_images cache/rsna --workers 8 --labels /data/rsna/train.csv
@@ -30,11 +32,17 @@ def add_arguments(parser) -> None:
     parser.add_argument("--include-for-processing", action="store_true",
                         help="also read FOR PROCESSING (raw detector) images, with a log + percentile window")
     parser.add_argument("--salt", default=None,
-                        help="salt for the pseudonymous ids (default: a random salt kept in OUT/.mammodino-salt)")
+                        help="salt for the pseudonymous ids (default: a random salt kept in the key file OUT.mammodino-key)")
+    parser.add_argument("--keep-source", action="store_true",
+                        help="also write source paths and file stems into the manifest (they may name patients: "
+                             "the cache then must not be shared)")
     parser.add_argument("--max-pixels", type=float, default=None,
                         help="refuse images with more pixels than this, from the header (default 200e6)")
     parser.add_argument("--remove-pectoral", action="store_true",
                         help="remove the pectoral muscle from the breast mask on MLO views")
+    parser.add_argument("--whole-image", action="store_true",
+                        help="cache the whole image (background, labels, markers) with its breast mask instead of "
+                             "the breast box: the input plain DINOv2 trains on, for ablations")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -52,6 +60,8 @@ def run(args) -> int:
         progress=not args.no_progress,
         max_pixels=int(args.max_pixels) if args.max_pixels else DEFAULT_MAX_PIXELS,
         remove_pectoral=args.remove_pectoral,
+        whole_image=args.whole_image,
+        keep_source=args.keep_source,
     )
     if args.no_progress:
         print(format_summary(summary, args.src, args.out))

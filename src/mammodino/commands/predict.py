@@ -10,7 +10,8 @@ NPY files (read, windowed, segmented, oriented and cropped exactly as `mammodino
 does, in parallel; a file that cannot be read becomes a row with status skipped and its
 reason) or an indexed cache. Rows: level image (id, pseudonymous patient_key / study_key,
 laterality, view, status, reason, p_<class>), breast (mean over the breast's views) and exam
-(binary / multi-label: the most suspicious breast; multi-class: the mean of the breasts).
+(binary / multi-label: the most suspicious breast; multi-class: the mean of the breasts;
+--exam-score max|mean to choose).
 Probabilities are calibrated on the fine-tune's validation split. No raw patient id or path
 is written unless --keep-source. An existing --out is never overwritten.
 """
@@ -33,6 +34,9 @@ def add_arguments(p) -> None:
                    help="keep the decoded cache here (a re-run skips decoding); default: a temporary folder")
     p.add_argument("--salt", default=None, help="pseudonym salt, to get the same ids as another cache")
     p.add_argument("--keep-source", action="store_true", help="add the source path column (may name patients)")
+    p.add_argument("--exam-score", choices=["auto", "max", "mean"], default="auto",
+                   help="exam row: max (most suspicious breast) or mean of the breasts; auto: max for binary and "
+                        "multi-label models, mean for multi-class")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: all usable cores)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -48,7 +52,7 @@ def run(args) -> int:
         raise UserError(f"--workers {args.workers}: must be at least 1")
     set_threads(args.threads)
     s = predict(args.model, args.src, args.out, cache_dir=args.cache_dir, workers=args.workers, batch_size=args.batch,
-                device=args.device, precision=args.precision, keep_source=args.keep_source, salt=args.salt,
+                device=args.device, precision=args.precision, keep_source=args.keep_source, salt=args.salt, exam_score=args.exam_score,
                 progress=not args.no_progress)
     print(f"scored {s['images']} images ({s['skipped']} skipped) in {s['seconds']:.1f} s "
           f"({s['images_per_s']:.2f} images/s, {s['device']}) -> {s['out']}")

@@ -14,7 +14,7 @@ Overrides are key=value pairs of the config (see `configs/default.yaml`); unknow
 
 from __future__ import annotations
 
-HELP = "Self-supervised pretraining on indexed caches."
+HELP = "Self-supervised pretraining (DINO + iBOT + KoLeo + DBT slice loss) on caches."
 
 
 def add_arguments(p) -> None:

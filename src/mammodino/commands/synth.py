@@ -68,6 +68,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--mass-scale", type=float, default=1.0,
                         help="multiply mass diameters (default 1: 5-12 %% of the breast; the demo uses 2)")
+    parser.add_argument("--detector-fov", action="store_true",
+                        help="a detector's field of view: breast ~35-60 %% of the image, burned-in "
+                             "laterality/view label and lead marker in the background")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -90,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
         dbt_shape=args.dbt_size,
         progress=not args.quiet,
         mass_scale=args.mass_scale,
+        detector_fov=args.detector_fov,
     )
     elapsed = time.perf_counter() - start
     rows = read_labels(labels)

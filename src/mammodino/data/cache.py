@@ -109,6 +109,22 @@ def read_manifest(cache_dir: str | Path, only_ok: bool = True, check_files: bool
     return rows
 
 
+def with_sources(cache_dir: str | Path, rows: list[dict]) -> list[dict]:
+    """``rows`` with ``source`` and ``stem`` filled in from the cache's private key file
+    (:mod:`mammodino.privacy`), for the owner of the sources; rows are left as they are
+    when the key file is not at hand."""
+    from mammodino.privacy import load_key_for_cache
+
+    key = load_key_for_cache(cache_dir)
+    if key is None or not key.entries:
+        return rows
+    out = []
+    for row in rows:
+        source, stem = key.entries.get(row.get("id", ""), ("", ""))
+        out.append({**row, "source": source or row.get("source", ""), "stem": stem or row.get("stem", "")})
+    return out
+
+
 @dataclass
 class CachedImage:
     """One cached image or volume, opened lazily."""
@@ -141,7 +157,8 @@ class CachedImage:
     def volume(self) -> np.ndarray:
         return np.load(self._path("image_file"), mmap_mode="r")
 
-    def mask(self) -> np.ndarray:
+    def breast_mask(self) -> np.ndarray:
+        """uint8 (H, W) 0/1 breast-tissue mask (not an iBOT patch mask: those are ``masks``)."""
         return np.load(self._path("mask_file"))
 
     def _path(self, key: str) -> Path:
@@ -159,35 +176,3 @@ def open_cache(cache_dir: str | Path) -> list[CachedImage]:
         raise UserError(f"{cache_dir}: the cache holds no usable image (every row was skipped)")
     return [CachedImage(cache_dir, row) for row in rows]
 
-
-def write_array_cache(out: str | Path, entries: list[dict]) -> Path:
-    """A cache folder from in-memory arrays, for tests, benchmarks or another pipeline's output.
-
-    Each entry has ``image`` (uint16 (H, W) or (Z, H, W)), ``mask`` (uint8 (H, W)), ``id``
-    and any other manifest fields; sizes, kind, slices and file paths are filled in.
-    """
-    import csv as _csv
-
-    out = Path(out)
-    rows = []
-    for entry in entries:
-        entry = dict(entry)
-        image, mask = entry.pop("image"), entry.pop("mask")
-        image_id = entry["id"]
-        for rel, arr in ((image_relpath(image_id), image), (mask_relpath(image_id), mask)):
-            (out / rel).parent.mkdir(parents=True, exist_ok=True)
-            np.save(out / rel, arr)
-        h, w = mask.shape
-        kind = entry.get("kind") or ("dbt" if image.ndim == 3 else "ffdm")
-        row = {c: "" for c in MANIFEST_COLUMNS}
-        row.update(kind=kind, slices=image.shape[0] if kind == "dbt" else 1, height=h, width=w,
-                   breast_box=f"0 0 {w} {h}", tissue_fraction=f"{float(mask.mean()):.4f}", flipped=0,
-                   cache_height=h, cache_width=w, image_file=image_relpath(image_id),
-                   mask_file=mask_relpath(image_id), status="ok")
-        row.update(entry)
-        rows.append(row)
-    with (out / MANIFEST_NAME).open("w", newline="") as fh:
-        writer = _csv.DictWriter(fh, fieldnames=MANIFEST_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    return out

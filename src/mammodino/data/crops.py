@@ -287,9 +287,3 @@ def crop_resize(image: np.ndarray, box: Box, size: int) -> np.ndarray:
         return out.astype(np.float32) * np.float32(1.0 / 255.0)
     return out
 
-
-def crop_mask(mask: np.ndarray, box: Box, size: int) -> np.ndarray:
-    """The mask cropped and resized like the image, as a float32 per-pixel tissue fraction."""
-    region = mask[box.y0 : box.y1, box.x0 : box.x1].astype(np.float32)
-    interp = cv2.INTER_AREA if box.area >= size * size else cv2.INTER_LINEAR
-    return cv2.resize(region, (size, size), interpolation=interp)

@@ -34,7 +34,7 @@ from mammodino.data.augment import GrayAugment, normalize
 from mammodino.data.cache import CachedImage, open_cache
 from mammodino.data.crops import Box, CropSampler, TissueMap, crop_resize
 from mammodino.data.masking import sample_patch_mask
-from mammodino.data.sampler import BatchPlan, ResumableBatchSampler, SampleKey
+from mammodino.data.batch_plan import BatchPlan, ResumableBatchSampler, SampleKey
 from mammodino.errors import UserError
 
 __all__ = ["PretrainDataset", "BatchPlan", "ResumableBatchSampler", "SampleKey", "collate", "build_loader", "dbt_slice_pair"]
@@ -167,8 +167,8 @@ class PretrainDataset(torch.utils.data.Dataset):
             key = self.make_key(key) if np.isscalar(key) else SampleKey(*key)
         item = self.item(key.index)
         rng = sample_rng(self.seed, key.position)
-        mask = item.mask()
-        tissue = TissueMap(mask)
+        breast = item.breast_mask()
+        tissue = TissueMap(breast)
         mask_ranges = key.mask_ranges if key.mask_ranges is not None else self._draw_mask_ranges(rng)
 
         if item.is_dbt:
@@ -183,8 +183,8 @@ class PretrainDataset(torch.utils.data.Dataset):
             img1 = img2 = item.image()
             box1, _ = self.crops.global_box(tissue, rng)
             box2, _ = self.crops.global_box(tissue, rng)
-        if img1.shape != mask.shape:
-            raise UserError(f"{item.cache_dir}: image {item.id} is {img1.shape} but its mask is {mask.shape}")
+        if img1.shape != breast.shape:
+            raise UserError(f"{item.cache_dir}: image {item.id} is {img1.shape} but its breast mask is {breast.shape}")
 
         globals_, masks, patch_tissue = [], [], []
         for c, (img, box, kind) in enumerate(((img1, box1, "global1"), (img2, box2, "global2"))):

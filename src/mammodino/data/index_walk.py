@@ -26,8 +26,11 @@ import stat as stat_mod
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mammodino.io import uids
+
 IMAGE_EXTENSIONS = {".png", ".tif", ".tiff", ".jpg", ".jpeg", ".npy"}
 IGNORED_EXTENSIONS = {
+    ".mammodino-key",  # a cache's private key file (beside a cache made inside SRC)
     ".csv", ".tsv", ".txt", ".md", ".rst", ".rtf", ".json", ".jsonl", ".xml", ".html", ".htm", ".pdf",
     ".yaml", ".yml", ".ini", ".cfg", ".toml", ".log", ".py", ".sh", ".bat", ".ipynb",
     ".xls", ".xlsx", ".doc", ".docx", ".ppt", ".pptx", ".odt", ".ods",
@@ -36,7 +39,6 @@ IGNORED_EXTENSIONS = {
     ".pkl", ".pickle", ".pt", ".pth", ".ckpt", ".safetensors", ".onnx", ".npz",
 }
 IGNORED_NAMES = {"DICOMDIR", "Thumbs.db", "desktop.ini", "LOCKFILE", "VERSION"}
-TOMOSYNTHESIS_SOP = "1.2.840.10008.5.1.4.1.1.13.1.3"
 
 
 @dataclass(frozen=True)
@@ -167,14 +169,14 @@ def _group_dicoms(rel_dir: str, folder: Path, files: list[tuple[str, str]], is_d
     for rel, path in todo:
         h = _light_header(path)
         candidate = (h is not None and h["frames"] <= 1 and h["series"]
-                     and (h["sop"] == TOMOSYNTHESIS_SOP or h["position"] is not None))
+                     and (h["sop"] == uids.BREAST_TOMOSYNTHESIS or h["position"] is not None))
         if candidate:
             by_series.setdefault(h["series"], []).append((rel, path, h))
         else:
             yield Source(rel, (path,), _stem(os.path.basename(path)), "dicom")
     volumes = {}
     for uid, members in by_series.items():
-        tomo = any(m[2]["sop"] == TOMOSYNTHESIS_SOP for m in members)
+        tomo = any(m[2]["sop"] == uids.BREAST_TOMOSYNTHESIS for m in members)
         positions = [m[2]["position"] for m in members]
         stacked = all(p is not None for p in positions) and len(set(positions)) > 1
         if len(members) >= 2 and (tomo or stacked):

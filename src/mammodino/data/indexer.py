@@ -36,7 +36,7 @@ from mammodino.io.dicom_reader import DEFAULT_MAX_PIXELS, read_dicom, read_dicom
 from mammodino.io.image_reader import read_image
 from mammodino.locks import FolderLock
 from mammodino.parent_watch import exit_with_parent, process_identity
-from mammodino.privacy import SALT_FILE, load_or_create_salt, pseudonym
+from mammodino.privacy import KeyWriter, key_path_for, pseudonym, salt_for_cache
 from mammodino.tissue.orientation import chest_wall_on_left
 from mammodino.tissue.segmentation import segment
 
@@ -60,6 +60,7 @@ class IndexOptions:
     max_pixels: int = DEFAULT_MAX_PIXELS
     margin: float = 0.02
     remove_pectoral: bool = False
+    whole_image: bool = False  # keep the whole field of view (background, labels) with its mask
     parent: tuple | None = None  # (pid, start time) of the main process: workers end with it
 
 
@@ -77,7 +78,8 @@ class Task:
 
 def index_folder(src, out, size: int = 1024, workers: int = 1, labels=None, include_for_processing: bool = False,
                  salt: str | None = None, progress: bool = True, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 margin: float = 0.02, remove_pectoral: bool = False) -> dict:
+                 margin: float = 0.02, remove_pectoral: bool = False, whole_image: bool = False,
+                 keep_source: bool = False) -> dict:
     """Index every image under ``src`` into the cache folder ``out`` (see :func:`_index_folder`),
     holding the cache's lock, after checking this run's settings against the cache's own."""
     src_path, out_path = Path(src).expanduser(), Path(out).expanduser()
@@ -90,26 +92,31 @@ def index_folder(src, out, size: int = 1024, workers: int = 1, labels=None, incl
             raise UserError(f"{out}: cannot create the cache folder ({exc.strerror or exc})") from None
     if not out_path.is_dir():  # the checks of _index_folder say what is wrong
         return _index_folder(src, out, size, workers, labels, include_for_processing, salt, progress,
-                             max_pixels, margin, remove_pectoral)
+                             max_pixels, margin, remove_pectoral, whole_image, keep_source)
     with FolderLock(out_path, "cache", command="mammodino index"):
         manifest = out_path / MANIFEST_NAME
         check_or_record(out_path, {"size": int(size), "margin": float(margin), "remove_pectoral": bool(remove_pectoral),
-                                   "include_for_processing": bool(include_for_processing)},
+                                   "include_for_processing": bool(include_for_processing),
+                                   **({"whole_image": True} if whole_image else {})},
                         has_rows=manifest.exists() and manifest.stat().st_size > 0)
         return _index_folder(src, out, size, workers, labels, include_for_processing, salt, progress,
-                             max_pixels, margin, remove_pectoral)
+                             max_pixels, margin, remove_pectoral, whole_image, keep_source)
 
 
 def _index_folder(src, out, size: int = 1024, workers: int = 1, labels=None, include_for_processing: bool = False,
                   salt: str | None = None, progress: bool = True, max_pixels: int = DEFAULT_MAX_PIXELS,
-                  margin: float = 0.02, remove_pectoral: bool = False) -> dict:
+                  margin: float = 0.02, remove_pectoral: bool = False, whole_image: bool = False,
+                  keep_source: bool = False) -> dict:
     """Index every image under ``src`` into the cache folder ``out``; returns the summary
     ``{"ok", "skipped", "already_done", "ignored", "reasons": {reason: n}, "seconds", "manifest"}``.
 
     ``workers``: processes (1 = in this process). ``labels``: CSV with image id + laterality
     and/or view columns (used when the tags lack them). ``salt``: pseudonym salt (default: the
-    cache's own, created once in ``out/.mammodino-salt``). ``progress``: tqdm bar and the
-    printed summary.
+    cache's own, created once in its key file ``<out>.mammodino-key``). ``progress``: tqdm bar
+    and the printed summary. The manifest's ``source`` is empty and its ``stem`` is the id;
+    both are in the key file (``keep_source``: also in the manifest, which then names files).
+    ``whole_image``: cache the whole field of view instead of the breast box
+    (still oriented and resized, with the breast mask), the input plain DINOv2 sees.
     """
     t0 = time.perf_counter()
     src = Path(src).expanduser()
@@ -123,25 +130,26 @@ def _index_folder(src, out, size: int = 1024, workers: int = 1, labels=None, inc
     if src_real == out_real:
         raise UserError(f"{out}: the cache folder must not be the source folder")
     out.mkdir(parents=True, exist_ok=True)
-    salt = _salt_for(out, salt)
+    manifest_path = out / MANIFEST_NAME
+    salt = salt_for_cache(out, salt, has_rows=manifest_path.exists() and manifest_path.stat().st_size > 0)
     label_table = {}
     if labels:
         from mammodino.io.labels import load_label_table
 
         label_table = load_label_table(labels)
 
-    manifest_path = out / MANIFEST_NAME
     repair_tail(manifest_path)
     done = DoneSet.from_manifest(manifest_path)
     _remove_stale_tmp(out)
     opts = IndexOptions(out=str(out), size=int(size), include_for_processing=bool(include_for_processing),
                         salt=salt, max_pixels=int(max_pixels), margin=float(margin),
-                        remove_pectoral=bool(remove_pectoral), parent=process_identity(os.getpid()))
+                        remove_pectoral=bool(remove_pectoral), whole_image=bool(whole_image),
+                        parent=process_identity(os.getpid()))
     stats = WalkStats()
     already = [0]
 
     def is_done(rel: str) -> bool:
-        if rel in done:
+        if pseudonym(rel, salt) in done:
             already[0] += 1
             return True
         return False
@@ -153,9 +161,11 @@ def _index_folder(src, out, size: int = 1024, workers: int = 1, labels=None, inc
     counts = {"ok": 0, "skipped": 0}
     reasons: dict[str, int] = {}
     bar = _progress_bar(progress)
+    keys = KeyWriter(key_path_for(out), salt).open()
     with ManifestWriter(out) as writer:
         def record(row: dict) -> None:
-            writer.write(row)
+            keys.add(row["id"], row.get("source", ""), row.get("stem", ""))
+            writer.write(private_row(row, keep_source))
             status = row.get("status", "skipped")
             counts[status] = counts.get(status, 0) + 1
             if status != "ok":
@@ -183,6 +193,7 @@ def _index_folder(src, out, size: int = 1024, workers: int = 1, labels=None, inc
         except CacheWriteError as exc:
             raise UserError(f"{exc}; run the same command again when there is space (done files are kept)") from None
         finally:
+            keys.close()
             if bar is not None:
                 bar.close()
 
@@ -217,17 +228,25 @@ def format_summary(summary: dict, src, out) -> str:
 # --------------------------------------------------------------------------- main-process helpers
 
 
-def _salt_for(out: Path, salt: str | None) -> str:
-    salt_file = out / SALT_FILE
-    if salt:
-        if salt_file.exists() and salt_file.read_text().strip() != salt:
-            raise UserError(f"{out}: --salt differs from the salt this cache was built with ({salt_file}); "
-                            "patient keys would not match. Use the same salt or a new cache folder")
-        return salt
-    manifest = out / MANIFEST_NAME
-    if not salt_file.exists() and manifest.exists() and manifest.stat().st_size > 0:
-        raise UserError(f"{out}: the manifest exists but {SALT_FILE} does not; pass the --salt used to build it")
-    return load_or_create_salt(out)
+def private_row(row: dict, keep_source: bool = False) -> dict:
+    """The manifest's copy of a row: no source path, the id as stem, and no part of the path
+    in a skip reason (a reader's error text may quote the file name)."""
+    if keep_source:
+        return row
+    row = dict(row)
+    source, stem = row.get("source", ""), row.get("stem", "")
+    reason = row.get("reason") or ""
+    if reason:
+        comps = re.split(r"[/\\]", source)
+        # the path, the file name, and id-like folder names (MRN12345678); not plain words
+        names = {source, comps[-1], *(c for c in comps if len(c) >= 6 and re.search(r"\d", c))}
+        parts = sorted((p for p in names if len(p) >= 3), key=len, reverse=True)
+        for part in parts:
+            reason = reason.replace(part, "<file>")
+        row["reason"] = reason
+    row["source"] = ""
+    row["stem"] = row.get("id", "")
+    return row
 
 
 def _task_for(source: Source, salt: str, labels: dict) -> Task:
@@ -416,7 +435,7 @@ def _process(task: Task, opts: IndexOptions) -> dict:
 
     H, W = pixels.shape[-2:]
     box = seg.box()
-    region = expand_box(box, opts.margin, W, H)
+    region = (0, 0, W, H) if opts.whole_image else expand_box(box, opts.margin, W, H)
     x0, y0, x1, y1 = region
     cw, ch = x1 - x0, y1 - y0
     scale = min(1.0, opts.size / max(cw, ch))

@@ -50,15 +50,16 @@ def repair_tail(path: Path) -> int:
 
 
 def source_key(source: str) -> int:
-    """64-bit key of a source path (salt-independent) for the resume check."""
+    """64-bit key of a row's ``id`` (the salted hash of its source path) for the resume check."""
     import hashlib
 
     return int.from_bytes(hashlib.blake2b(source.encode("utf-8"), digest_size=8).digest(), "little")
 
 
 class DoneSet:
-    """Sources already in a manifest (status ok or skipped), 8 bytes each (sorted uint64),
-    so resuming a run over millions of files does not hold millions of Python strings."""
+    """Ids of sources already in a manifest (status ok or skipped), 8 bytes each (sorted
+    uint64), so resuming a run over millions of files does not hold millions of strings.
+    Keyed by ``id``, not ``source``: the manifest carries no source path."""
 
     def __init__(self, keys: np.ndarray):
         self._keys = np.unique(keys.astype(np.uint64))
@@ -83,7 +84,7 @@ class DoneSet:
                 if header is None:
                     return cls(np.zeros(0, np.uint64))
                 try:
-                    i_source, i_status = header.index("source"), header.index("status")
+                    i_source, i_status = header.index("id"), header.index("status")
                 except ValueError:
                     raise UserError(f"{path}: not a mammodino manifest (columns {header[:6]} ...)") from None
                 for row in reader:

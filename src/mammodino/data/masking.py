@@ -22,7 +22,7 @@ never lands on background:
   ``int(r * n_eligible)`` patches are masked.
 
 The stratified per-batch assignment is done by the sampler over the *global* batch (see
-``mammodino.data.sampler.mask_assignment``), so masks are a pure function of the sample key
+``mammodino.data.batch_plan.mask_assignment``), so masks are a pure function of the sample key
 and do not depend on the number of processes or workers.
 """
 

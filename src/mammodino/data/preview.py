@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from mammodino.data.augment import NORM_MEAN, NORM_STD
-from mammodino.data.sampler import BatchPlan, SampleKey
+from mammodino.data.batch_plan import BatchPlan, SampleKey
 
 GREEN = (60, 200, 60)
 BLUE = (255, 150, 30)
@@ -79,7 +79,7 @@ def _source_panel(dataset, sample: dict, height: int) -> np.ndarray:
     item = dataset.item(sample["index"])
     z1, z2 = sample["slices"]
     image = item.image(z1) if item.is_dbt else item.image()
-    mask = item.mask()
+    mask = item.breast_mask()
     h, w = image.shape
     s = height / h
     width = max(int(round(w * s)), 1)

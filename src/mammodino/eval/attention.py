@@ -41,6 +41,14 @@ def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "image"
 
 
+def _public_name(path: Path) -> str:
+    """Output name for a file given by path: archives name files after patients
+    (``MRN12345678_DOE_JANE_0.dcm``), so outputs carry a hash of the name instead."""
+    import hashlib
+
+    return "file-" + hashlib.sha256(path.name.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+
+
 def _to_unit(img: np.ndarray) -> np.ndarray:
     if img.dtype == np.uint16:
         return img.astype(np.float32) / 65535.0
@@ -90,7 +98,7 @@ def prepare_dicom(path: Path, long_side: int = DISPLAY_LONG_SIDE) -> SourceImage
     if flip:
         crop = crop[:, ::-1].copy()
     mask = seg.mask_for_region(region, (out_w, out_h), flip=flip)
-    return SourceImage(_safe_name(path.stem), np.clip(crop, 0, 1).astype(np.float32), mask)
+    return SourceImage(_public_name(path), np.clip(crop, 0, 1).astype(np.float32), mask)
 
 
 def resolve_inputs(images: list[str], cache: str | Path | None = None) -> list[SourceImage]:
@@ -107,7 +115,7 @@ def resolve_inputs(images: list[str], cache: str | Path | None = None) -> list[S
                 mask_path = p.parent.parent.parent / "masks" / p.parent.name / p.name
                 img = _to_unit(arr)
                 mask = np.load(mask_path, allow_pickle=False) if mask_path.exists() else _mask_of(img)
-                out.append(SourceImage(_safe_name(p.stem), img, mask.astype(np.uint8)))
+                out.append(SourceImage(_safe_name(p.stem), img, mask.astype(np.uint8)))  # cache files: named by id
             elif suffix in (".png", ".tif", ".tiff", ".jpg", ".jpeg"):
                 arr = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
                 if arr is None:
@@ -115,7 +123,7 @@ def resolve_inputs(images: list[str], cache: str | Path | None = None) -> list[S
                 if arr.ndim == 3:
                     arr = arr.mean(axis=2).astype(arr.dtype)
                 img = _to_unit(arr)
-                out.append(SourceImage(_safe_name(p.stem), img, _mask_of(img)))
+                out.append(SourceImage(_public_name(p), img, _mask_of(img)))
             else:
                 out.append(prepare_dicom(p))
             continue
@@ -124,12 +132,16 @@ def resolve_inputs(images: list[str], cache: str | Path | None = None) -> list[S
         if cached is None:
             from mammodino.data.cache import open_cache
 
+            from mammodino.privacy import load_key_for_cache
+
             cached = open_cache(cache)
-        hits = [c for c in cached if c.id == item or c.row.get("stem") == item]
+            key = load_key_for_cache(cache)  # file stems are only in the private key file
+            stems = {i: stem for i, (_, stem) in key.entries.items()} if key is not None else {}
+        hits = [c for c in cached if c.id == item or stems.get(c.id, c.row.get("stem")) == item]
         if not hits:
             raise UserError(f"{item}: not an id or stem of the cache {cache}")
         for c in hits:
-            out.append(SourceImage(_safe_name(c.id), _to_unit(c.image()), c.mask().astype(np.uint8)))
+            out.append(SourceImage(_safe_name(c.id), _to_unit(c.image()), c.breast_mask().astype(np.uint8)))
     return out
 
 

@@ -71,6 +71,8 @@ def load_backbone(
     patch_size: int | None = None,
     num_register_tokens: int = 4,
     seed: int = 0,
+    layerscale_init: float | None = 1e-5,
+    img_size: int = 224,
 ) -> tuple[torch.nn.Module, dict]:
     """The frozen backbone to embed with, and a JSON-able description of where it came from.
 
@@ -87,10 +89,12 @@ def load_backbone(
         patch_size = patch_size or 16
         gen_state = torch.random.get_rng_state()
         torch.manual_seed(seed)
-        model = build_vit(arch, patch_size=patch_size, num_register_tokens=num_register_tokens)
+        model = build_vit(arch, patch_size=patch_size, num_register_tokens=num_register_tokens,
+                          layerscale_init=layerscale_init, img_size=img_size)
         torch.random.set_rng_state(gen_state)
         info = {"source": "random-init", "arch": arch, "patch_size": patch_size,
-                "num_register_tokens": num_register_tokens, "seed": seed}
+                "num_register_tokens": num_register_tokens, "seed": seed,
+                "layerscale_init": layerscale_init, "img_size": img_size}
         return model.eval(), info
     if checkpoint is None:
         raise UserError("give a CHECKPOINT (run folder, checkpoint, exported encoder or DINOv2 file) or --random-init")

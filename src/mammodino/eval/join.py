@@ -17,8 +17,10 @@ How a label row finds its images (see :mod:`mammodino.eval.tasks.base` for the k
   own salt, read in memory) or whose source path has a folder named like the key, and whose
   laterality is the row's.
 
-``path`` and ``patient`` need the cache folder (recorded in the features file) to read the
-manifest's source paths and the salt; the raw values stay in memory.
+``path`` and ``patient`` need the cache folder (recorded in the features file) and its
+private key file beside it (:mod:`mammodino.privacy`) for the source paths, file stems and
+salt; ``stem`` and ``prefix`` use the key file's stems when it is at hand (the manifest's
+``stem`` is the pseudonymous id). The raw values stay in memory.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from mammodino.data.cache import read_manifest
 from mammodino.eval.features import FeatureSet
 from mammodino.eval.splits import normalise_split
 from mammodino.eval.tasks.base import TaskLabels
-from mammodino.privacy import SALT_FILE, pseudonym
+from mammodino.privacy import load_key_for_cache, pseudonym
 
 
 @dataclass
@@ -90,6 +92,7 @@ class _CacheInfo:
     def __init__(self, cache_dir: str | Path | None):
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self._sources = None
+        self._key = False  # not read yet
 
     def available(self) -> bool:
         return bool(self.cache_dir) and (self.cache_dir / "manifest.csv").exists()
@@ -100,13 +103,26 @@ class _CacheInfo:
         if self._sources is None:
             self._sources = {}
             if self.available():
-                self._sources = {r["id"]: r.get("source", "") for r in read_manifest(self.cache_dir, only_ok=False)}
+                self._sources = {r["id"]: r.get("source", "")
+                                 for r in read_manifest(self.cache_dir, only_ok=False, check_files=False)}
+            key = self.key()
+            if key is not None:
+                self._sources.update({i: src for i, (src, _) in key.entries.items() if src})
         return self._sources
 
+    def key(self):
+        if self._key is False:
+            self._key = load_key_for_cache(self.cache_dir) if self.cache_dir else None
+        return self._key
+
+    def stems(self) -> dict[str, str]:
+        """id -> file stem from the key file (empty when it is not at hand)."""
+        key = self.key()
+        return {i: stem for i, (_, stem) in key.entries.items() if stem} if key is not None else {}
+
     def salt(self) -> str | None:
-        if self.cache_dir and (self.cache_dir / SALT_FILE).exists():
-            return (self.cache_dir / SALT_FILE).read_text().strip()
-        return None
+        key = self.key()
+        return key.salt if key is not None else None
 
 
 def join_labels(fs: FeatureSet, labels: TaskLabels, cache_dir: str | Path | None = None) -> JoinedTask:
@@ -122,8 +138,10 @@ def join_labels(fs: FeatureSet, labels: TaskLabels, cache_dir: str | Path | None
 
     by_stem: dict[str, list[int]] = defaultdict(list)
     by_prefix: dict[str, list[int]] = defaultdict(list)
+    real_stems = cache.stems()
+    stem_of = {i: real_stems.get(fs.id[i], fs.stem[i]) for i in candidates}
     for i in candidates:
-        s = fs.stem[i]
+        s = stem_of[i]
         by_stem[s].append(i)
         by_prefix[s.split("_")[0]].append(i)
 
@@ -155,13 +173,13 @@ def join_labels(fs: FeatureSet, labels: TaskLabels, cache_dir: str | Path | None
         for i in candidates:
             by_patient[fs.patient_key[i]].append(i)
         if salt is None:
-            notes.append("the cache has no salt file: patients matched by folder name only")
+            notes.append("the key file of the cache is not at hand: patients matched by folder name only")
 
     def match(r) -> list[int]:
         if r.key_kind == "stem":
             return by_stem.get(r.key, [])
         if r.key_kind == "prefix":
-            return [i for i in by_prefix.get(r.key, []) if fs.stem[i] == r.key or fs.stem[i].startswith(r.key + "_")]
+            return [i for i in by_prefix.get(r.key, []) if stem_of[i] == r.key or stem_of[i].startswith(r.key + "_")]
         if r.key_kind == "path":
             parts = _parts(r.key)
             for k in range(len(parts), 1, -1):

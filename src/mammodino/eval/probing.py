@@ -25,7 +25,7 @@ from mammodino.eval.features import FeatureSet, load_features
 from mammodino.eval.join import compact_classes, join_labels
 from mammodino.eval.levels import breast_level
 from mammodino.eval.perturb import Perturbation, parse_perturbations
-from mammodino.eval.probes import make_probe
+from mammodino.eval.classifiers import make_probe
 from mammodino.eval.results import class_counts as _class_counts
 from mammodino.eval.results import markdown_table, write_results
 from mammodino.eval.results import metric_entries as _entries
@@ -38,26 +38,6 @@ DEFAULT_FRACTIONS = (0.01, 0.1, 1.0)
 def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr)
 
-
-def find_phantom_labels(cache_dir: str | Path | None) -> Path | None:
-    """``labels.csv`` of the phantom folder a cache was indexed from, when the cache says
-    where that was (``index.json``/``index_report.json`` with a ``src``), else None."""
-    if not cache_dir:
-        return None
-    cache_dir = Path(cache_dir)
-    for name in ("index.json", "index_report.json", "report.json"):
-        f = cache_dir / name
-        if f.exists():
-            try:
-                info = json.loads(f.read_text())
-            except (OSError, json.JSONDecodeError):
-                continue
-            for key in ("src", "source", "source_dir"):
-                if isinstance(info, dict) and info.get(key):
-                    cand = Path(info[key]) / "labels.csv"
-                    if cand.exists():
-                        return cand
-    return None
 
 
 def parse_fractions(spec) -> list[float]:
@@ -80,6 +60,11 @@ def _reembed(fs: FeatureSet, rows: np.ndarray, pert: Perturbation, checkpoint, c
 
     meta = fs.meta or {}
     enc = meta.get("encoder", {})
+    if not isinstance(enc, dict):  # features written before the encoder was recorded as a dict
+        if not checkpoint:
+            raise UserError(f"--perturb: the features file records encoder {enc!r} without its settings; "
+                            "pass --checkpoint")
+        enc = {}
     random_init = enc.get("source") == "random-init" and not checkpoint  # an explicit --checkpoint wins
     ckpt = checkpoint or enc.get("checkpoint")
     if not random_init and not ckpt:
@@ -94,6 +79,8 @@ def _reembed(fs: FeatureSet, rows: np.ndarray, pert: Perturbation, checkpoint, c
         patch_size=enc.get("patch_size"),
         num_register_tokens=int(enc.get("num_register_tokens", 4)),
         seed=int(enc.get("seed", 0)),
+        layerscale_init=enc.get("layerscale_init", 1e-5),
+        img_size=int(enc.get("img_size", 224)),
     )
     kwargs = dict(
         resolution=int(meta.get("resolution", 224)),
@@ -149,8 +136,6 @@ def run_probe(
     ``out`` when given)."""
     fs = features if isinstance(features, FeatureSet) else load_features(features)
     cache_dir = cache or fs.cache
-    if labels is None and task.startswith("phantom"):
-        labels = find_phantom_labels(cache_dir)
     if labels is None:
         raise UserError(f"task {task}: give the label table with --labels")
     fractions = parse_fractions(label_fractions)

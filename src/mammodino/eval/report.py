@@ -128,6 +128,8 @@ def _collapse_section(rows, cfg) -> str:
     if isinstance(last.get("cls_std"), (int, float)) and low_std is not None and last["cls_std"] < low_std:
         parts.append(f'<p class="warn">At the last logged step (step {last["step"]}) the CLS feature std '
                      f"{last['cls_std']:.3g} is below {low_std}: the features may have collapsed.</p>")
+    parts.append(_learning_note(last, n_proto, (cfg.get("crops", {}) or {}).get("local_crops_number")
+                                if isinstance(cfg, dict) else None))
     flagged = [r["step"] for r in rows if r.get("collapsed") is True]
     if flagged:
         parts.append(f'<p class="warn">Collapse warning at {len(flagged)} logged steps (first at step {flagged[0]}, '
@@ -135,6 +137,35 @@ def _collapse_section(rows, cfg) -> str:
     else:
         parts.append("<p>No logged step was flagged as collapsed.</p>")
     return "\n".join(parts)
+
+
+def learning_state(last: dict, n_prototypes, local_crops_number) -> tuple[str, float | None, float | None]:
+    """("not learning" | "learning" | "unknown", DINO CE / ln K, teacher entropy / ln K) at a
+    logged step. At ln K the teacher's targets are uniform and the DINO term teaches nothing."""
+    if not n_prototypes or not isinstance(last.get("dino_global_loss"), (int, float)):
+        return "unknown", None, None
+    ln_k = math.log(float(n_prototypes))
+    n_terms = 2 + 2 * int(local_crops_number or 0)
+    ce = float(last["dino_global_loss"]) * n_terms / 2 / ln_k
+    ent = last.get("teacher_sample_entropy")
+    ent = float(ent) / ln_k if isinstance(ent, (int, float)) else None
+    stuck = ce > 0.9 or (ent is not None and ent > 0.9)
+    return ("not learning" if stuck else "learning"), ce, ent
+
+
+def _learning_note(last: dict, n_prototypes, local_crops_number) -> str:
+    state, ce, ent = learning_state(last, n_prototypes, local_crops_number)
+    if state == "unknown":
+        return ""
+    ent_txt = f", teacher per-sample entropy {ent:.2f} ln K" if ent is not None else ""
+    if state == "not learning":
+        return (f'<p class="warn">At step {last["step"]} the DINO CLS cross-entropy is {ce:.2f} ln K{ent_txt}: the '
+                "teacher's targets are (nearly) uniform, so the DINO term has not started to learn and the total "
+                "loss moves only with iBOT, KoLeo and the slice term (a rising total loss is then no sign of "
+                "learning or of divergence). Small batches on look-alike mammogram crops cause this; see README "
+                '"Evidence" (lower teacher temperature, smaller bottleneck, more steps).</p>')
+    return (f"<p>At step {last['step']} the DINO CLS cross-entropy is {ce:.2f} ln K{ent_txt}: the teacher gives "
+            "sharp, image-dependent targets and the DINO term is learning.</p>")
 
 
 def _num(v) -> str:
@@ -221,15 +252,22 @@ def _probe_sections(dirs: list[Path]) -> tuple[str, str]:
     return "\n".join(tables), ("\n".join(rocs) if rocs else _missing("No ROC curve PNG in the probe folders."))
 
 
+def _is_finetune(d: Path) -> bool:
+    try:
+        return str(json.loads((d / "config.json").read_text()).get("format", "")).startswith("mammodino-finetuned")
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def find_finetune_dirs(run_dir: Path, extra=()) -> list[Path]:
-    """``RUN_DIR/finetune*/`` and every extra folder that holds a fine-tune's results.json."""
+    """``RUN_DIR/finetune*/`` and every extra folder (or its sub-folders) holding a fine-tune."""
     dirs = [p.parent for p in sorted(run_dir.glob("finetune*/results.json"))]
     for e in extra or ():
         e = Path(e)
         dirs += [e] if (e / "results.json").exists() else [p.parent for p in sorted(e.glob("*/results.json"))]
     seen, out = set(), []
     for d in dirs:
-        if d.resolve() not in seen:
+        if d.resolve() not in seen and _is_finetune(d):
             seen.add(d.resolve())
             out.append(d)
     return out
@@ -268,9 +306,10 @@ def _comparison(ft_dirs: list[Path], probe_dirs: list[Path]) -> str:
             continue
         for e in entries:
             if e.get("level") == "image" and e.get("metric") in ("auc", "macro_auc"):
-                rows.append((e["task"], f"fine-tuned ({e.get('head', '?')} head, {e.get('encoder', '?')}): {d.name}", e))
+                rows.append((e["task"], f"fine-tuned ({e.get('head', '?')} head, {e.get('encoder', '?')}): "
+                             f"{d.parent.name}/{d.name}", e))
     tasks = {r[0] for r in rows}
-    for d in probe_dirs:
+    for d in dict.fromkeys(p.resolve() for p in probe_dirs):
         try:
             entries = json.loads((d / "results.json").read_text())
         except (OSError, ValueError):
@@ -283,7 +322,7 @@ def _comparison(ft_dirs: list[Path], probe_dirs: list[Path]) -> str:
                 e = next((x for x in sel if x.get("level") == "image" and x.get("metric") in ("auc", "macro_auc")
                           and float(x.get("label_fraction", 1)) == 1.0 and not x.get("perturbation")), None)
             if e is not None and e["task"] in tasks:
-                rows.append((e["task"], f"{probe} probe: {d.name}", e))
+                rows.append((e["task"], f"{probe} probe: {d.parent.name}/{d.name}", e))
     if not rows:
         return ""
     body = "".join(f"<tr><td>{html.escape(str(t))}<td>{html.escape(m)}<td>{html.escape(str(e['metric']))}"

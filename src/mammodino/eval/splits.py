@@ -44,18 +44,6 @@ def patient_labels(groups: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.nd
     return uniq, lab
 
 
-def _stratified_patient_pick(uniq_labels: np.ndarray, fraction: float, rng, min_per_class: int = 0) -> np.ndarray:
-    """Boolean mask over patients: about ``fraction`` of each class stratum."""
-    picked = np.zeros(len(uniq_labels), dtype=bool)
-    for c in np.unique(uniq_labels):
-        idx = np.flatnonzero(uniq_labels == c)
-        rng.shuffle(idx)
-        k = int(round(fraction * len(idx)))
-        k = max(k, min(min_per_class, len(idx)))
-        picked[idx[:k]] = True
-    return picked
-
-
 def patient_split(groups, y, test_size: float = 0.3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Indices (train, test) of a stratified group shuffle split.
 

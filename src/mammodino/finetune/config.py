@@ -17,7 +17,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from mammodino.config import _check_against, _read_yaml, parse_overrides, preset_dir
+from mammodino.config import check_choices, merge_layers, preset_dir
 from mammodino.errors import ConfigError
 
 CHOICES = {
@@ -51,20 +51,8 @@ def _resolve(name_or_path: str | None) -> Path | None:
 
 def load_finetune_config(preset: str | None = None, overrides=()) -> DictConfig:
     """defaults <- preset file <- ``key=value`` overrides, validated (keys, types, choices, ranges)."""
-    defaults = _read_yaml(finetune_preset_dir() / "default.yaml", "defaults")
-    layers = []
-    path = _resolve(preset)
-    if path is not None:
-        layers.append(_read_yaml(path, "config"))
-    if overrides:
-        layers.append(parse_overrides(list(overrides)))
-    for layer in layers:
-        _check_against(defaults, layer)
-    cfg = OmegaConf.merge(defaults, *layers)
-    for key, allowed in CHOICES.items():
-        value = OmegaConf.select(cfg, key)
-        if value not in allowed:
-            raise ConfigError(f"config key {key!r}: {value!r} is not one of {', '.join(sorted(allowed))}")
+    cfg = merge_layers(finetune_preset_dir() / "default.yaml", _resolve(preset), overrides)
+    check_choices(cfg, CHOICES)
     _check_ranges(cfg)
     return cfg
 
@@ -78,6 +66,7 @@ def _check_ranges(cfg: DictConfig) -> None:
         if not get(key) > 0:
             raise ConfigError(f"config key {key!r}: must be > 0, got {get(key)!r}")
     for key in ("train.patience", "train.seed", "data.num_workers", "finetune.unfreeze_blocks", "eval.n_boot",
+                "eval.calibration_min_images",
                 "optim.min_lr", "optim.weight_decay", "optim.clip_grad"):
         if get(key) < 0:
             raise ConfigError(f"config key {key!r}: must be >= 0, got {get(key)!r}")

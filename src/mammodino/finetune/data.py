@@ -85,7 +85,7 @@ class FineTuneDataset(torch.utils.data.Dataset):
             position, row = int(key[0]), int(key[1])
             rng = sample_rng(self.seed, position)
             img = self._pixels(row)
-            box, _frac, _ok = sample_tissue_box(TissueMap(self.ls.images[row].mask()), rng, self.crop_scale, ASPECT,
+            box, _frac, _ok = sample_tissue_box(TissueMap(self.ls.images[row].breast_mask()), rng, self.crop_scale, ASPECT,
                                                 self.crop_min_tissue, 10, "breast_box")
             region = img[box.y0:box.y1, box.x0:box.x1]
             x, tm = model_input(region, self.size, self.patch, augment=lambda r: self.augment(r, rng, "local"))

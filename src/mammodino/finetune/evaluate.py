@@ -8,23 +8,13 @@ of the same task line up row by row.
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import torch
 
 from mammodino.eval import metrics
 from mammodino.eval.levels import breast_level
 from mammodino.eval.results import metric_entries
-
-
-def autocast(device: torch.device, precision: str):
-    """bf16 autocast on GPU (``auto``/``bf16``) or on CPU when asked; fp32 otherwise."""
-    if device.type == "cuda" and precision in ("auto", "bf16"):
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    if device.type == "cpu" and precision == "bf16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+from mammodino.train.step import autocast
 
 
 @torch.inference_mode()

@@ -16,7 +16,7 @@ CSV rows (``level`` column):
 * ``breast``: one per patient + side: the mean over its views (as ``probe``'s breast level);
 * ``exam``: one per study (patient when there is no study id): for binary and multi-label
   models the highest breast probability (a finding in one breast makes the exam positive),
-  for multi-class models the mean over the breasts.
+  for multi-class models the mean over the breasts (``exam_score`` max / mean overrides).
 
 No raw patient id, name or path is written; ``keep_source=True`` adds the ``source`` column
 (the path under SRC, which in many archives names the patient).
@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mammodino.data.cache import MANIFEST_NAME, open_cache, read_manifest
+from mammodino.data.cache import MANIFEST_NAME, open_cache, read_manifest, with_sources
 from mammodino.errors import UserError
 from mammodino.finetune import evaluate as ev
 from mammodino.finetune.data import FineTuneDataset, eval_loader
@@ -107,8 +107,13 @@ def _aggregate(keys: list[str], probs: np.ndarray, how: str) -> tuple[list[str],
 
 
 def prediction_rows(images, probs: np.ndarray, classes: list[str], multilabel: bool, skipped=(),
-                    keep_source: bool = False) -> tuple[list[str], list[dict]]:
-    """(CSV header, rows): image rows (ok and skipped), then breast and exam rows."""
+                    keep_source: bool = False, exam_score: str = "auto") -> tuple[list[str], list[dict]]:
+    """(CSV header, rows): image rows (ok and skipped), then breast and exam rows.
+
+    ``exam_score``: ``max`` (the most suspicious breast), ``mean`` (of the breasts) or
+    ``auto`` (max for binary and multi-label models, mean for multi-class)."""
+    if exam_score not in ("auto", "max", "mean"):
+        raise UserError(f"--exam-score {exam_score!r}: choose auto, max or mean")
     cols = class_columns(classes)
     header = KEY_COLUMNS + (["source"] if keep_source else []) + cols
     rows = []
@@ -145,10 +150,13 @@ def prediction_rows(images, probs: np.ndarray, classes: list[str], multilabel: b
                          "laterality": "" if side.startswith("image:") else side, "n_images": n, "status": "ok",
                          **probs_of(p)})
         exam_keys = [exam_of_breast[k][0] for k in bkeys]
-        how = "max" if (multilabel or len(classes) == 2) else "mean"
+        how = exam_score if exam_score != "auto" else ("max" if (multilabel or len(classes) == 2) else "mean")
         ekeys, eprobs, _ = _aggregate(exam_keys, bprobs, how)
         if how == "max" and not multilabel:
-            eprobs[:, 0] = 1.0 - eprobs[:, 1]  # the exam's positive probability is its most suspicious breast's
+            if len(classes) == 2:
+                eprobs[:, 0] = 1.0 - eprobs[:, 1]  # the exam's positive probability is its most suspicious breast's
+            else:
+                eprobs /= eprobs.sum(axis=1, keepdims=True)  # per-class maxima, renormalised
         img_counts = {}
         for k, n in zip(bkeys, bcounts):
             img_counts[exam_of_breast[k][0]] = img_counts.get(exam_of_breast[k][0], 0) + n
@@ -173,7 +181,7 @@ def write_csv(path: Path, header: list[str], rows: list[dict]) -> None:
 
 def predict(model_dir, src, out, *, cache_dir=None, workers: int = 1, batch_size: int = 64, device: str = "auto",
             precision: str = "auto", keep_source: bool = False, salt: str | None = None, progress: bool = True,
-            log=_stderr) -> dict:
+            exam_score: str = "auto", log=_stderr) -> dict:
     """Score every image of ``src`` (cache or raw folder) with the model of ``model_dir``;
     write ``out`` (CSV). Returns counts and timings."""
     out = Path(out)
@@ -201,7 +209,7 @@ def predict(model_dir, src, out, *, cache_dir=None, workers: int = 1, batch_size
         index_folder(src, cache, size=size, workers=workers, salt=salt, progress=progress)
         decode_s = time.perf_counter() - t0
     try:
-        all_rows = read_manifest(cache, only_ok=False)
+        all_rows = with_sources(cache, read_manifest(cache, only_ok=False))  # sources from the key file
         skipped = [r for r in all_rows if r.get("status") != "ok"]
         if any(r.get("status") == "ok" for r in all_rows):
             images, probs = score_cache(model, config, cache, batch_size=batch_size, device=device,
@@ -213,7 +221,7 @@ def predict(model_dir, src, out, *, cache_dir=None, workers: int = 1, batch_size
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
     header, rows = prediction_rows(images, probs, config["classes"], bool(config.get("multilabel")), skipped,
-                                   keep_source)
+                                   keep_source, exam_score)
     write_csv(out, header, rows)
     seconds = time.perf_counter() - t0
     summary = {"images": len(images), "skipped": len(skipped), "seconds": round(seconds, 3),

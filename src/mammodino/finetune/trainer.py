@@ -42,6 +42,7 @@ from mammodino.train.metrics_log import MetricsLog
 from mammodino.train.optim import apply_schedules, build_optimizer, param_groups
 from mammodino.train.run_folder import RunFolder
 from mammodino.train.schedules import cosine_schedule
+from mammodino.train.step import autocast, step_seed
 
 BEST = "best.safetensors"
 CKPT_FORMAT = "mammodino-finetune-checkpoint-1"
@@ -51,12 +52,9 @@ def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def step_seed(seed: int, step: int, rank: int) -> int:
-    """The torch seed of a step (dropout, stochastic depth): from (seed, step, rank) only."""
-    return (int(seed) * 1_000_003 + int(step) * 1_009 + int(rank) + 17) % (2**63 - 1)
-
-
 def _device(pref: str) -> torch.device:
+    """This process's device: the process group's under torchrun (one GPU per rank), else
+    ``--device`` as given (``auto``: CUDA when available)."""
     dev = dist.setup("auto" if pref == "auto" else ("cuda" if pref.startswith("cuda") else "cpu"))
     if pref not in ("auto", "cuda") and not dist.is_enabled():
         return torch.device(pref)
@@ -234,7 +232,7 @@ class FineTuner:
                 y = batch["y"].to(self.device, non_blocking=True)
                 self.optimizer.zero_grad(set_to_none=True)
                 backbone_grad = not frozen and step >= self.warm_steps
-                with ev.autocast(self.device, str(cfg.train.precision)):
+                with autocast(self.device, str(cfg.train.precision)):
                     logits = self.train_module(x, tm, backbone_grad=backbone_grad)
                 loss = classification_loss(logits, y, self.ls.multilabel, self.class_weights,
                                            float(cfg.optim.label_smoothing))
@@ -305,7 +303,13 @@ class FineTuner:
         precision = str(cfg.train.precision)
         bs = int(cfg.train.eval_batch_size)
         calibration = {"fitted": False}
-        if has_val and cfg.eval.calibrate:
+        n_val = len(self.splits.val) if has_val else 0
+        if has_val and cfg.eval.calibrate and n_val < int(cfg.eval.calibration_min_images):
+            calibration["reason"] = (f"the validation split has {n_val} images (< eval.calibration_min_images = "
+                                     f"{int(cfg.eval.calibration_min_images)}): probabilities left uncalibrated")
+            if dist.is_main():
+                self.log(f"note: {calibration['reason']}")
+        elif has_val and cfg.eval.calibrate:
             val_logits = ev.batched_logits(self.model, eval_loader(self.eval_set, self.splits.val, bs), self.device, precision)
             T, b, info = fit_calibration(val_logits, self.ls.y[self.splits.val], self.ls.multilabel)
             self.model.set_calibration(T, b)

@@ -20,6 +20,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
 from mammodino.errors import SkipFile
+from mammodino.io import uids
 from mammodino.io.tags import identity_from_patient_id, laterality_from_tags, view_from_tags
 from mammodino.io.types import MammoImage, empty_meta
 from mammodino.io.voi import GreyParams, display_values
@@ -28,14 +29,6 @@ DEFAULT_MAX_PIXELS = 200_000_000  # Rows x Columns x frames; ~1.2 GB peak while 
 FOR_PROCESSING_REASON = "FOR PROCESSING (raw detector data)"
 JPEGLS_EXTRA_HINT = "install the optional extra: pip install 'mammodino[jpegls]' (python-gdcm)"
 
-TOMOSYNTHESIS_SOP = "1.2.840.10008.5.1.4.1.1.13.1.3"  # Breast Tomosynthesis Image Storage
-PROJECTION_FOR_PRESENTATION_SOP = "1.2.840.10008.5.1.4.1.1.13.1.4"  # DBT source projections
-FOR_PROCESSING_SOPS = {
-    "1.2.840.10008.5.1.4.1.1.1.1.1",  # Digital X-Ray Image Storage - For Processing
-    "1.2.840.10008.5.1.4.1.1.1.2.1",  # Digital Mammography X-Ray Image Storage - For Processing
-    "1.2.840.10008.5.1.4.1.1.1.3.1",  # Digital Intra-Oral X-Ray Image Storage - For Processing
-    "1.2.840.10008.5.1.4.1.1.13.1.5",  # Breast Projection X-Ray Image Storage - For Processing
-}
 # Modalities that are never a picture of a breast (a DX/CR/OT/MG or missing Modality is kept:
 # RSNA's files have no Modality at all).
 NON_IMAGE_MODALITIES = {"SR", "PR", "KO", "REG", "RWV", "DOC", "AU", "ECG", "PLAN", "RTPLAN", "RTSTRUCT"}
@@ -190,7 +183,7 @@ def is_for_processing(ds) -> bool:
         values = image_type if isinstance(image_type, (list, tuple, pydicom.multival.MultiValue)) else [image_type]
         if any("FOR PROCESSING" in str(v).upper() for v in values):
             return True
-    return sop_class_of(ds) in FOR_PROCESSING_SOPS
+    return sop_class_of(ds) in uids.FOR_PROCESSING_SOPS
 
 
 def check_header(ds, include_for_processing: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS) -> dict:
@@ -210,7 +203,7 @@ def check_header(ds, include_for_processing: bool = False, max_pixels: int = DEF
     for_processing = is_for_processing(ds)
     if for_processing and not include_for_processing:
         raise SkipFile(FOR_PROCESSING_REASON)
-    if sop == PROJECTION_FOR_PRESENTATION_SOP:
+    if sop == uids.BREAST_PROJECTION_FOR_PRESENTATION:
         raise SkipFile("DBT source projections (Breast Projection X-Ray), not reconstructed slices")
     rows = _int(ds.get("Rows"))
     columns = _int(ds.get("Columns"))
@@ -497,7 +490,7 @@ def _lut_data(item) -> np.ndarray:
 
 def _meta(ds, info: dict) -> dict:
     frames = info["frames"]
-    kind = "dbt" if (frames > 1 or info["sop"] == TOMOSYNTHESIS_SOP) else "ffdm"
+    kind = "dbt" if (frames > 1 or info["sop"] == uids.BREAST_TOMOSYNTHESIS) else "ffdm"
     laterality = laterality_from_tags(ds)
     view = view_from_tags(ds)
     patient_id = ds.get("PatientID")

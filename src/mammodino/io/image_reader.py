@@ -53,11 +53,15 @@ def read_image(path, max_pixels: int = DEFAULT_MAX_PIXELS, dtype="float32") -> M
     if arr.size == 0 or min(arr.shape[-2:]) == 0:
         raise SkipFile(f"zero-sized image ({' x '.join(str(s) for s in arr.shape)})")
     unit = _to_unit(arr)
+    del arr  # in place from here on: the peak stays near 6 bytes per pixel (check_memory)
     inverted = _looks_inverted(unit if unit.ndim == 2 else unit.max(axis=0))
     if inverted:
-        unit = 1.0 - unit
+        np.subtract(np.float32(1.0), unit, out=unit)
     if np.dtype(dtype) == np.uint16:
-        pixels = np.rint(unit * 65535.0).astype(np.uint16)
+        unit *= np.float32(65535.0)
+        np.rint(unit, out=unit)
+        pixels = unit.astype(np.uint16)
+        del unit
     elif np.dtype(dtype) == np.float32:
         pixels = unit.astype(np.float32, copy=False)
     else:
@@ -67,32 +71,84 @@ def read_image(path, max_pixels: int = DEFAULT_MAX_PIXELS, dtype="float32") -> M
     return MammoImage(pixels, meta)
 
 
+# Peak bytes per pixel while reading into the cache's uint16 (decoded array + unit float32
+# made in place + output), by bytes per decoded sample; measured on 4000 x 3000 PNG, JPEG,
+# TIFF and NPY files (16-bit 6.2-6.3, 8-bit 8.1, 8-bit RGB 8.2). Extra colour channels add
+# their decoded bytes. A worker refuses an image whose estimate exceeds 6 bytes x
+# --max-pixels (1.2 GB at the default 200 M), before decoding it.
+PEAK_BYTES_PER_PIXEL = {1: 9, 2: 7, 4: 11, 8: 15}
+BYTES_PER_MAX_PIXEL = 6
+
+
+def check_memory(shape, sample_bytes: int, max_pixels: int, channels: int = 1) -> None:
+    """SkipFile when decoding an image of ``shape`` would need more memory than the budget."""
+    n = 1
+    for v in shape:
+        n *= int(v)
+    sample_bytes = int(sample_bytes)
+    need = n * (PEAK_BYTES_PER_PIXEL.get(sample_bytes, 15) + (int(channels) - 1) * sample_bytes)
+    budget = int(max_pixels) * BYTES_PER_MAX_PIXEL
+    if need > budget:
+        raise SkipFile(f"image too large to decode: {' x '.join(map(str, shape))} x {8 * sample_bytes}-bit needs "
+                       f"~{need / 1e9:.1f} GB (limit {budget / 1e9:.1f} GB per worker; raise --max-pixels)")
+
+
+def jpeg_frame_size(fh) -> tuple[int, int, int, int]:
+    """(height, width, components, bits) from the SOF segment of a JPEG stream, walking
+    every marker segment from the start (an APP segment may be megabytes long)."""
+    if fh.read(2) != b"\xff\xd8":
+        raise SkipFile("not a JPEG file (no SOI marker)")
+    while True:
+        byte = fh.read(1)
+        if not byte:
+            raise SkipFile("JPEG file without a frame header (truncated?)")
+        if byte != b"\xff":
+            continue
+        marker = fh.read(1)
+        while marker == b"\xff":  # fill bytes
+            marker = fh.read(1)
+        if not marker:
+            raise SkipFile("JPEG file without a frame header (truncated?)")
+        m = marker[0]
+        if m in (0xD8, 0x01) or 0xD0 <= m <= 0xD7:  # markers without a length
+            continue
+        if m in (0xD9, 0xDA):
+            raise SkipFile("JPEG file without a frame header before its scan data")
+        raw = fh.read(2)
+        if len(raw) < 2:
+            raise SkipFile("JPEG file truncated in a marker segment")
+        length = struct.unpack(">H", raw)[0]
+        if length < 2:
+            raise SkipFile(f"JPEG marker segment of impossible length {length}")
+        if 0xC0 <= m <= 0xCF and m not in (0xC4, 0xC8, 0xCC):
+            body = fh.read(6)
+            if len(body) < 6:
+                raise SkipFile("JPEG frame header truncated")
+            bits, h, w, comps = body[0], *struct.unpack(">HH", body[1:5]), body[5]
+            return h, w, comps, bits
+        fh.seek(length - 2, 1)
+
+
 def _check_header_size(path: Path, fmt: str, max_pixels: int) -> None:
-    """Refuse absurd sizes from the PNG/JPEG header before decoding."""
+    """Refuse absurd sizes, and images too large for a worker's memory, from the PNG/JPEG
+    header before decoding."""
     with path.open("rb") as fh:
-        head = fh.read(64 * 1024 if fmt == "jpeg" else 32)
-    h = w = None
-    if fmt == "png":
-        if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n":
-            raise SkipFile("not a PNG file (bad signature)")
-        w, h = struct.unpack(">II", head[16:24])
-    elif fmt == "jpeg":
-        i = 2
-        while i + 9 < len(head):
-            if head[i] != 0xFF:
-                i += 1
-                continue
-            marker = head[i + 1]
-            if marker in (0xC0, 0xC1, 0xC2, 0xC3):
-                h, w = struct.unpack(">HH", head[i + 5:i + 9])
-                break
-            seg_len = struct.unpack(">H", head[i + 2:i + 4])[0]
-            i += 2 + seg_len
-    if h is not None and w is not None:
-        if h == 0 or w == 0:
-            raise SkipFile(f"zero-sized image ({h} x {w})")
-        if h * w > max_pixels:
-            raise SkipFile(f"image too large: {h} x {w} = {h * w:,} pixels (limit {max_pixels:,})")
+        if fmt == "png":
+            head = fh.read(32)
+            if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n":
+                raise SkipFile("not a PNG file (bad signature)")
+            w, h = struct.unpack(">II", head[16:24])
+            bit_depth, colour = head[24], head[25]
+            channels = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}.get(colour, 4)
+            sample = 2 if bit_depth == 16 else 1
+        else:
+            h, w, channels, bits = jpeg_frame_size(fh)
+            sample = 2 if bits > 8 else 1
+    if h == 0 or w == 0:
+        raise SkipFile(f"zero-sized image ({h} x {w})")
+    if h * w > max_pixels:
+        raise SkipFile(f"image too large: {h} x {w} = {h * w:,} pixels (limit {max_pixels:,})")
+    check_memory((h, w), sample, max_pixels, channels=channels)
 
 
 def _read_npy(path: Path, max_pixels: int) -> np.ndarray:
@@ -108,6 +164,7 @@ def _read_npy(path: Path, max_pixels: int) -> np.ndarray:
         raise SkipFile(f"NPY array of shape {arr.shape} is not an image ((H, W) or (Z, H, W))")
     if arr.size > max_pixels:
         raise SkipFile(f"image too large: {' x '.join(map(str, arr.shape))} = {arr.size:,} pixels (limit {max_pixels:,})")
+    check_memory(arr.shape, arr.dtype.itemsize, max_pixels)
     try:
         return np.array(arr)
     except Exception as exc:  # noqa: BLE001 - memory map shorter than the header says
@@ -126,6 +183,7 @@ def _read_tiff(path: Path, max_pixels: int) -> np.ndarray:
                 raise SkipFile(f"zero-sized image ({' x '.join(map(str, shape)) or 'empty'})")
             if n > max_pixels * (3 if shape[-1] in (3, 4) else 1):
                 raise SkipFile(f"image too large: {' x '.join(map(str, shape))} = {n:,} values (limit {max_pixels:,})")
+            check_memory(shape, np.dtype(series.dtype).itemsize, max_pixels)
             return series.asarray()
     except SkipFile:
         raise
@@ -159,10 +217,14 @@ def _to_unit(arr: np.ndarray) -> np.ndarray:
         if lo < 0:
             return _minmax(arr.astype(np.float32))
         if arr.dtype.itemsize == 1:
-            return arr.astype(np.float32) / 255.0
+            unit = arr.astype(np.float32)
+            unit *= np.float32(1.0 / 255.0)
+            return unit
         bits = max(8, int(np.ceil(np.log2(hi + 1))) if hi > 0 else 8)
         bits = min(b for b in (8, 10, 12, 14, 16, 32, 64) if b >= bits)
-        return (arr.astype(np.float64) / float(2**bits - 1)).astype(np.float32)
+        unit = arr.astype(np.float32)  # float32 holds every 16-bit value exactly; float64 doubled the peak
+        unit *= np.float32(1.0 / float(2**bits - 1))
+        return unit
     arr = arr.astype(np.float32)
     if not np.isfinite(arr).all():
         arr = np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0)

@@ -70,6 +70,25 @@ class DINOLoss(nn.Module):
                 total = total - torch.sum(t * lsm, dim=-1).mean()
         return total
 
+    def multicrop_terms(self, student_global_logits: Tensor, student_local_logits: Tensor | None,
+                        teacher_global_probs: Tensor, n_global_crops: int = 2) -> tuple[Tensor, Tensor, int]:
+        """(sum of global-global pair terms, sum of local-global pair terms, number of terms).
+
+        The pieces of :meth:`forward_multicrop`, so a trainer can log the global and local
+        parts of the one loss it optimises; same arguments.
+        """
+        g = n_global_crops
+        teachers = teacher_global_probs.chunk(g)
+        students = student_global_logits.chunk(g)
+        locals_ = student_local_logits.chunk(student_local_logits.shape[0] // teachers[0].shape[0]) \
+            if student_local_logits is not None and student_local_logits.numel() else ()
+        zero = student_global_logits.sum() * 0.0
+        global_sum = zero
+        for i, s in enumerate(students):
+            global_sum = global_sum + self.forward([s], [t for j, t in enumerate(teachers) if j != i])
+        local_sum = self.forward(list(locals_), list(teachers)) + zero if locals_ else zero
+        return global_sum, local_sum, g * (g - 1) + g * len(locals_)
+
     def forward_multicrop(self, student_global_logits: Tensor, student_local_logits: Tensor | None,
                           teacher_global_probs: Tensor, n_global_crops: int = 2) -> Tensor:
         """DINOv2's normalised multi-crop DINO loss.
@@ -85,18 +104,8 @@ class DINOLoss(nn.Module):
             sum over pairs (student crop i, teacher global crop j != i) of mean CE, divided by
             the number of such pairs, G*(G-1) + G*L.
         """
-        g = n_global_crops
-        teachers = teacher_global_probs.chunk(g)
-        students = student_global_logits.chunk(g)
-        locals_ = student_local_logits.chunk(student_local_logits.shape[0] // teachers[0].shape[0]) \
-            if student_local_logits is not None and student_local_logits.numel() else ()
-        n_terms = g * (g - 1) + g * len(locals_)
+        global_sum, local_sum, n_terms = self.multicrop_terms(
+            student_global_logits, student_local_logits, teacher_global_probs, n_global_crops)
         if n_terms == 0:
             return student_global_logits.sum() * 0.0
-        total = 0.0
-        for i, s in enumerate(students):
-            total = total + self.forward([s], [t for j, t in enumerate(teachers) if j != i])
-        if locals_:
-            total = total + self.forward(list(locals_), list(teachers))
-        return total / n_terms
-
+        return (global_sum + local_sum) / n_terms

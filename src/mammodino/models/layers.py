@@ -8,33 +8,13 @@ their weights is a near-identity key mapping.
 
 from __future__ import annotations
 
-import os
-import platform
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-
-def _onednn_available() -> bool:
-    if os.environ.get("MAMMODINO_ONEDNN_LINEAR", "1") == "0":
-        return False
-    if platform.machine().lower() not in ("x86_64", "amd64"):
-        return False
-    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
-
-
-# On x86 CPUs the fp32 GEMMs of ``F.linear`` go to MKL, which takes its AVX2 code path on
-# AMD processors; oneDNN's fp32 matmul (same IEEE fp32 arithmetic) uses AVX-512 there and
-# is about 2x faster for the ViT's shapes (benchmarks/train_step.py, docs/models.md).
-# Set MAMMODINO_ONEDNN_LINEAR=0 to use plain F.linear everywhere.
-ONEDNN_LINEAR = _onednn_available()
-
-
-def _dnn_mm_t(a: Tensor, b: Tensor, bias: Tensor | None = None) -> Tensor:
-    """a @ b.T (+ bias) for 2-D fp32 CPU tensors through oneDNN."""
-    return torch.ops.mkldnn._linear_pointwise(a, b, bias, "none", [], "")
+from mammodino.models import gemm
 
 
 class _OneDNNLinear(torch.autograd.Function):
@@ -46,7 +26,7 @@ class _OneDNNLinear(torch.autograd.Function):
         ctx.save_for_backward(x2, weight)
         ctx.in_shape = x.shape
         ctx.has_bias = bias is not None
-        y = _dnn_mm_t(x2, weight, bias)
+        y = gemm.onednn_mm_t(x2, weight, bias)
         return y.reshape(*x.shape[:-1], weight.shape[0])
 
     @staticmethod
@@ -57,19 +37,19 @@ class _OneDNNLinear(torch.autograd.Function):
         grad_x = grad_w = grad_b = None
         # oneDNN reads the transposed operands through their strides: no copies.
         if ctx.needs_input_grad[0]:
-            grad_x = _dnn_mm_t(g2, weight.t()).reshape(ctx.in_shape)
+            grad_x = gemm.onednn_mm_t(g2, weight.t()).reshape(ctx.in_shape)
         if ctx.needs_input_grad[1]:
-            grad_w = _dnn_mm_t(g2.t(), x2.t())
+            grad_w = gemm.onednn_mm_t(g2.t(), x2.t())
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = g2.sum(0)
         return grad_x, grad_w, grad_b
 
 
 class Linear(nn.Linear):
-    """``nn.Linear`` (same parameters, same state dict) with oneDNN GEMMs for fp32 on x86 CPUs.
+    """``nn.Linear`` (same parameters, same state dict) whose fp32 CPU GEMMs take the path
+    measured fastest on this machine (``models.gemm``: oneDNN or PyTorch's own).
 
-    Falls back to ``F.linear`` on GPU, under autocast, in other dtypes, while compiling, and
-    for empty inputs.
+    ``F.linear`` on GPU, under autocast, in other dtypes, while compiling, and for empty inputs.
     """
 
     def forward(self, x: Tensor) -> Tensor:
@@ -77,10 +57,10 @@ class Linear(nn.Linear):
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """``F.linear``, through oneDNN where that is faster (see :class:`Linear`)."""
-    if (ONEDNN_LINEAR and x.device.type == "cpu" and x.dtype == torch.float32
-            and weight.dtype == torch.float32 and x.numel() > 0
-            and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling()):
+    """``F.linear``, through oneDNN where that measured faster here (see :class:`Linear`)."""
+    if (x.device.type == "cpu" and x.dtype == torch.float32 and weight.dtype == torch.float32
+            and x.numel() > 0 and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling()
+            and gemm.choose() == "onednn"):
         return _OneDNNLinear.apply(x, weight, bias)
     return F.linear(x, weight, bias)
 

@@ -35,13 +35,6 @@ def normalize(x):
     return ((np.asarray(x, dtype=np.float32) - np.float32(MEAN)) / np.float32(STD)).astype(np.float32)
 
 
-def denormalize(x):
-    """Inverse of :func:`normalize` (for plots)."""
-    if isinstance(x, torch.Tensor):
-        return x * STD + MEAN
-    return (np.asarray(x, dtype=np.float32) * np.float32(STD) + np.float32(MEAN)).astype(np.float32)
-
-
 def describe() -> dict:
     """The preprocessing, as written into an exported encoder's config.json."""
     return {

@@ -1,5 +1,9 @@
 """Phantoms as real DICOM files, shaped like what mammography archives hold.
 
+The package's one DICOM writer: :func:`save_dataset` (file meta + atomic write) and
+:func:`code_item` are what the tests' hand-made files (``tests/support/dicom_files.py``)
+build on too.
+
 - FFDM: Digital Mammography X-Ray Image Storage - For Presentation
   (1.2.840.10008.5.1.4.1.1.1.2), one frame, MONOCHROME1 or MONOCHROME2, 12 or 14 bits stored
   in 16, with window centre/width (sometimes two pairs, sometimes VOILUTFunction SIGMOID or
@@ -21,11 +25,13 @@ from pathlib import Path
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-FFDM_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.1.2"
-DBT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.13.1.3"
-VIEW_CODES = {"CC": ("R-10242", "cranio-caudal"), "MLO": ("R-10226", "medio-lateral oblique")}
+from mammodino.io import uids
+from mammodino.io.uids import make_uid  # noqa: F401  (the phantom generator's UIDs)
+
+# SNOMED-RT view codes (ViewCodeSequence); phantoms use CC and MLO
+VIEW_CODES = {"CC": ("R-10242", "cranio-caudal"), "MLO": ("R-10226", "medio-lateral oblique"),
+              "ML": ("R-10224", "medio-lateral"), "LM": ("R-10228", "latero-medial")}
 # PatientOrientation (row direction \ column direction) as mammography units write it
 PATIENT_ORIENTATION = {
     ("L", "CC"): ["A", "R"],
@@ -73,18 +79,14 @@ STYLES = [
 ]
 
 
-def make_uid(*parts: object) -> str:
-    """Deterministic UID from the generator's seed and the object's role."""
-    return str(generate_uid(entropy_srcs=["mammodino-synth", *map(str, parts)]))
-
-
 def _ds(value: float) -> str:
     """A decimal string that always fits DS's 16 characters."""
     text = f"{value:.6g}"
     return text if len(text) <= 16 else f"{value:.4e}"
 
 
-def _code(value: str, scheme: str, meaning: str) -> Dataset:
+def code_item(value: str, scheme: str, meaning: str) -> Dataset:
+    """One item of a code sequence (ViewCodeSequence, AnatomicRegionSequence...)."""
     item = Dataset()
     item.CodeValue = value
     item.CodingSchemeDesignator = scheme
@@ -122,9 +124,9 @@ def _common(ds: Dataset, ident: Identity, laterality: str, view: str, sop_class:
     ds.Laterality = laterality
     ds.ViewPosition = view
     code, meaning = VIEW_CODES[view]
-    ds.ViewCodeSequence = Sequence([_code(code, "SRT", meaning)])
+    ds.ViewCodeSequence = Sequence([code_item(code, "SRT", meaning)])
     ds.ViewCodeSequence[0].ViewModifierCodeSequence = Sequence()
-    ds.AnatomicRegionSequence = Sequence([_code("T-04000", "SRT", "Breast")])
+    ds.AnatomicRegionSequence = Sequence([code_item("T-04000", "SRT", "Breast")])
     ds.BreastImplantPresent = "NO"
     ds.PresentationIntentType = "FOR PRESENTATION"
     ds.BurnedInAnnotation = "NO"
@@ -134,16 +136,19 @@ def _common(ds: Dataset, ident: Identity, laterality: str, view: str, sop_class:
     ds.LossyImageCompression = "00"
 
 
-def _save(ds: Dataset, path: Path) -> None:
+def save_dataset(ds: Dataset, path: Path) -> Path:
+    """Write ``ds`` as a DICOM file (Part 10 meta, explicit VR little endian), atomically."""
+    path = Path(path)
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = ds.SOPClassUID
     meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.TransferSyntaxUID = uids.EXPLICIT_LITTLE_ENDIAN
     ds.file_meta = meta
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     ds.save_as(tmp, enforce_file_format=True)
     os.replace(tmp, path)
+    return path
 
 
 def window_of(values: np.ndarray, top: int) -> tuple[float, float]:
@@ -172,7 +177,7 @@ def write_ffdm(
         pixels = (top - image.astype(np.int32)).astype(np.uint16)
         centre = top - centre
     ds = Dataset()
-    _common(ds, ident, laterality, view, FFDM_SOP_CLASS)
+    _common(ds, ident, laterality, view, uids.MAMMO_FOR_PRESENTATION)
     ds.ImageType = ["DERIVED", "PRIMARY"]
     ds.SeriesDescription = f"{laterality} {view}"
     ds.ManufacturerModelName = f"Phantom {style.name}"
@@ -199,7 +204,7 @@ def write_ffdm(
     if style.voi_function:
         ds.VOILUTFunction = style.voi_function
     ds.PixelData = np.ascontiguousarray(pixels, dtype="<u2").tobytes()
-    _save(ds, path)
+    save_dataset(ds, path)
 
 
 def write_dbt(
@@ -218,7 +223,7 @@ def write_dbt(
     n, h, w = volume.shape
     centre, width = window_of(volume[n // 2][breast], top)
     ds = Dataset()
-    _common(ds, ident, laterality, view, DBT_SOP_CLASS)
+    _common(ds, ident, laterality, view, uids.BREAST_TOMOSYNTHESIS)
     ds.ImageType = ["DERIVED", "PRIMARY", "TOMOSYNTHESIS", "NONE"]
     ds.SeriesDescription = f"{laterality} {view} Tomo"
     ds.ManufacturerModelName = "Phantom Tomo"
@@ -265,7 +270,7 @@ def write_dbt(
     pvt.RescaleType = "US"
     shared.PixelValueTransformationSequence = Sequence([pvt])
     anatomy = Dataset()
-    anatomy.AnatomicRegionSequence = Sequence([_code("T-04000", "SRT", "Breast")])
+    anatomy.AnatomicRegionSequence = Sequence([code_item("T-04000", "SRT", "Breast")])
     anatomy.FrameLaterality = laterality
     shared.FrameAnatomySequence = Sequence([anatomy])
     ds.SharedFunctionalGroupsSequence = Sequence([shared])
@@ -285,4 +290,4 @@ def write_dbt(
         per_frame.append(item)
     ds.PerFrameFunctionalGroupsSequence = Sequence(per_frame)
     ds.PixelData = np.ascontiguousarray(volume, dtype="<u2").tobytes()
-    _save(ds, path)
+    save_dataset(ds, path)

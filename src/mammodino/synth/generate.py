@@ -43,6 +43,7 @@ from mammodino.synth.geometry import BreastShape, thickness_profile, view_geomet
 from mammodino.synth import imaging
 from mammodino.synth.imaging import ffdm_projection, presentation, to_display
 from mammodino.synth.lesions import LesionSpec, draw_spec, insert_lesion
+from mammodino.synth.markers import burn_in_markers
 from mammodino.synth.phantom import DENSITY_FRACTION, MU_FAT, build_phantom
 
 LABEL_COLUMNS = [
@@ -89,11 +90,14 @@ class Settings:
     patient_name: str | None
     patient_id_prefix: str
     mass_scale: float = 1.0
+    detector_fov: bool = False
 
     def as_json(self) -> dict:
         d = asdict(self)
         d["ffdm_shape"] = list(self.ffdm_shape)
         d["dbt_shape"] = list(self.dbt_shape)
+        if not self.detector_fov:  # folders written before the option keep matching
+            del d["detector_fov"]
         return {"generator": "mammodino.synth", "version": GENERATOR_VERSION, "params": d}
 
 
@@ -112,11 +116,15 @@ def _balanced(settings: Settings, stream: int, index: int, values: tuple):
     return values[int(order[pos])]
 
 
-def _draw_shape(rng: np.random.Generator, base: BreastShape | None = None) -> BreastShape:
+# Detector-FOV phantoms: a slightly smaller breast (35-60 % of the image) leaves room for labels.
+FOV_SHAPE_SCALE = 0.92
+
+
+def _draw_shape(rng: np.random.Generator, base: BreastShape | None = None, scale: float = 1.0) -> BreastShape:
     if base is None:
         return BreastShape(
-            half_height=float(rng.uniform(0.33, 0.44)),
-            depth=float(rng.uniform(0.60, 0.84)),
+            half_height=float(rng.uniform(0.33, 0.44)) * scale,
+            depth=float(rng.uniform(0.60, 0.84)) * scale,
             squareness=float(rng.uniform(2.0, 2.7)),
             thickness_mm=float(rng.uniform(38.0, 65.0)),
         )
@@ -186,7 +194,7 @@ def _ffdm_patient(settings: Settings, out: str, patient: int) -> list[dict]:
     lesion_side = ("L", "R")[int(rng.integers(2))] if rng.random() < P_PATIENT_LESION else None
     spec = draw_spec(rng, mass_scale=settings.mass_scale) if lesion_side else None
     style = dw.STYLES[patient % len(dw.STYLES)]
-    base = _draw_shape(rng)
+    base = _draw_shape(rng, scale=FOV_SHAPE_SCALE if settings.detector_fov else 1.0)
     number = patient + 1
     rows = []
     h, w = settings.ffdm_shape
@@ -209,6 +217,8 @@ def _ffdm_patient(settings: Settings, out: str, patient: int) -> list[dict]:
             if side == "R":  # chest wall on the right, as a right breast is displayed
                 img, breast = img[:, ::-1], breast[:, ::-1]
                 box = _mirror_box(box, w) if box else None
+            if settings.detector_fov:
+                img = burn_in_markers(img, breast, side, view, vrng)
             ident = _patient_ident(settings, number, "ffdm", image_id, instance=s * 2 + v + 1)
             rel = f"ffdm/{image_id}.dcm"
             dw.write_ffdm(Path(out) / rel, np.ascontiguousarray(img), breast, style, ident, side, view, px)
@@ -238,7 +248,7 @@ def _dbt_case(settings: Settings, out: str, index: int, n_ffdm_patients: int) ->
     side = ("L", "R")[int(rng.integers(2))]
     view = ("CC", "MLO")[int(rng.integers(2))]
     spec = draw_spec(rng, mass_scale=settings.mass_scale) if _balanced(settings, 2, index, (True, False)) else None
-    shape = _draw_shape(rng)
+    shape = _draw_shape(rng, scale=FOV_SHAPE_SCALE if settings.detector_fov else 1.0)
     n_slices, h, w = settings.dbt_shape
     px = _pixel_mm(h)
     geom, ph, placed = _render_view(rng, shape, view, (h, w), n_slices, gland, spec, coarse=1)
@@ -261,6 +271,10 @@ def _dbt_case(settings: Settings, out: str, index: int, n_ffdm_patients: int) ->
     if side == "R":
         stored, breast = stored[:, :, ::-1], breast[:, ::-1]
         box = _mirror_box(box, w) if box else None
+    if settings.detector_fov:
+        # the same label at the same place on every slice (a burned-in label is not in the breast)
+        seed = int(_rng(settings, 1, index, 1).integers(2**32))
+        stored = np.stack([burn_in_markers(sl, breast, side, view, np.random.default_rng(seed)) for sl in stored])
     image_id = f"dbt_{index:06d}"
     number = n_ffdm_patients + index + 1
     ident = _patient_ident(settings, number, "dbt", image_id, instance=1)
@@ -380,6 +394,7 @@ def generate_phantoms(
     patient_id_prefix: str | None = None,
     progress: bool = False,
     mass_scale: float = 1.0,
+    detector_fov: bool = False,
 ) -> Path:
     """Write ``n_ffdm`` FFDM images (rounded up to whole 4-view patients) and ``n_dbt`` DBT
     volumes as DICOM under ``out``, plus ``out/labels.csv``; returns the labels path.
@@ -404,11 +419,33 @@ def generate_phantoms(
         progress: show a progress bar on stderr.
         mass_scale: multiplies mass diameters (default 5-12 % of the breast). The demo uses
             larger masses so that a few CPU-minutes of pretraining can learn them.
+        detector_fov: a detector's field of view: the breast covers ~35-60 % of the image
+            and a burned-in laterality/view label and a lead marker sit in the background
+            (:mod:`mammodino.synth.markers`), as on a real mammogram.
 
     Example:
         >>> labels = generate_phantoms("/tmp/phantoms", n_ffdm=12, n_dbt=2, seed=0)  # doctest: +SKIP
     """
     out = Path(out)
+    settings = _settings(n_ffdm, n_dbt, seed, ffdm_shape, dbt_shape, dbt_projections, dbt_half_angle_deg,
+                         patient_name, patient_id_prefix, mass_scale, detector_fov)
+    labels_path = out / "labels.csv"
+    if _check_folder(out, settings):
+        return labels_path
+    out.mkdir(parents=True, exist_ok=True)
+    _write_marker(out, settings, complete=False)
+    n_patients = math.ceil(n_ffdm / 4)
+    jobs = [("ffdm", settings, str(out), p, n_patients) for p in range(n_patients)]
+    jobs += [("dbt", settings, str(out), i, n_patients) for i in range(n_dbt)]
+    rows = _run_jobs(jobs, workers, total_images=4 * n_patients + n_dbt, progress=progress)
+    _write_labels(labels_path, rows)
+    _write_marker(out, settings, complete=True)
+    return labels_path
+
+
+def _settings(n_ffdm, n_dbt, seed, ffdm_shape, dbt_shape, dbt_projections, dbt_half_angle_deg,
+              patient_name, patient_id_prefix, mass_scale, detector_fov) -> Settings:
+    """The arguments checked (a :class:`UserError` naming the bad one) and frozen."""
     if n_ffdm < 0 or n_dbt < 0:
         raise UserError(f"n_ffdm and n_dbt must be >= 0 (got {n_ffdm}, {n_dbt})")
     if n_ffdm == 0 and n_dbt == 0:
@@ -425,7 +462,7 @@ def generate_phantoms(
         )
     if not 0 < mass_scale <= 4:
         raise UserError(f"mass_scale must be in (0, 4], got {mass_scale}")
-    settings = Settings(
+    return Settings(
         n_ffdm=int(n_ffdm),
         n_dbt=int(n_dbt),
         seed=int(seed),
@@ -436,17 +473,12 @@ def generate_phantoms(
         patient_name=patient_name,
         patient_id_prefix="PHANTOM-" if patient_id_prefix is None else str(patient_id_prefix),
         mass_scale=float(mass_scale),
+        detector_fov=bool(detector_fov),
     )
-    labels_path = out / "labels.csv"
-    if _check_folder(out, settings):
-        return labels_path
-    out.mkdir(parents=True, exist_ok=True)
-    _write_marker(out, settings, complete=False)
 
-    n_patients = math.ceil(n_ffdm / 4)
-    jobs = [("ffdm", settings, str(out), p, n_patients) for p in range(n_patients)]
-    jobs += [("dbt", settings, str(out), i, n_patients) for i in range(n_dbt)]
-    total_images = 4 * n_patients + n_dbt
+
+def _run_jobs(jobs: list[tuple], workers: int, total_images: int, progress: bool) -> list[dict]:
+    """Label rows of every job, in this process or a spawn pool (same rows either way)."""
     bar = None
     if progress:
         from tqdm import tqdm
@@ -477,16 +509,17 @@ def generate_phantoms(
     finally:
         if bar:
             bar.close()
+    return rows
 
-    rows.sort(key=lambda r: (r["kind"] != "ffdm", r["image_id"]))
-    tmp = out / "labels.csv.tmp"
+
+def _write_labels(labels_path: Path, rows: list[dict]) -> None:
+    rows = sorted(rows, key=lambda r: (r["kind"] != "ffdm", r["image_id"]))
+    tmp = labels_path.with_name("labels.csv.tmp")
     with tmp.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=LABEL_COLUMNS, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
     os.replace(tmp, labels_path)
-    _write_marker(out, settings, complete=True)
-    return labels_path
 
 
 def read_labels(path: str | Path) -> list[dict]:

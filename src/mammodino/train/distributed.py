@@ -32,6 +32,42 @@ def setup(device_pref: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
+def prepare_for_training(model, cfg, device: torch.device):
+    """The one place a model is wrapped for a process group; returns (student to call, fsdp).
+
+    Like DINOv2's ``SSLMetaArch.prepare_for_distributed_training``, it is called once, after
+    the weights are loaded and before the optimizer is built (FSDP2 swaps parameters for
+    sharded ones). One process: the plain student. ``torchrun``: DDP, or FSDP2 (one
+    ``fully_shard`` per block, student and teacher alike, so the EMA runs on matching local
+    shards) when ``train.fsdp`` is true, or ``auto`` for the large model. ``train.compile``
+    then compiles the student's forward (the teacher, under no_grad, runs eagerly).
+    """
+    student, fsdp = _wrap(model, cfg, device)
+    if cfg.train.compile:
+        student = torch.compile(student)
+    return student, fsdp
+
+
+def _wrap(model, cfg, device: torch.device):
+    if not is_enabled():
+        return model.student, False
+    use_fsdp = cfg.train.fsdp is True or (cfg.train.fsdp == "auto" and cfg.model.arch == "large")
+    if use_fsdp:
+        from torch.distributed.fsdp import fully_shard
+
+        for net in (model.student, model.teacher):
+            for block in net.backbone.blocks:
+                fully_shard(block)
+            # the teacher has no backward: its root must reshard right after its forward,
+            # or the EMA would see gathered (unsharded) parameters
+            fully_shard(net, reshard_after_forward=True)
+        return model.student, True
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    kwargs = {"device_ids": [device.index]} if device.type == "cuda" else {}
+    return DDP(model.student, broadcast_buffers=False, **kwargs), False
+
+
 def teardown() -> None:
     if is_enabled():
         dist.barrier()

@@ -42,8 +42,13 @@ class CollapseMonitor:
         feats = torch.nn.functional.normalize(teacher_cls.float(), dim=-1)
         cls_std = float(feats.std(0).mean()) if feats.shape[0] > 1 else float("nan")
         batch_in_use = int(teacher_probs.argmax(-1).unique().numel())
+        # Per-sample entropy: at ln K every target is uniform and the DINO term teaches nothing,
+        # however many prototypes the batch mean spreads over.
+        q = teacher_probs.float().clamp_min(1e-12)
+        sample_entropy = float(-(q * q.log()).sum(-1).mean())
         return {
             "teacher_entropy": entropy,
+            "teacher_sample_entropy": sample_entropy,
             "prototypes_in_use": in_use,
             "batch_prototypes_used": batch_in_use,
             "cls_std": cls_std,

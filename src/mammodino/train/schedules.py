@@ -1,4 +1,4 @@
-"""Per-step schedules (lr, weight decay, EMA momentum, teacher temperature, last layer).
+"""Per-step schedules (lr, weight decay, EMA momentum, teacher temperature, last-layer freeze).
 
 All are precomputed arrays indexed by the global step, as in DINOv2, so a resumed run (on any
 number of processes) reads exactly the values the uninterrupted run would have used.
@@ -49,16 +49,16 @@ def scaled_lr(base_lr: float, batch_size: int) -> float:
 @dataclass
 class Schedules:
     lr: np.ndarray
-    last_layer_lr: np.ndarray
     weight_decay: np.ndarray
     momentum: np.ndarray
     teacher_temp: np.ndarray
+    freeze_last_layer_steps: int = 0  # the step drops the last layer's gradients before this step
 
     def at(self, step: int) -> dict:
         i = min(int(step), len(self.lr) - 1)
         return {
             "lr": float(self.lr[i]),
-            "last_layer_lr": float(self.last_layer_lr[i]),
+            "last_layer_frozen": int(step) < self.freeze_last_layer_steps,
             "wd": float(self.weight_decay[i]),
             "mom": float(self.momentum[i]),
             "teacher_temp": float(self.teacher_temp[i]),
@@ -72,14 +72,12 @@ def build_schedules(cfg) -> Schedules:
     min_lr = min(o.min_lr, lr)
     warmup = round(o.warmup_fraction * steps)
     freeze = round(o.freeze_last_layer_fraction * steps)
-    lr_sched = cosine_schedule(lr, min_lr, steps, warmup=warmup)
-    last = cosine_schedule(lr, min_lr, steps, warmup=warmup)
-    last[:freeze] = 0.0  # the prototypes stay fixed while the rest settles (DINO's trick)
     return Schedules(
-        lr=lr_sched,
-        last_layer_lr=last,
+        lr=cosine_schedule(lr, min_lr, steps, warmup=warmup),
         weight_decay=cosine_schedule(o.weight_decay, o.weight_decay_end, steps),
         momentum=cosine_schedule(o.momentum_teacher, o.final_momentum_teacher, steps),
         teacher_temp=linear_then_constant(o.warmup_teacher_temp, o.teacher_temp, steps,
                                           round(o.teacher_temp_warmup_fraction * steps)),
+        # the prototypes stay fixed while the rest settles (DINO's trick); see train.step
+        freeze_last_layer_steps=freeze,
     )

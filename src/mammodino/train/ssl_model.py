@@ -76,18 +76,17 @@ class Teacher(nn.Module):
         self.slice_proj = SliceProjector(dim, cfg.slice.hidden_dim, cfg.slice.proj_dim, predictor=False) if cfg.slice.enabled else None
 
     def forward(self, global_crops, mask_indices):
+        """Targets in crop order (crop 1 of every sample, then crop 2): the losses pair them."""
         g = self.backbone.forward_features(global_crops)
         cls = g["x_norm_clstoken"]
-        B = cls.shape[0] // 2
-        swapped = torch.cat((cls[B:], cls[:B]))  # teacher crop 2 is the target of student crop 1
         patches = g["x_norm_patchtokens"].flatten(0, 1).index_select(0, mask_indices)
         if self.ibot_head is None:
-            dino_logits, ibot_logits = self.dino_head(torch.cat((swapped, patches))).split([swapped.shape[0], patches.shape[0]])
+            dino_logits, ibot_logits = self.dino_head(torch.cat((cls, patches))).split([cls.shape[0], patches.shape[0]])
         else:
-            dino_logits, ibot_logits = self.dino_head(swapped), self.ibot_head(patches)
+            dino_logits, ibot_logits = self.dino_head(cls), self.ibot_head(patches)
         out = {"cls": cls, "dino_logits": dino_logits, "ibot_logits": ibot_logits}
         if self.slice_proj is not None:
-            out["slice_z"] = self.slice_proj(swapped)
+            out["slice_z"] = self.slice_proj(cls)
         return out
 
 
@@ -148,21 +147,22 @@ class SSLModel(nn.Module):
         return out
 
     def forward_losses(self, batch: dict, teacher_temp: float, student: nn.Module | None = None) -> dict:
-        """All loss terms for one (micro-)batch. ``student`` may be the DDP-wrapped student."""
+        """All loss terms for one (micro-)batch. ``student`` may be the DDP-wrapped student.
+
+        Each term is the tested form of its loss module, fed in collate (crop) order:
+        DINO by :meth:`DINOLoss.multicrop_terms` (DINOv2's pair normalisation), iBOT by
+        :meth:`iBOTPatchLoss.forward_masked`, the slice InfoNCE by the symmetric (2B-row)
+        form of :class:`SliceContrastLoss`, KoLeo on each global crop's CLS tokens.
+        """
         cfg = self.cfg
         student = student or self.student
-        B = batch["is_dbt"].shape[0]
-        n_global, n_local = 2, cfg.crops.local_crops_number
+        n_global = 2
         teacher = self.teacher_targets(batch, teacher_temp)
         s = student(batch["global_crops"], batch.get("local_crops"), batch["masks"], batch["mask_indices_list"])
 
-        # DINOv2's normalisation: every (student crop, other teacher crop) pair is one term.
-        n_terms = n_global * (n_global - 1) + n_global * n_local
-        teacher_chunks = list(teacher["dino_probs"].chunk(n_global))
-        dino_local = s["global_logits"].new_zeros(())
-        if "local_logits" in s:
-            dino_local = self.dino_loss(list(s["local_logits"].chunk(n_local)), teacher_chunks) / n_terms
-        dino_global = self.dino_loss([s["global_logits"]], [teacher["dino_probs"]]) * 2 / n_terms
+        global_sum, local_sum, n_terms = self.dino_loss.multicrop_terms(
+            s["global_logits"], s.get("local_logits"), teacher["dino_probs"], n_global)
+        dino_global, dino_local = global_sum / n_terms, local_sum / n_terms
         koleo = sum(self.koleo_loss(p) for p in s["global_cls"].chunk(n_global))
         n_masked = int(batch["n_masked_patches"].reshape(-1)[0])
         if n_masked > 0:
@@ -172,7 +172,7 @@ class SSLModel(nn.Module):
         else:
             ibot = s["ibot_logits"].sum() * 0.0
         losses = {
-            "dino_loss": dino_local + dino_global,
+            "dino_loss": dino_global + dino_local,
             "dino_local_loss": dino_local,
             "dino_global_loss": dino_global,
             "ibot_loss": ibot,
@@ -180,11 +180,8 @@ class SSLModel(nn.Module):
         }
         total = cfg.dino.loss_weight * losses["dino_loss"] + cfg.ibot.loss_weight * ibot + cfg.dino.koleo_loss_weight * koleo
         if self.slice_loss is not None:
-            # Row i of the student (slice z of sample i) is paired with row i of the swapped
-            # teacher (slice z' of sample i); each direction is one InfoNCE, averaged.
-            is_dbt = batch["is_dbt"].to(s["slice_z"].device)
-            sz, tz = s["slice_z"].chunk(n_global), teacher["slice_z"].chunk(n_global)
-            slice_loss = 0.5 * (self.slice_loss(sz[0], tz[0], is_dbt) + self.slice_loss(sz[1], tz[1], is_dbt))
+            # symmetric form: student slice z against teacher slice z' and the reverse
+            slice_loss = self.slice_loss(s["slice_z"], teacher["slice_z"], batch["is_dbt"])
             losses["slice_loss"] = slice_loss
             total = total + cfg.slice.loss_weight * slice_loss
         losses["loss"] = total

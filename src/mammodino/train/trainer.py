@@ -1,16 +1,15 @@
 """The pretraining loop: the same code on CPU, one GPU, or many processes under torchrun.
 
-A step is: schedules -> forward (teacher targets, student, losses) -> backward -> finite
-check (all ranks agree) -> last-layer freeze -> gradient clip -> AdamW -> teacher EMA. The
-random state of a step is derived from (seed, step, rank) and the data of a step from
-(seed, step), so a resumed run repeats exactly what the uninterrupted run would have done.
+The step itself (micro-batches, finite vote, rollback, last-layer freeze, clip, AdamW, EMA)
+is ``mammodino.train.step.TrainStep``; this module owns what surrounds it: the run folder,
+resume, the data stream, logging, the collapse warning and checkpoints. The random state
+of a step is derived from (seed, step, rank) and the data of a step from (seed, step), so a
+resumed run repeats exactly what the uninterrupted run would have done.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import math
+import itertools
 import os
 import sys
 import time
@@ -26,42 +25,13 @@ from mammodino.train import checkpoint as ckpt
 from mammodino.train import distributed as dist
 from mammodino.train.loader import build_loader
 from mammodino.train.metrics_log import MetricsLog
-from mammodino.train.monitor import CollapseMonitor
-from mammodino.train.optim import apply_schedules, build_optimizer, param_groups
 from mammodino.train.run_folder import RunFolder
-from mammodino.train.schedules import build_schedules
 from mammodino.train.ssl_model import SSLModel
+from mammodino.train.step import StepResult, build_train_step
 
 
 class NonFiniteLossError(UserError):
     """Too many consecutive non-finite steps: the run saved its last good state and stopped."""
-
-
-def step_seed(seed: int, step: int, rank: int) -> int:
-    return (int(seed) * 1_000_003 + int(step) * 1_009 + int(rank)) % (2**63 - 1)
-
-
-def _autocast(device: torch.device, precision: str):
-    if device.type == "cuda" and precision in ("auto", "bf16"):
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    if device.type == "cpu" and precision == "bf16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def _to_device(batch: dict, device: torch.device) -> dict:
-    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
-
-
-def _grads_finite(params) -> bool:
-    for p in params:
-        g = p.grad
-        if g is None:
-            continue
-        g = g.to_local() if hasattr(g, "to_local") else g  # FSDP2: this rank's shard
-        if not torch.isfinite(g).all():
-            return False
-    return True
 
 
 class Trainer:
@@ -89,7 +59,7 @@ class Trainer:
     def _build(self):
         cfg = self.cfg
         from mammodino.data.dataset import PretrainDataset, collate
-        from mammodino.data.sampler import BatchPlan
+        from mammodino.data.batch_plan import BatchPlan
 
         for d in self.data_dirs:
             if not d.exists():
@@ -107,44 +77,6 @@ class Trainer:
             if dist.is_main():
                 print(f"initialised from {cfg.model.pretrained}: {report}", flush=True)
         self.model.to(self.device)
-        self.schedules = build_schedules(cfg)
-        # No verdict during the lr warm-up: with LayerScale 1e-5 every image starts at the same
-        # CLS point, which is what collapse looks like, until the residual branches grow.
-        self.monitor = CollapseMonitor(cfg.dino.n_prototypes, cfg.monitor.collapse_min_prototypes_frac,
-                                       cfg.monitor.collapse_min_cls_std,
-                                       warn_after=max(20, round(cfg.optim.warmup_fraction * cfg.train.steps)))
-        self.fsdp = False
-
-    def _build_optimizer(self):
-        """After wrapping: FSDP2 replaces parameters with sharded ones."""
-        cfg = self.cfg
-        n_blocks = len(self.model.student.backbone.blocks)
-        modules = {name: mod for name, mod in self.model.student.named_children() if mod is not None}
-        self.optimizer = build_optimizer(
-            param_groups(modules, n_blocks, cfg.optim.layerwise_decay, cfg.optim.patch_embed_lr_mult), cfg.optim.betas)
-
-    def _wrap_distributed(self) -> None:
-        """DDP, or FSDP2 (fully_shard per block, student and teacher alike) for large models."""
-        self.student = self.model.student
-        if not dist.is_enabled():
-            return
-        cfg = self.cfg
-        use_fsdp = cfg.train.fsdp is True or (cfg.train.fsdp == "auto" and cfg.model.arch == "large")
-        if use_fsdp:
-            from torch.distributed.fsdp import fully_shard
-
-            for net in (self.model.student, self.model.teacher):
-                for block in net.backbone.blocks:
-                    fully_shard(block)
-                # the teacher has no backward: its root must reshard right after its forward,
-                # or the EMA would see gathered (unsharded) parameters
-                fully_shard(net, reshard_after_forward=True)
-            self.fsdp = True
-            return
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
-        kwargs = {"device_ids": [self.device.index]} if self.device.type == "cuda" else {}
-        self.student = DDP(self.model.student, broadcast_buffers=False, **kwargs)
 
     # ------------------------------------------------------------ checkpoints
     def _state_tensors(self) -> tuple[dict, dict]:
@@ -216,126 +148,117 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def run(self) -> dict:
-        cfg = self.cfg
         self._prepare_run_dir()
         self._build()
-        start, resume_from = 0, None
+        start = self._restore_or_start()
+        if dist.is_main():
+            self.folder.keep_previous_config(start)
+            save_config(self.cfg, self.run_dir / "config.yaml")
+            if start == 0:
+                self._write_preview()
+            self._print_start(start)
+        log = MetricsLog(self.run_dir, start_step=start, enabled=dist.is_main())
+        try:
+            last = self._loop(start, log)
+        finally:
+            log.close()
+        if dist.is_main():
+            from mammodino.train.plots import plot_loss_curves
+
+            plot_loss_curves(self.run_dir / "metrics.jsonl", self.run_dir / "loss_curve.png")
+        return last
+
+    def _restore_or_start(self) -> int:
+        """Load a checkpoint into the plain model, wrap, build the step, then its optimizer state."""
+        resume_from = None
         if self.resume:
             point = self.folder.resume_point()  # newest checkpoint that verifies
             if point is not None:
-                self.folder.check_config(OmegaConf.to_container(cfg, resolve=True), self.data_dirs, point)
+                self.folder.check_config(OmegaConf.to_container(self.cfg, resolve=True), self.data_dirs, point)
                 resume_from = (point.path, *self.load_model(point.path, point.tensors, point.meta))
                 dist.barrier()
                 self.folder.set_aside_damaged(point)
                 del point
             elif dist.is_main():
                 print(f"--resume: no checkpoint in {self.run_dir}, starting from step 0", flush=True)
-        self._wrap_distributed()
-        self._build_optimizer()
-        if resume_from is not None:
-            found, tensors, meta = resume_from
-            start = self.load_optimizer(tensors, meta, found)
-            del tensors
-        if dist.is_main():
-            self.folder.keep_previous_config(start)
-            save_config(cfg, self.run_dir / "config.yaml")
-            if start == 0:
-                self._write_preview()
-        log = MetricsLog(self.run_dir, start_step=start, enabled=dist.is_main())
-        if dist.is_main():
-            self._print_start(start)
+        self.train_step = build_train_step(self.cfg, self.model, self.device)
+        if resume_from is None:
+            return 0
+        found, tensors, meta = resume_from
+        return self.load_optimizer(tensors, meta, found)
+
+    @property
+    def optimizer(self):
+        return self.train_step.optimizer
+
+    @property
+    def fsdp(self) -> bool:
+        return self.train_step.fsdp
+
+    @property
+    def monitor(self):
+        return self.train_step.monitor
+
+    def _loop(self, start: int, log: MetricsLog) -> dict:
+        cfg = self.cfg
         total = int(cfg.train.steps)
         end = total if self.stop_at is None else min(total, int(self.stop_at))
         loader = build_loader(self.dataset, self.plan, cfg, start, self.rank, self.world, self.collate)
         batches = iter(loader)
         bar = tqdm(total=total, initial=start, desc="pretrain", unit="step", dynamic_ncols=True,
                    disable=not (self.progress and dist.is_main()), file=sys.stderr)
-        nonfinite_run = 0
-        last = {}
-        t_last, imgs_since = time.perf_counter(), 0
-        step = start
+        self._nonfinite_run, last = 0, {}
+        self._t_last, self._imgs_since = time.perf_counter(), 0
         try:
             for step in range(start, end):
-                values = self.schedules.at(step)
-                apply_schedules(self.optimizer, values)
-                torch.manual_seed(step_seed(cfg.train.seed, step, self.rank))
-                self.optimizer.zero_grad(set_to_none=True)
-                sums, finite, stats = {}, True, None
-                buffers = {k: v.clone() for k, v in self.model.named_buffers() if "loss" in k}
-                for micro in range(cfg.train.grad_accum):
-                    batch = next(batches)
-                    if self.batch_hook is not None:
-                        batch = self.batch_hook(step, batch)
-                    batch = _to_device(batch, self.device)
-                    sync = micro == cfg.train.grad_accum - 1 or not hasattr(self.student, "no_sync")
-                    ctx = contextlib.nullcontext() if sync else self.student.no_sync()
-                    with ctx:
-                        with _autocast(self.device, cfg.train.precision):
-                            losses = self.model.forward_losses(batch, values["teacher_temp"], self.student)
-                        loss = losses["loss"] / cfg.train.grad_accum
-                        if torch.isfinite(loss.detach()):
-                            loss.backward()
-                        else:
-                            finite = False
-                            loss.detach_()
-                    for k, v in losses.items():
-                        if not k.startswith("_"):
-                            sums[k] = sums.get(k, 0.0) + float(v.detach()) / cfg.train.grad_accum
-                    if micro == 0:
-                        stats = self.monitor.update(losses["_teacher_probs"], losses["_teacher_cls"])
-                    imgs_since += batch["is_dbt"].shape[0]
-                finite = finite and _grads_finite(self.model.student.parameters())
-                flag = torch.tensor([1.0 if finite else 0.0], device=self.device)
-                dist.all_reduce_sum(flag)
-                if flag.item() < self.world:
-                    for k, v in buffers.items():  # undo centre updates made from the bad batch
-                        self.model.get_buffer(k).copy_(v)
-                    nonfinite_run += 1
-                    log.write({"step": step, "skipped": "non-finite loss or gradient", **{k: v for k, v in sums.items()}})
-                    print(f"\nstep {step}: non-finite loss or gradient; step skipped "
-                          f"({nonfinite_run} in a row, limit {cfg.train.max_nonfinite_steps})", file=sys.stderr, flush=True)
-                    if nonfinite_run >= cfg.train.max_nonfinite_steps:
-                        self.save(step)
-                        raise NonFiniteLossError(
-                            f"{nonfinite_run} consecutive steps had non-finite losses (last at step {step}); "
-                            f"saved the last good state to {self.run_dir / ckpt.LAST} and stopped. "
-                            "Lower optim.base_lr or check the input data.")
-                    bar.update(1)
-                    continue
-                nonfinite_run = 0
-                if step < round(cfg.optim.freeze_last_layer_fraction * total):
-                    for name, p in self.model.student.named_parameters():
-                        if "last_layer" in name:
-                            p.grad = None
-                grad_norm = self._clip(cfg.optim.clip_grad)
-                self.optimizer.step()
-                self.model.update_teacher(values["mom"])
+                micro = itertools.islice(batches, self.train_step.grad_accum)
+                if self.batch_hook is not None:
+                    micro = (self.batch_hook(step, b) for b in micro)
+                result = self.train_step(step, micro)
+                self._imgs_since += result.images
                 bar.update(1)
+                if not result.applied:
+                    self._on_nonfinite(result, log)
+                    continue
+                self._nonfinite_run = 0
                 done = step + 1
                 if done % cfg.train.log_every == 0 or done == end:
-                    sums = self._mean_over_ranks(sums)
-                    now = time.perf_counter()
-                    ips = imgs_since * self.world / max(now - t_last, 1e-9)
-                    t_last, imgs_since = now, 0
-                    last = {"step": done, **{k: round(v, 6) for k, v in sums.items()},
-                            "lr": values["lr"], "wd": values["wd"], "momentum": values["mom"],
-                            "teacher_temp": values["teacher_temp"], "grad_norm": grad_norm,
-                            "images_per_s": round(ips, 3),
-                            **{k: (round(v, 5) if isinstance(v, float) else v) for k, v in stats.items()}}
-                    log.write(last)
-                    bar.set_postfix(loss=f"{sums['loss']:.3f}", img_s=f"{ips:.1f}")
-                    if stats["collapsed"] and dist.is_main() and self.monitor.warned < 5:
-                        self.monitor.warn(done, stats)
+                    last = self._log(done, result, log, bar)
                 if done % cfg.train.checkpoint_every == 0 or done == end:
                     self.save(done)
         finally:
             bar.close()
-            log.close()
             del batches
-        if dist.is_main():
-            from mammodino.train.plots import plot_loss_curves
+        return last
 
-            plot_loss_curves(self.run_dir / "metrics.jsonl", self.run_dir / "loss_curve.png")
+    def _on_nonfinite(self, result: StepResult, log: MetricsLog) -> None:
+        cfg, step = self.cfg, result.step
+        self._nonfinite_run += 1
+        log.write({"step": step, "skipped": "non-finite loss or gradient", **result.losses})
+        print(f"\nstep {step}: non-finite loss or gradient; step skipped "
+              f"({self._nonfinite_run} in a row, limit {cfg.train.max_nonfinite_steps})", file=sys.stderr, flush=True)
+        if self._nonfinite_run >= cfg.train.max_nonfinite_steps:
+            self.save(step)
+            raise NonFiniteLossError(
+                f"{self._nonfinite_run} consecutive steps had non-finite losses (last at step {step}); "
+                f"saved the last good state to {self.run_dir / ckpt.LAST} and stopped. "
+                "Lower optim.base_lr or check the input data.")
+
+    def _log(self, done: int, result: StepResult, log: MetricsLog, bar) -> dict:
+        sums = self._mean_over_ranks(result.losses)
+        now = time.perf_counter()
+        ips = self._imgs_since * self.world / max(now - self._t_last, 1e-9)
+        self._t_last, self._imgs_since = now, 0
+        values, stats = result.values, result.stats or {}
+        last = {"step": done, **{k: round(v, 6) for k, v in sums.items()},
+                "lr": values["lr"], "wd": values["wd"], "momentum": values["mom"],
+                "teacher_temp": values["teacher_temp"], "grad_norm": result.grad_norm,
+                "images_per_s": round(ips, 3),
+                **{k: (round(v, 5) if isinstance(v, float) else v) for k, v in stats.items()}}
+        log.write(last)
+        bar.set_postfix(loss=f"{sums['loss']:.3f}", img_s=f"{ips:.1f}")
+        if stats.get("collapsed") and dist.is_main() and self.monitor.warned < 5:
+            self.monitor.warn(done, stats)
         return last
 
     def _mean_over_ranks(self, values: dict) -> dict:
@@ -345,13 +268,6 @@ class Trainer:
         t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=self.device)
         dist.all_reduce_mean(t)
         return dict(zip(keys, t.tolist()))
-
-    def _clip(self, max_norm: float) -> float:
-        params = [p for p in self.model.student.parameters() if p.grad is not None]
-        if not params:
-            return 0.0
-        norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
-        return float(norm)
 
     def _write_preview(self) -> None:
         try:

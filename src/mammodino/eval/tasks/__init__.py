@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from mammodino.errors import UserError
-from mammodino.eval.tasks import cbis, cmmd, embed_dataset, generic, inbreast, mias, phantom, rsna, vindr
+from mammodino.eval.tasks import cbis, cmmd, emory_embed, generic, inbreast, mias, phantom, rsna, vindr
 from mammodino.eval.tasks.base import KEY_KINDS, LabelRow, TaskLabels, read_table
 
 __all__ = ["TASKS", "TaskSpec", "load_task", "LabelRow", "TaskLabels", "KEY_KINDS", "read_table", "task_table_markdown"]
@@ -56,10 +56,10 @@ _SPECS = [
              "ID1, LeftRight, classification", "Malignant vs Benign (per breast; images by patient + side)",
              cmmd.malignant),
     TaskSpec("embed-density", "EMBED", "clinical merged with metadata on acc_anon",
-             "anon_dicom_path, empi_anon, tissueden", "tissueden 1..4 (5 = male: unlabelled)", embed_dataset.density),
+             "anon_dicom_path, empi_anon, tissueden", "tissueden 1..4 (5 = male: unlabelled)", emory_embed.density),
     TaskSpec("embed-assessment", "EMBED", "clinical merged with metadata on acc_anon",
              "anon_dicom_path, empi_anon, asses, side", "BI-RADS assessment letter A,N,B,P,S,M,K -> 0..6 (worst finding)",
-             embed_dataset.assessment),
+             emory_embed.assessment),
     TaskSpec("inbreast-birads", "INbreast", "INbreast.csv (;)", "File Name (prefix), Bi-Rads",
              "BI-RADS 1..6 (4a/4b/4c pooled as 4)", inbreast.birads),
     TaskSpec("inbreast-density", "INbreast", "INbreast.csv (;)", "File Name (prefix), ACR", "ACR density 1..4",
@@ -92,9 +92,13 @@ def load_task(name: str, labels, **options) -> TaskLabels:
     if labels is None or labels == [] or labels == "":
         raise UserError(f"task {name}: give the label table with --labels")
     spec = TASKS[name]
-    if name == "generic":
-        return spec.loader(labels, **{k: v for k, v in options.items() if v is not None})
-    return spec.loader(labels)
+    try:
+        if name == "generic":
+            return spec.loader(labels, **{k: v for k, v in options.items() if v is not None})
+        return spec.loader(labels)
+    except (ValueError, KeyError, IndexError, TypeError, UnicodeError) as exc:  # a value no check foresaw
+        text = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise UserError(f"task {name}: the label table {labels} holds a value it cannot read ({text})") from None
 
 
 def task_table_markdown() -> str:

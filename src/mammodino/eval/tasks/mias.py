@@ -46,13 +46,21 @@ class MiasFinding:
         return f"mias-{(self.number + 1) // 2:03d}"
 
 
+def _lines(path: Path):
+    """The file streamed line by line (memory independent of its size)."""
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        yield from fh
+
+
 def parse_info(path: str | Path) -> list[MiasFinding]:
     """All finding lines of ``Info.txt``."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"mini-MIAS table {path}: no such file")
+    if not path.is_file():
+        raise UserError(f"mini-MIAS table {path}: not a regular file")
     out = []
-    for line in path.read_text(errors="replace").splitlines():
+    for line in _lines(path):
         parts = line.split()
         if len(parts) < 3 or not _REF.match(parts[0]):
             continue

@@ -14,7 +14,7 @@ Columns: ``image_id`` (= file stem), ``path``, ``patient_id``, ``laterality``, `
 
 from __future__ import annotations
 
-from mammodino.eval.tasks.base import LabelRow, TaskLabels, find_col, read_table, single_table
+from mammodino.eval.tasks.base import LabelRow, TaskLabels, find_col, is_missing, label_error, read_table, single_table
 
 DENSITY = ["A", "B", "C", "D"]
 
@@ -41,15 +41,28 @@ def _row(rec, cols, label, **extra) -> LabelRow:
     )
 
 
+def _binary(path, row, column) -> int:
+    value = row[column].strip()
+    if value in ("0", "1", "0.0", "1.0"):
+        return int(float(value))
+    raise label_error(path, row, column, value, "0 or 1 (or empty)")
+
+
 def lesion(labels) -> TaskLabels:
     path, table, cols = _rows(labels, "phantom-lesion")
-    rows = [_row(r, cols, int(float(r[cols["lesion"]]))) for r in table if r[cols["lesion"]] != ""]
+    rows = [_row(r, cols, _binary(path, r, cols["lesion"])) for r in table if not is_missing(r[cols["lesion"]])]
     return TaskLabels("phantom-lesion", ["no lesion", "lesion"], rows, str(path), len(table), len(table) - len(rows))
 
 
 def density(labels) -> TaskLabels:
     path, table, cols = _rows(labels, "phantom-density")
-    rows = [_row(r, cols, DENSITY.index(r[cols["density"]])) for r in table if r[cols["density"]] in DENSITY]
+    rows = []
+    for r in table:
+        value = r[cols["density"]]
+        if value in DENSITY:
+            rows.append(_row(r, cols, DENSITY.index(value)))
+        elif not is_missing(value):
+            raise label_error(path, r, cols["density"], value, "A, B, C or D (or empty)")
     return TaskLabels("phantom-density", DENSITY, rows, str(path), len(table), len(table) - len(rows))
 
 
@@ -61,14 +74,16 @@ def dbt_slice_lesion(labels) -> TaskLabels:
     for r in table:
         if r[cols["kind"]].lower() != "dbt":
             continue
-        has = int(float(r[cols["lesion"]] or 0))
+        has = 0 if is_missing(r[cols["lesion"]]) else _binary(path, r, cols["lesion"])
         rng = None
         if has:
             parts = (r.get(cols["lesion_slices"], "") if cols["lesion_slices"] else "").split()
             if len(parts) != 2:
                 no_label += 1
                 continue
-            rng = (int(float(parts[0])), int(float(parts[1])))
+            if not all(p.isdigit() for p in parts):
+                raise label_error(path, r, cols["lesion_slices"], " ".join(parts), "two slice numbers 'z0 z1'")
+            rng = (int(parts[0]), int(parts[1]))
         rows.append(_row(r, cols, has, slice_range=rng))
     return TaskLabels(
         "phantom-dbt-slice-lesion",

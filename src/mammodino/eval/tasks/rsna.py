@@ -8,12 +8,12 @@ No split column (the competition's test labels are hidden): the probe splits by 
 
 from __future__ import annotations
 
-from mammodino.eval.tasks.base import LabelRow, TaskLabels, find_col, read_table, single_table
+from mammodino.eval.tasks.base import LabelRow, TaskLabels, find_col, is_missing, label_error, read_table, single_table
 
 DENSITY = ["A", "B", "C", "D"]
 
 
-def _load(labels, task, classes, column, label_of) -> TaskLabels:
+def _load(labels, task, classes, column, label_of, expected="") -> TaskLabels:
     path = single_table(labels, task)
     header, table = read_table(path)
     c_img = find_col(header, "image_id", table=str(path))
@@ -25,6 +25,8 @@ def _load(labels, task, classes, column, label_of) -> TaskLabels:
     for rec in table:
         label = label_of(rec[c_lab])
         if label is None:
+            if not is_missing(rec[c_lab]):
+                raise label_error(path, rec, c_lab, rec[c_lab], expected or ", ".join(classes))
             no_label += 1
             continue
         rows.append(
@@ -47,7 +49,7 @@ def _binary(value: str):
 
 
 def cancer(labels) -> TaskLabels:
-    return _load(labels, "rsna-cancer", ["no cancer", "cancer"], "cancer", _binary)
+    return _load(labels, "rsna-cancer", ["no cancer", "cancer"], "cancer", _binary, "0 or 1 (or empty)")
 
 
 def density(labels) -> TaskLabels:
@@ -57,4 +59,5 @@ def density(labels) -> TaskLabels:
         DENSITY,
         "density",
         lambda v: DENSITY.index(v.strip().upper()) if v.strip().upper() in DENSITY else None,
+        "A, B, C or D (or empty)",
     )

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mammodino.testing.procs import quiet_env
+from support.procs import quiet_env
 
 LAST = "checkpoint-last.safetensors"
 PARTIAL = LAST + ".partial"

@@ -15,7 +15,7 @@ import io
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from mammodino.testing.micro import MICRO as BASE_MICRO  # noqa: E402
+from support.micro import MICRO as BASE_MICRO  # noqa: E402
 
 MICRO = BASE_MICRO + ["train.steps=1"]
 

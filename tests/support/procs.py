@@ -7,7 +7,7 @@ Root ignores file permissions, so a full or read-only disk is simulated with
 
 Peak memory: ``ru_maxrss`` of ``RUSAGE_CHILDREN`` covers only descendants that were waited
 for. A ``multiprocessing`` forkserver outlives its parent and is reaped by init, so its
-workers would be missed. Run as ``python -m mammodino.testing.procs -- CMD...``, this
+workers would be missed. Run as ``python tests/support/procs.py -- CMD...``, this
 module makes itself a child subreaper (``prctl(PR_SET_CHILD_SUBREAPER)``), runs CMD, reaps
 every orphaned descendant and prints the peak RSS of the largest process of the tree.
 """
@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 PR_SET_CHILD_SUBREAPER = 36
 MARKER = "@@peak-rss@@"
@@ -105,7 +106,7 @@ def run(cmd: list[str], env: dict | None = None, timeout: float = 600, fsize: in
     """Run ``cmd`` to completion, output captured (through pipes, which a file-size limit
     does not touch). ``fsize``: limit on the size of any file it writes. ``peak_rss``:
     measure the peak resident memory of the whole process tree."""
-    full = [sys.executable, "-m", "mammodino.testing.procs", "--", *cmd] if peak_rss else list(cmd)
+    full = [sys.executable, str(Path(__file__).resolve()), "--", *cmd] if peak_rss else list(cmd)
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(full, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout,
@@ -140,7 +141,7 @@ def _main(argv: list[str]) -> int:
     if argv[:1] == ["--"]:
         argv = argv[1:]
     if not argv:
-        print("usage: python -m mammodino.testing.procs -- CMD [ARGS...]", file=sys.stderr)
+        print("usage: python tests/support/procs.py -- CMD [ARGS...]", file=sys.stderr)
         return 2
     try:
         libc = ctypes.CDLL(None, use_errno=True)

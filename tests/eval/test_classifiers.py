@@ -5,7 +5,7 @@ import pytest
 
 from mammodino.eval.levels import breast_level
 from mammodino.eval.metrics import auc, macro_auc
-from mammodino.eval.probes import KNNProbe, LogisticProbe
+from mammodino.eval.classifiers import KNNProbe, LogisticProbe
 from mammodino.eval.splits import patient_split
 
 

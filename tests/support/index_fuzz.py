@@ -6,7 +6,7 @@ A corpus folder holds
 - ``good/``: unmodified copies of the good seeds (must all be ``ok``);
 - ``bad-seeds/``: the seeds that are already bad (must all be skipped with a reason);
 - ``mut/<family>/<n>/<seed>.dcm``: one mutant per folder (so mutants of one seed never
-  look like the slices of one per-slice DBT series), see :mod:`mammodino.testing.mutate`;
+  look like the slices of one per-slice DBT series), see :mod:`support.mutate`;
 - ``not-dicom/``: empty files, random bytes, text, PNG/ZIP/HTML bytes named ``.dcm``;
 - ``special/``: a FIFO, a socket, a folder named ``.dcm``, dangling and self-referencing
   links, links to ``/dev/zero`` and ``/dev/null``, a folder link to its parent (a loop),
@@ -34,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mammodino.testing import procs
-from mammodino.testing.mutate import FAMILIES, NOT_DICOM, mutate, not_dicom
+from support import procs
+from support.mutate import FAMILIES, NOT_DICOM, mutate, not_dicom
 
 UNEXPECTED = "unexpected error"
 
@@ -234,7 +234,7 @@ def _series(src: Path, rng: np.random.Generator) -> list[Case]:
     the slices."""
     from pydicom.uid import generate_uid
 
-    from mammodino.io.dicom_writer import BREAST_TOMOSYNTHESIS, write_dbt_series, write_mammo_dicom
+    from support.dicom_files import BREAST_TOMOSYNTHESIS, write_dbt_series, write_mammo_dicom
 
     yy, xx = np.mgrid[0:96, 0:72]
     breast = (((yy - 48) / 40.0) ** 2 + (xx / 60.0) ** 2 <= 1).astype(np.float64)
@@ -269,8 +269,10 @@ def run_index(src, out, workers: int = 2, size: int = 64, timeout: float = 900, 
 
 
 def read_rows(out) -> list[dict]:
-    """Manifest rows, read even when a field is longer than the csv module's default limit
-    (131072 characters; see :func:`manifest_readable`)."""
+    """Manifest rows with their sources from the key file, read even when a field is longer
+    than the csv module's default limit (131072 characters; see :func:`manifest_readable`)."""
+    from mammodino.data.cache import with_sources
+
     path = Path(out) / "manifest.csv"
     if not path.exists():
         return []
@@ -278,7 +280,7 @@ def read_rows(out) -> list[dict]:
     csv.field_size_limit(1 << 30)
     try:
         with path.open(newline="", encoding="utf-8") as fh:
-            return list(csv.DictReader(fh))
+            return with_sources(out, list(csv.DictReader(fh)))
     finally:
         csv.field_size_limit(old)
 

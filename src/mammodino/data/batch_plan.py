@@ -217,21 +217,6 @@ class BatchPlan:
         per = self.batch_size // world_size
         return self.batch_keys(step)[rank * per : (rank + 1) * per]
 
-    # -- resume -----------------------------------------------------------------------------
-    def state_dict(self, step: int) -> dict:
-        """What a checkpoint saved after ``step`` optimizer steps needs to resume the order."""
-        return {"samples_consumed": int(step) * self.batch_size, "batch_size": self.batch_size, "seed": self.seed}
-
-    def start_step_from_state(self, state: dict) -> int:
-        """The step to resume at; the global batch size must not have changed."""
-        consumed = int(state["samples_consumed"])
-        if consumed % self.batch_size:
-            raise UserError(
-                f"cannot resume the data order: {consumed} samples were consumed, not a whole number "
-                f"of global batches of {self.batch_size} (was train.batch_size changed?)"
-            )
-        return consumed // self.batch_size
-
 
 class ResumableBatchSampler(torch.utils.data.Sampler):
     """Yields this rank's lists of :class:`SampleKey`, one per (micro-)batch, from a step on.

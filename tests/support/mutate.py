@@ -34,10 +34,12 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
+from mammodino.io import uids
+
 PIXEL_TAG = b"\xe0\x7f\x10\x00"  # (7FE0,0010) little endian
 EXPLICIT_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
-EXPLICIT_LE = "1.2.840.10008.1.2.1"
-ENCAPSULATED_PREFIXES = ("1.2.840.10008.1.2.4.", "1.2.840.10008.1.2.5")
+EXPLICIT_LE = uids.EXPLICIT_LITTLE_ENDIAN
+ENCAPSULATED_PREFIXES = uids.ENCAPSULATED_PREFIXES
 
 
 # --------------------------------------------------------------------------- byte helpers
@@ -348,13 +350,13 @@ def _meta_unknown_vr(data, rng):
 # transfer syntax -----------------------------------------------------------------------
 
 WRONG_SYNTAXES = {
-    "ts-jpeg2000": "1.2.840.10008.1.2.4.90",
-    "ts-jpeg-baseline": "1.2.840.10008.1.2.4.50",
-    "ts-jpegls": "1.2.840.10008.1.2.4.80",
-    "ts-rle": "1.2.840.10008.1.2.5",
-    "ts-deflate": "1.2.840.10008.1.2.1.99",
-    "ts-big-endian": "1.2.840.10008.1.2.2",
-    "ts-implicit": "1.2.840.10008.1.2",
+    "ts-jpeg2000": uids.JPEG_2000_LOSSLESS,
+    "ts-jpeg-baseline": uids.JPEG_BASELINE,
+    "ts-jpegls": uids.JPEG_LS_LOSSLESS,
+    "ts-rle": uids.RLE_LOSSLESS,
+    "ts-deflate": uids.DEFLATED_EXPLICIT_LITTLE_ENDIAN,
+    "ts-big-endian": uids.EXPLICIT_BIG_ENDIAN,
+    "ts-implicit": uids.IMPLICIT_LITTLE_ENDIAN,
     "ts-unknown": "1.2.3.4.5.6.7.8.9",
     "ts-not-a-uid": "hello world",
 }
@@ -443,10 +445,10 @@ _header_family("padding-everything", "either", "PixelPaddingValue 0..65535 (ever
 _header_family("for-processing", "skip", "PresentationIntentType FOR PROCESSING",
                lambda ds, r: _set(ds, "PresentationIntentType", "FOR PROCESSING"))
 _header_family("dose-report", "skip", "SOP class of a dose SR, Modality SR",
-               lambda ds, r: (_set(ds, "SOPClassUID", "1.2.840.10008.5.1.4.1.1.88.67"), _set(ds, "Modality", "SR")))
+               lambda ds, r: (_set(ds, "SOPClassUID", uids.XRAY_RADIATION_DOSE_SR), _set(ds, "Modality", "SR")))
 _header_family("modality-ct", "skip", "Modality CT", lambda ds, r: _set(ds, "Modality", "CT"))
 _header_family("dbt-projections", "skip", "SOP class of DBT source projections",
-               lambda ds, r: _set(ds, "SOPClassUID", "1.2.840.10008.5.1.4.1.1.13.1.4"))
+               lambda ds, r: _set(ds, "SOPClassUID", uids.BREAST_PROJECTION_FOR_PRESENTATION))
 _header_family("laterality-garbage", "keep", "ImageLaterality 'Q', ViewPosition '???'",
                lambda ds, r: (_set(ds, "ImageLaterality", "Q"), _set(ds, "ViewPosition", "???")))
 _header_family("patient-garbage", "keep", "a 64-char PatientID with odd characters",

@@ -1,0 +1,52 @@
+"""What machine a figure came from: CPU model, SIMD capability, cores, threads, GPU.
+
+Speed figures without their machine are unreadable (an AVX2 laptop and an AVX-512 server
+differ by 2x on the same code), so the demo summary and every benchmark print this.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+
+import torch
+
+
+def cpu_model() -> str:
+    """The CPU model name (``/proc/cpuinfo`` on Linux, ``platform.processor()`` elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def cpu_capability() -> str:
+    """The SIMD level PyTorch's CPU kernels use here (``AVX512``, ``AVX2``, ``DEFAULT``...)."""
+    try:
+        return str(torch.backends.cpu.get_cpu_capability())
+    except Exception:  # older torch
+        return "unknown"
+
+
+def describe() -> dict:
+    info = {
+        "cpu": cpu_model(),
+        "cpu_capability": cpu_capability(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def one_line(info: dict | None = None) -> str:
+    info = info or describe()
+    gpu = f", GPU {info['gpu']}" if info.get("gpu") else ""
+    return (f"{info['cpu']} ({info['cpu_capability']}, {info['cores']} cores, "
+            f"{info['torch_threads']} torch threads){gpu}, torch {info['torch']}")

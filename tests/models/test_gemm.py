@@ -1,0 +1,59 @@
+"""The GEMM path is a per-machine measurement, cached, and can be forced."""
+
+import json
+
+import pytest
+import torch
+
+from mammodino.models import gemm
+
+
+@pytest.fixture(autouse=True)
+def _fresh(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("MAMMODINO_GEMM", raising=False)
+    monkeypatch.delenv("MAMMODINO_ONEDNN_LINEAR", raising=False)
+    monkeypatch.setattr(gemm, "onednn_available", lambda: True)
+    gemm.set_path(None)
+    yield
+    gemm.set_path(None)
+
+
+@pytest.mark.parametrize("winner", ["onednn", "aten"])
+def test_the_faster_path_is_chosen_and_cached(monkeypatch, tmp_path, winner):
+    other = "aten" if winner == "onednn" else "onednn"
+    monkeypatch.setattr(gemm, "measure", lambda: {winner: 0.1, other: 0.2})
+    assert gemm.choose() == winner
+    table = json.loads((tmp_path / "mammodino" / "gemm.json").read_text())
+    entry = table[gemm.machine_key()]
+    assert entry["path"] == winner and entry["seconds"][other] == 0.2
+    assert torch.backends.cpu.get_cpu_capability() in gemm.machine_key()
+
+    def boom():
+        raise AssertionError("measured again despite the cache")
+
+    gemm.set_path(None)  # a new process: reads the cache, does not measure
+    monkeypatch.setattr(gemm, "measure", boom)
+    assert gemm.choose() == winner
+
+
+def test_another_isa_limit_is_another_machine(monkeypatch):
+    key = gemm.machine_key()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert gemm.machine_key() != key and "ONEDNN_MAX_CPU_ISA=AVX2" in gemm.machine_key()
+
+
+@pytest.mark.parametrize("env, value, expected", [("MAMMODINO_GEMM", "aten", "aten"),
+                                                  ("MAMMODINO_GEMM", "onednn", "onednn"),
+                                                  ("MAMMODINO_ONEDNN_LINEAR", "0", "aten")])
+def test_environment_forces_a_path_without_measuring(monkeypatch, env, value, expected):
+    monkeypatch.setenv(env, value)
+    monkeypatch.setattr(gemm, "measure", lambda: pytest.fail("measured although forced"))
+    assert gemm.choose() == expected
+
+
+def test_real_measurement_returns_both_paths():
+    if not hasattr(torch.ops.mkldnn, "_linear_pointwise"):
+        pytest.skip("no oneDNN linear in this build")
+    seconds = gemm.measure(repeats=1)
+    assert set(seconds) == set(gemm.PATHS) and all(v > 0 for v in seconds.values())
