@@ -99,7 +99,7 @@ def index_folder(src, out, size: int = 1024, workers: int = 1, labels=None, incl
         manifest = out_path / MANIFEST_NAME
         check_or_record(out_path, {"size": int(size), "margin": float(margin), "remove_pectoral": bool(remove_pectoral),
                                    "include_for_processing": bool(include_for_processing),
-                                   **({"whole_image": True} if whole_image else {})},
+                                   "whole_image": bool(whole_image)},
                         has_rows=manifest.exists() and manifest.stat().st_size > 0)
         return _index_folder(src, out, size, workers, labels, include_for_processing, salt, progress,
                              max_pixels, margin, remove_pectoral, whole_image, keep_source)

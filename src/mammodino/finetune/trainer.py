@@ -129,18 +129,26 @@ class FineTuner:
         opt_tensors, opt_meta = ckpt.flatten_optimizer(self.optimizer.state_dict())
         tensors.update(opt_tensors)
         if dist.is_main():
-            meta = {"state": {"step": step, "world_size": self.world, "data_dirs": [str(self.cache)], **state},
+            meta = {"state": {"step": step, "world_size": self.world, "data_dirs": [str(self.cache)],
+                              "inputs": self._inputs(), **state},
                     "config": OmegaConf.to_container(self.cfg, resolve=True), "optimizer": opt_meta,
                     "format": CKPT_FORMAT}
             ckpt.save_checkpoint(self.out / ckpt.LAST, tensors, meta)
         dist.barrier()
+
+    def _inputs(self) -> dict:
+        """The options outside the config that decide what is trained on (compared on resume)."""
+        out = {"--task": ",".join(self.tasks), "--labels": str(self.labels) if self.labels else None,
+               "--label-fraction": self.label_fraction}
+        out.update({f"--{k.replace('_', '-')}": v for k, v in sorted(self.task_options.items()) if v is not None})
+        return out
 
     def _load(self, point) -> tuple[int, dict]:
         """Weights, AdamW moments and the early-stopping state of a verified checkpoint."""
         if point.meta.get("format") != CKPT_FORMAT:
             raise UserError(f"{point.path}: not a fine-tune checkpoint (format {point.meta.get('format')!r})")
         self.folder.check_config(OmegaConf.to_container(self.cfg, resolve=True), [str(self.cache)], point,
-                                 log=self.log)
+                                 log=self.log, inputs=self._inputs())
         tensors, meta = point.tensors, point.meta
         model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
         try:
@@ -149,7 +157,7 @@ class FineTuner:
             raise UserError(f"{point.path} does not fit this model ({str(exc).splitlines()[-1].strip()})") from None
         self.optimizer.load_state_dict(ckpt.unflatten_optimizer(tensors, meta["optimizer"]))
         state = dict(meta["state"])
-        for key in ("world_size", "data_dirs"):
+        for key in ("world_size", "data_dirs", "inputs"):
             state.pop(key, None)
         if dist.is_main():
             self.log(f"resuming from {point.path.name} at step {state['step']}")
