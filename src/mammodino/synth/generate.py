@@ -60,7 +60,7 @@ LABEL_COLUMNS = [
     "lesion_slices",
 ]
 MARKER = ".mammodino-synth.json"
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: DBT slice processing (per-slice detail and noise)
 DENSITIES = ("A", "B", "C", "D")
 FIELD_MM = 230.0  # detector height covered by the image rows (FFDM and DBT)
 PHOTONS_PER_MM2 = 15000 / 0.45**2  # quanta reaching the detector in air (FFDM dose)
@@ -91,6 +91,8 @@ class Settings:
     patient_id_prefix: str
     mass_scale: float = 1.0
     detector_fov: bool = False
+    dbt_detail: float = 1.5
+    dbt_slice_noise: float = 2.0
 
     def as_json(self) -> dict:
         d = asdict(self)
@@ -257,6 +259,7 @@ def _dbt_case(settings: Settings, out: str, index: int, n_ffdm_patients: int) ->
     projections = imaging.dbt_projections(ph.mu, ph.dz_mm, px, angles, photons, rng)
     heights = (np.arange(n_slices) + 0.5) * ph.dz_mm
     vol = imaging.shift_and_add(projections, angles, heights, px)
+    vol = imaging.slice_processing(vol, photons, rng, detail=settings.dbt_detail, noise=settings.dbt_slice_noise)
     thick = thickness_profile(geom.dist_mm, geom.thickness_mm)
     stored = np.empty(vol.shape, dtype=np.uint16)
     for j in range(n_slices):
@@ -395,6 +398,8 @@ def generate_phantoms(
     progress: bool = False,
     mass_scale: float = 1.0,
     detector_fov: bool = False,
+    dbt_detail: float = 1.5,
+    dbt_slice_noise: float = 2.0,
 ) -> Path:
     """Write ``n_ffdm`` FFDM images (rounded up to whole 4-view patients) and ``n_dbt`` DBT
     volumes as DICOM under ``out``, plus ``out/labels.csv``; returns the labels path.
@@ -422,13 +427,17 @@ def generate_phantoms(
         detector_fov: a detector's field of view: the breast covers ~35-60 % of the image
             and a burned-in laterality/view label and a lead marker sit in the background
             (:mod:`mammodino.synth.markers`), as on a real mammogram.
+        dbt_detail, dbt_slice_noise: DBT slice processing
+            (:func:`mammodino.synth.imaging.slice_processing`): detail gain of the in-focus
+            layer and independent per-slice noise (x the FFDM quantum noise). 0 and 0 give
+            plain shift-and-add, whose adjacent slices are near copies.
 
     Example:
         >>> labels = generate_phantoms("/tmp/phantoms", n_ffdm=12, n_dbt=2, seed=0)  # doctest: +SKIP
     """
     out = Path(out)
     settings = _settings(n_ffdm, n_dbt, seed, ffdm_shape, dbt_shape, dbt_projections, dbt_half_angle_deg,
-                         patient_name, patient_id_prefix, mass_scale, detector_fov)
+                         patient_name, patient_id_prefix, mass_scale, detector_fov, dbt_detail, dbt_slice_noise)
     labels_path = out / "labels.csv"
     if _check_folder(out, settings):
         return labels_path
@@ -444,7 +453,8 @@ def generate_phantoms(
 
 
 def _settings(n_ffdm, n_dbt, seed, ffdm_shape, dbt_shape, dbt_projections, dbt_half_angle_deg,
-              patient_name, patient_id_prefix, mass_scale, detector_fov) -> Settings:
+              patient_name, patient_id_prefix, mass_scale, detector_fov, dbt_detail=1.5,
+              dbt_slice_noise=2.0) -> Settings:
     """The arguments checked (a :class:`UserError` naming the bad one) and frozen."""
     if n_ffdm < 0 or n_dbt < 0:
         raise UserError(f"n_ffdm and n_dbt must be >= 0 (got {n_ffdm}, {n_dbt})")
@@ -462,6 +472,8 @@ def _settings(n_ffdm, n_dbt, seed, ffdm_shape, dbt_shape, dbt_projections, dbt_h
         )
     if not 0 < mass_scale <= 4:
         raise UserError(f"mass_scale must be in (0, 4], got {mass_scale}")
+    if not (0 <= dbt_detail <= 10 and 0 <= dbt_slice_noise <= 10):
+        raise UserError(f"dbt_detail and dbt_slice_noise must be in [0, 10] (got {dbt_detail}, {dbt_slice_noise})")
     return Settings(
         n_ffdm=int(n_ffdm),
         n_dbt=int(n_dbt),
@@ -474,6 +486,8 @@ def _settings(n_ffdm, n_dbt, seed, ffdm_shape, dbt_shape, dbt_projections, dbt_h
         patient_id_prefix="PHANTOM-" if patient_id_prefix is None else str(patient_id_prefix),
         mass_scale=float(mass_scale),
         detector_fov=bool(detector_fov),
+        dbt_detail=float(dbt_detail),
+        dbt_slice_noise=float(dbt_slice_noise),
     )
 
 
