@@ -98,7 +98,7 @@ def probe_encoder(model, name: str, out: Path, args) -> dict:
 
 def run_job(variant: str, seed: int, out: Path, args) -> dict:
     from mammodino.config import load_config
-    from mammodino.eval.embedding import load_backbone
+    from mammodino.models.loading import load_backbone
     from mammodino.train.trainer import pretrain
 
     res_path = out / "results" / f"{variant}-s{seed}.json"
@@ -173,7 +173,7 @@ def _random_init(seed: int):
 
 def add_ddsm(out: Path, args) -> None:
     """Score finished encoders of an older campaign on the DDSM task (a pass after training)."""
-    from mammodino.eval.embedding import load_backbone
+    from mammodino.models.loading import load_backbone
 
     for path in sorted((out / "results").glob("*.json")):
         r = json.loads(path.read_text())

@@ -18,15 +18,18 @@ HELP = "Export the teacher backbone as safetensors (+ timm-compatible option)."
 
 def add_arguments(parser) -> None:
     parser.add_argument("checkpoint", help="training checkpoint (.safetensors) or a run folder (its newest checkpoint)")
-    parser.add_argument("out", help="output folder (created)")
+    parser.add_argument("out", help="output folder (created; refused when it holds an earlier export)")
     parser.add_argument("--which", choices=["teacher", "student"], default="teacher",
                         help="which network's backbone (default: teacher, the one DINOv2 evaluates)")
     parser.add_argument("--timm", action="store_true", help="write timm's key names and a 3-channel patch embedding")
 
 
 def run(args) -> int:
-    from mammodino.models.export import backbone_from_checkpoint, export_backbone, resolve_checkpoint
+    from mammodino.models.export import export_backbone
+    from mammodino.models.loading import CONFIG_FILE, MODEL_FILE, backbone_from_checkpoint, resolve_checkpoint
+    from mammodino.outputs import output_folder
 
+    output_folder(args.out, "OUT", will_write=(MODEL_FILE, CONFIG_FILE, MODEL_FILE + ".partial", CONFIG_FILE + ".partial"))
     path = resolve_checkpoint(args.checkpoint)
     backbone, config = backbone_from_checkpoint(path, which=args.which)
     out = export_backbone(backbone, config, args.out, timm_layout=args.timm, source=f"{path.name} [{args.which}]")

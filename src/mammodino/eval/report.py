@@ -385,6 +385,17 @@ def build_report(run_dir: str | Path, probe_dirs=(), attention_dirs=(), title: s
     )
 
 
+def is_mammodino_report(path) -> bool:
+    """Whether ``path`` is a page :func:`write_report` wrote (so regenerating it loses nothing)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(256 * 1024)
+    except OSError:
+        return False
+    return head.startswith(b"<!DOCTYPE html>\n<html lang=en>") and b"</h1>\n<p>Generated " in head \
+        and b" by mammodino " in head
+
+
 def write_report(run_dir, out=None, probe_dirs=(), attention_dirs=(), finetune_dirs=()) -> Path:
     run_dir = Path(run_dir)
     out = Path(out) if out else run_dir / "report.html"

@@ -184,9 +184,9 @@ def predict(model_dir, src, out, *, cache_dir=None, workers: int = 1, batch_size
             exam_score: str = "auto", log=_stderr) -> dict:
     """Score every image of ``src`` (cache or raw folder) with the model of ``model_dir``;
     write ``out`` (CSV). Returns counts and timings."""
-    out = Path(out)
-    if out.exists():
-        raise UserError(f"--out {out}: already exists (nothing is overwritten); choose another file")
+    from mammodino.outputs import new_file
+
+    out = new_file(out, "--out")
     src = Path(src)
     if not src.is_dir():
         raise UserError(f"{src}: no such folder (give a folder of images or an indexed cache)")

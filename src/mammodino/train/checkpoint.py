@@ -156,6 +156,12 @@ def load_checkpoint(path: str | Path, verify: bool = True) -> tuple[dict[str, to
         raise UserError(f"checkpoint {path} does not exist")
     if not path.is_file():
         raise UserError(f"checkpoint {path} is not a regular file")
+    from mammodino.models.weight_checks import read_header
+
+    try:  # sizes and structure from the header, before any tensor is allocated
+        read_header(path, "checkpoint")
+    except UserError as exc:
+        raise DamagedCheckpoint(f"checkpoint {path} is damaged or not a mammodino checkpoint ({exc})") from None
     try:
         with safe_open(str(path), framework="pt", device="cpu") as fh:
             raw_meta = fh.metadata() or {}
