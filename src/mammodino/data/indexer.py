@@ -27,6 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mammodino import atomic
 from mammodino.data.cache import MANIFEST_NAME, image_relpath, mask_relpath
 from mammodino.data.cache_settings import check_or_record
 from mammodino.data.index_walk import Source, WalkStats, iter_sources
@@ -511,14 +512,9 @@ def save_npy_atomic(path: Path, arr: np.ndarray) -> None:
     """np.save to a temporary name in the same folder, then rename: a killed run never
     leaves a half-written file under the final name."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    try:
+
+    def write(tmp: Path) -> None:
         with open(tmp, "wb") as fh:
             np.save(fh, arr, allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+
+    atomic.atomic_write(path, write, suffix=f".tmp-{os.getpid()}")
