@@ -1,6 +1,7 @@
 """Film phantoms (`synth --film`): CBIS-DDSM-style Secondary Capture files, their ground
-truth, and what `index` makes of them (identity from PatientID, qc on every row, every
-wrong breast box flagged)."""
+truth, and what `index` makes of them (identity from PatientID, qc on every row, every box that
+misses the breast by more than half flagged; subtler cuts are measured by
+benchmarks/film_qc.py, not asserted)."""
 
 from __future__ import annotations
 
@@ -113,7 +114,7 @@ def test_index_reads_films_skips_truth_masks_and_flags_every_wrong_box(film_set,
         by_woman.setdefault(truth["patient_id"], set()).add(row["patient_key"])
         assert row["qc"] in ("pass", "suspect")
         iou = box_iou(parse_box(row["breast_box"]), parse_box(truth["breast_box"]))
-        if iou < 0.8:  # a wrong box must never pass silently
+        if iou < 0.5:  # a strip or the whole film must never pass silently
             assert row["qc"] == "suspect", (row["source"], iou, row["qc_reason"])
     assert all(len(keys) == 1 for keys in by_woman.values()) and len(by_woman) == 2
     assert summary["qc"]["checked"] == 8
