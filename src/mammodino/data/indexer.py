@@ -301,11 +301,10 @@ def _mp_context():
     return mp.get_context("spawn")
 
 
-def _run_pool(tasks, opts: IndexOptions, workers: int, record, work=None) -> None:
+def _run_pool(tasks, opts: IndexOptions, workers: int, record) -> None:
     """Bounded in-flight work on a process pool. When a worker dies (segfault in a native
     decoder, OOM kill) every file that was in flight is retried alone, so only the file that
     kills a worker again is recorded as skipped, and the run goes on."""
-    work = work or process_task  # a module-level function (pickled by reference)
     ctx = _mp_context()
     max_in_flight = 2 * workers + 2
 
@@ -327,7 +326,7 @@ def _run_pool(tasks, opts: IndexOptions, workers: int, record, work=None) -> Non
                 if task.reader == "error":
                     record(_skipped_row(task, task.error))
                     continue
-                pending[pool.submit(work, task)] = task
+                pending[pool.submit(process_task, task)] = task
             if not pending:
                 break
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -343,17 +342,17 @@ def _run_pool(tasks, opts: IndexOptions, workers: int, record, work=None) -> Non
                 pending.clear()
                 pool.shutdown(wait=True, cancel_futures=True)
                 for task in suspects:
-                    record(_run_isolated(task, ctx, opts, work))
+                    record(_run_isolated(task, ctx, opts))
                 pool = new_pool(workers)
         finished = True
     finally:  # on an error or Ctrl-C, do not wait for in-flight files: the workers exit with us
         pool.shutdown(wait=finished, cancel_futures=True)
 
 
-def _run_isolated(task: Task, ctx, opts: IndexOptions, work) -> dict:
+def _run_isolated(task: Task, ctx, opts: IndexOptions) -> dict:
     pool = ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=_init_worker, initargs=(opts,))
     try:
-        return pool.submit(work, task).result()
+        return pool.submit(process_task, task).result()
     except BrokenProcessPool:
         return _skipped_row(task, CRASH_REASON)
     finally:
