@@ -190,7 +190,9 @@ def backbone_from_checkpoint(path: str | Path, which: str = "teacher") -> tuple[
     """(backbone in eval mode, resolved training config) from a training checkpoint.
 
     ``path`` is a ``checkpoint-*.safetensors`` file (or a run folder: its newest checkpoint);
-    ``which`` is ``teacher`` (the network to use) or ``student``.
+    ``which`` is ``teacher`` (the network to use) or ``student``. A checkpoint of a method
+    without a teacher (``method: mae | simmim``) has only the student's encoder, which is then
+    the network to use for either value.
     """
     from safetensors import safe_open
 
@@ -202,6 +204,9 @@ def backbone_from_checkpoint(path: str | Path, which: str = "teacher") -> tuple[
         with safe_open(str(path), framework="pt", device="cpu") as fh:
             meta = fh.metadata() or {}
             keys = list(fh.keys())
+            if (which == "teacher" and not any(k.startswith("teacher.") for k in keys)
+                    and any(k.startswith("student.backbone.") for k in keys)):
+                prefix = "student.backbone."  # MAE / SimMIM: no teacher, the student is the encoder
             tensors = {k[len(prefix):]: fh.get_tensor(k) for k in keys if k.startswith(prefix)}
     except Exception as exc:
         raise UserError(f"{path}: not a readable safetensors checkpoint ({exc})") from exc
@@ -229,7 +234,7 @@ def _json_meta(value, path) -> dict:
 def load_encoder(path: str | Path, map_location="cpu") -> nn.Module:
     """An exported encoder (folder or its ``model.safetensors``), ready in eval mode.
 
-    Also accepts a training checkpoint (its teacher backbone). The returned ViT carries the
+    Also accepts a training checkpoint (its teacher backbone; MAE / SimMIM: the student's). The returned ViT carries the
     export's config as ``encoder_config``; feed it ``preprocess.normalize(x)`` of one-channel
     images in [0, 1] (see ``encoder_config["preprocessing"]``).
 
@@ -246,7 +251,7 @@ def load_encoder(path: str | Path, map_location="cpu") -> nn.Module:
     with safe_open(str(model_file), framework="pt", device="cpu") as fh:
         meta = fh.metadata() or {}
         keys = list(fh.keys())
-    if "config" in meta and any(k.startswith("teacher.backbone.") for k in keys):
+    if "config" in meta and any(k.startswith(("teacher.backbone.", "student.backbone.")) for k in keys):
         vit, config = backbone_from_checkpoint(model_file, "teacher")
         vit.encoder_config = {"format": "training-checkpoint", **backbone_config(vit),
                               "preprocessing": preprocess.describe(), "training_config": config}
