@@ -98,7 +98,7 @@ def probe_encoder(model, name: str, out: Path, args) -> dict:
 
 def run_job(variant: str, seed: int, out: Path, args) -> dict:
     from mammodino.config import load_config
-    from mammodino.eval.embedding import load_backbone
+    from mammodino.models.loading import load_backbone
     from mammodino.models.vit import build_vit
     from mammodino.train.trainer import pretrain
 
@@ -192,7 +192,7 @@ def percent_density_table() -> dict:
 def add_ddsm(out: Path, args) -> None:
     """Score every finished encoder of the campaign on the DDSM task (a pass after training)."""
     from mammodino.config import load_config
-    from mammodino.eval.embedding import load_backbone
+    from mammodino.models.loading import load_backbone
     from mammodino.models.vit import build_vit
 
     for path in sorted((out / "results").glob("*.json")):

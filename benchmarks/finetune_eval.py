@@ -29,9 +29,10 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from mammodino.eval.embedding import embed_cache, load_backbone  # noqa: E402
+from mammodino.eval.embedding import embed_cache  # noqa: E402
 from mammodino.eval.probing import run_probe  # noqa: E402
 from mammodino.finetune import finetune, load_finetune_config  # noqa: E402
+from mammodino.models.loading import load_backbone  # noqa: E402
 
 DDSM = Path(os.environ.get("MAMMODINO_SHARED_DATA", REPO.parent / "shared" / "data")) / "ddsm_tissue"
 

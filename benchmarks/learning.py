@@ -50,7 +50,8 @@ def curves(run_dir: Path) -> dict:
 
 def probe_checkpoints(run_dir: Path, cache: Path, labels: Path, resolution: int) -> list[dict]:
     """kNN and logistic lesion AUC of the teacher at every kept checkpoint and at the end."""
-    from mammodino.eval.embedding import embed_cache, load_backbone
+    from mammodino.eval.embedding import embed_cache
+    from mammodino.models.loading import load_backbone
     from mammodino.eval.probing import run_probe
 
     out = []

@@ -32,9 +32,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # tests/support: array caches
 from mammodino.config import load_config  # noqa: E402
+from mammodino.data.batch_plan import BatchPlan  # noqa: E402
+from mammodino.data.dataset import PretrainDataset  # noqa: E402
+from mammodino.train.loader import build_loader  # noqa: E402  (the loader training runs)
 from support.array_cache import write_array_cache  # noqa: E402
-from mammodino.data.dataset import PretrainDataset, build_loader # noqa: E402
-from mammodino.data.batch_plan import BatchPlan # noqa: E402
 
 TARGET = 150.0  # samples/s/core
 
@@ -95,8 +96,10 @@ def rate(fn, n: int, repeats: int = 3) -> tuple[float, float]:
 
 
 def loader_rate(dataset, cfg, workers: int, steps: int) -> float:
-    """Collated batches through a DataLoader; worker start-up and the first batch excluded."""
-    loader = build_loader(dataset, cfg, steps=steps + 1, num_workers=workers)
+    """Collated batches through training's own loader (``train.loader.build_loader``: its
+    prefetch, pinning and worker set-up); worker start-up and the first batch excluded."""
+    cfg.train.steps, cfg.data.num_workers = steps + 1, workers
+    loader = build_loader(dataset, BatchPlan(dataset, cfg), cfg)
     it = iter(loader)
     next(it)
     t0 = time.perf_counter()

@@ -12,6 +12,7 @@ from pathlib import Path
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from mammodino import atomic
 from mammodino.errors import ConfigError
 
 CHOICES = {
@@ -230,7 +231,4 @@ def _check_mim(cfg: DictConfig) -> None:
 
 
 def save_config(cfg: DictConfig, path: str | Path) -> None:
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    tmp.replace(path)
+    atomic.write_text(path, OmegaConf.to_yaml(cfg, resolve=True), suffix=".tmp")

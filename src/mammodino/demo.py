@@ -95,7 +95,7 @@ def calibrate_step_seconds(cfg, cache: Path, n_steps: int = 3) -> float:
 def random_init_encoder(cfg, seed: int):
     """The demo's untrained baseline, built through ``load_backbone`` so that ``probe --perturb``
     can rebuild exactly the same encoder from the description stored with the features."""
-    from mammodino.eval.embedding import load_backbone
+    from mammodino.models.loading import load_backbone
 
     m = cfg.model
     return load_backbone(random_init=True, arch=m.arch, patch_size=m.patch_size,
@@ -108,9 +108,10 @@ def run_demo(out=None, minutes: float = 10.0, seed: int = 0, workers: int | None
     from mammodino.config import load_config
     from mammodino.data.indexer import index_folder
     from mammodino.eval.attention import render_attention, resolve_inputs
-    from mammodino.eval.embedding import embed_cache, load_backbone
+    from mammodino.eval.embedding import embed_cache
     from mammodino.eval.probing import run_probe
     from mammodino.eval.report import write_report
+    from mammodino.models.loading import load_backbone
     from mammodino.synth.generate import generate_phantoms
     from mammodino.train.trainer import pretrain
 

@@ -7,12 +7,12 @@ import pytest
 
 from mammodino.data.batch_plan import (
     BatchPlan,
-    ResumableBatchSampler,
     dbt_per_batch,
     dbt_slots,
     mask_assignment,
 )
 from mammodino.errors import ConfigError, UserError
+from mammodino.train.loader import StepBatches
 
 FFDM = list(range(0, 37))
 DBT = list(range(37, 47))
@@ -23,20 +23,25 @@ def plan(batch_size=16, **kw) -> BatchPlan:
     return BatchPlan.from_indices(FFDM, DBT, batch_size, **kw)
 
 
+def batches(p: BatchPlan, steps: int, start_step=0, rank=0, world_size=1, grad_accum=1) -> StepBatches:
+    """The training loader's batch stream over ``p``."""
+    return StepBatches(p.batch_keys, p.batch_size, start_step, steps, rank, world_size, grad_accum)
+
+
 def test_world_size_2_concatenates_to_world_size_1():
     p = plan()
     for step in (0, 1, 7, 250):
         whole = p.batch_keys(step)
-        halves = [p.rank_keys(step, r, 2) for r in range(2)]
-        quarters = [p.rank_keys(step, r, 4) for r in range(4)]
+        halves = [list(batches(p, step + 1, step, r, 2))[0] for r in range(2)]
+        quarters = [list(batches(p, step + 1, step, r, 4))[0] for r in range(4)]
         assert halves[0] + halves[1] == whole
         assert sum(quarters, []) == whole
 
 
 def test_sampler_iterates_rank_slices_and_micro_batches():
     p = plan()
-    one = list(ResumableBatchSampler(p, steps=3))
-    two = [list(ResumableBatchSampler(p, rank=r, world_size=2, grad_accum=2, steps=3)) for r in range(2)]
+    one = list(batches(p, 3))
+    two = [list(batches(p, 3, rank=r, world_size=2, grad_accum=2)) for r in range(2)]
     assert len(one) == 3 and len(two[0]) == 6 and all(len(b) == 4 for b in two[0])
     for step in range(3):
         rebuilt = two[0][2 * step] + two[0][2 * step + 1] + two[1][2 * step] + two[1][2 * step + 1]
@@ -45,11 +50,11 @@ def test_sampler_iterates_rank_slices_and_micro_batches():
 
 def test_resume_equals_continuation():
     p = plan()
-    full = list(ResumableBatchSampler(p, steps=12))
-    resumed = list(ResumableBatchSampler(plan(), start_step=5, steps=12))
+    full = list(batches(p, 12))
+    resumed = list(batches(plan(), 12, start_step=5))
     assert resumed == full[5:]
     # Resumed on another world size: the same global order.
-    two = list(ResumableBatchSampler(plan(), rank=1, world_size=2, start_step=5, steps=12))
+    two = list(batches(plan(), 12, start_step=5, rank=1, world_size=2))
     assert two == [keys[8:] for keys in full[5:]]
 
 
@@ -106,8 +111,9 @@ def test_batch_keys_is_direct_not_iterative():
 
 def test_bad_arguments():
     with pytest.raises(ConfigError, match="divisible"):
-        ResumableBatchSampler(plan(batch_size=10), world_size=4)
+        batches(plan(batch_size=10), 3, world_size=4)
+    with pytest.raises(ValueError, match="rank 2 of world size 2"):
+        batches(plan(), 3, rank=2, world_size=2)
     with pytest.raises(UserError):
         BatchPlan.from_indices([], [], 8)
-    with pytest.raises(TypeError):
-        len(ResumableBatchSampler(plan(), steps=None))
+    assert len(batches(plan(), 3, start_step=5)) == 0 and len(batches(plan(), 5, 2, grad_accum=2)) == 6

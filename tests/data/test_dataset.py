@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from mammodino.config import load_config
-from support.array_cache import write_array_cache
-from mammodino.data.dataset import PretrainDataset, build_loader, collate, dbt_slice_pair, sample_rng
 from mammodino.data.batch_plan import BatchPlan, SampleKey
+from mammodino.data.dataset import PretrainDataset, collate, dbt_slice_pair, sample_rng
 from mammodino.errors import UserError
+from mammodino.train.loader import build_loader
+from support.array_cache import write_array_cache
 
 
 def write_cache(out: Path, entries: list[tuple[str, np.ndarray, np.ndarray]]) -> Path:
@@ -179,11 +180,15 @@ def test_masks_follow_the_key_ranges(cache, cfg):
 
 
 def test_loader_identical_for_0_and_1_workers(cache, cfg):
+    """Through the training loader itself (train.loader.build_loader)."""
     ds = PretrainDataset([cache], cfg)
+    plan = BatchPlan(ds, cfg)
+    cfg.train.steps = 2
     out = []
     for workers in (0, 1):
-        loader = build_loader(ds, cfg, steps=2, num_workers=workers)
-        out.append(list(loader))
+        cfg.data.num_workers = workers
+        out.append(list(build_loader(ds, plan, cfg)))
+    assert len(out[0]) == 2 * int(cfg.train.grad_accum)
     for b0, b1 in zip(*out):
         for name in ("global_crops", "local_crops", "masks", "index", "slices"):
             assert torch.equal(b0[name], b1[name])

@@ -129,3 +129,13 @@ def test_workers_end_with_the_command(slow_source, tmp_path, sig):
             proc.kill()
         for pid in _alive(_children(proc.pid)):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_reindex_with_and_without_whole_image_is_refused(phantom_dir, tmp_path):
+    cropped, whole = tmp_path / "cropped", tmp_path / "whole"
+    index_folder(phantom_dir, cropped, size=64, progress=False)
+    with pytest.raises(UserError, match="whole_image: cache False, this run True"):
+        index_folder(phantom_dir, cropped, size=64, whole_image=True, progress=False)
+    index_folder(phantom_dir, whole, size=64, whole_image=True, progress=False)
+    with pytest.raises(UserError, match="whole_image: cache True, this run False"):
+        index_folder(phantom_dir, whole, size=64, progress=False)

@@ -10,7 +10,7 @@ import torch
 from mammodino.cli import main
 from mammodino.errors import UserError
 from mammodino.eval.attention import cls_attention, overlay, prepare_dicom, resolve_inputs
-from mammodino.eval.embedding import load_backbone
+from mammodino.models.loading import load_backbone
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,10 @@ import pytest
 import torch
 
 from mammodino.errors import UserError
-from mammodino.eval.embedding import embed_cache, fit_to_square, input_size, load_backbone, pad_to_square
+from mammodino.eval.embedding import embed_cache, fit_to_square, input_size, pad_to_square
 from mammodino.eval.features import load_features
 from mammodino.eval.perturb import Perturbation, parse_perturbations
+from mammodino.models.loading import load_backbone
 
 
 @pytest.fixture(scope="module")
@@ -80,54 +81,3 @@ def test_perturbations_change_the_input_deterministically():
     for bad in ("blur=1", "resolution=2", "noise=-1", "noise"):
         with pytest.raises(UserError):
             parse_perturbations(bad)
-
-
-def test_load_backbone_errors_are_clear(tmp_path):
-    with pytest.raises(UserError, match="no such file"):
-        load_backbone(tmp_path / "missing.safetensors")
-    with pytest.raises(UserError, match="random-init"):
-        load_backbone(None)
-
-
-def _trained_like(seed):
-    from mammodino.models import build_vit
-
-    torch.manual_seed(seed)
-    vit = build_vit("tiny", patch_size=16, img_size=64, num_register_tokens=4)
-    with torch.no_grad():
-        for p in vit.parameters():
-            p.normal_(0, 0.2)
-    return vit.eval()
-
-
-def test_every_checkpoint_kind_loads_the_same_weights(tmp_path):
-    """Training checkpoint (teacher/student, file or run folder), exported encoder, DINOv2 file."""
-    import json
-
-    from safetensors.torch import save_file
-
-    from mammodino.models.export import export_backbone
-
-    teacher, student = _trained_like(1), _trained_like(2)
-    cfg = {"model": {"arch": "tiny", "patch_size": 16, "num_register_tokens": 4}}
-    run = tmp_path / "run"
-    run.mkdir()
-    tensors = {f"teacher.backbone.{k}": v for k, v in teacher.state_dict().items()}
-    tensors.update({f"student.backbone.{k}": v for k, v in student.state_dict().items()})
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(run / "checkpoint-last.safetensors"),
-              metadata={"config": json.dumps(cfg), "state": json.dumps({"step": 1})})
-    export_backbone(teacher, cfg, tmp_path / "enc")
-    official = {k: v.clone() for k, v in teacher.state_dict().items()}
-    official["patch_embed.proj.weight"] = official["patch_embed.proj.weight"].repeat(1, 3, 1, 1) / 3  # RGB
-    torch.save(official, tmp_path / "dinov2_like.pth")
-
-    x = torch.randn(1, 1, 64, 64)
-    want = teacher(x)
-    for source, kw in ((run, {}), (run / "checkpoint-last.safetensors", {}), (tmp_path / "enc", {}),
-                       (tmp_path / "dinov2_like.pth", {})):
-        model, info = load_backbone(source, **kw)
-        assert torch.allclose(model(x), want, atol=1e-4), (source, info["source"])
-    model, info = load_backbone(run, which="student")
-    assert torch.allclose(model(x), student(x), atol=1e-5) and info["which"] == "student"
-    assert load_backbone(tmp_path / "dinov2_like.pth")[1]["source"] == "dinov2-import"
-    assert load_backbone(tmp_path / "enc")[1]["source"] == "exported-encoder"

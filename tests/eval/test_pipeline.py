@@ -91,7 +91,8 @@ def test_perturb_runs_on_demo_made_features(phantom_cache, phantom_dir, tmp_path
     the demo stored the encoder as a bare name)."""
     from mammodino.config import load_config
     from mammodino.demo import random_init_encoder
-    from mammodino.eval.embedding import embed_cache, load_backbone
+    from mammodino.eval.embedding import embed_cache
+    from mammodino.models.loading import load_backbone
 
     torch.set_num_threads(1)
     cfg = load_config("cpu-tiny", [])

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from mammodino.errors import UserError
-from mammodino.eval.embedding import embed_cache, load_backbone
+from mammodino.eval.embedding import embed_cache
+from mammodino.models.loading import load_backbone
 from mammodino.eval.join import compact_classes, join_labels
 from mammodino.eval.splits import task_split, validation_split
 from mammodino.eval.tasks import load_task

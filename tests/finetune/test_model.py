@@ -56,3 +56,26 @@ def test_bad_model_folders_are_clear_errors(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"format": "mammodino-encoder"}))
     with pytest.raises(UserError, match="not a fine-tuned mammodino model"):
         load_finetuned(tmp_path)
+
+
+@pytest.mark.parametrize("change, named", [
+    ({"img_size": 160_000}, "img_size"), ({"patch_size": 0}, "patch_size"), ({"arch": "giant"}, "arch"),
+    ({"embed_dim": "wide"}, "does not fit"), ({"patch_size": 8, "img_size": 48}, "does not fit"),
+])
+def test_hostile_encoder_configs_are_refused_before_allocation(tmp_path, change, named):
+    m = _model("linear").eval()
+    save_finetuned(m, tmp_path / "m", {"tasks": ["t"], "classes": ["a", "b", "c"], "preprocessing": {"input_size": 48}})
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    cfg["encoder"].update(change)
+    (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(UserError, match=named):
+        load_finetuned(tmp_path / "m")
+
+
+def test_config_that_is_not_an_object_or_not_json_is_a_clear_error(tmp_path):
+    (tmp_path / "config.json").write_text("[1, 2]")
+    with pytest.raises(UserError, match="JSON object"):
+        load_finetuned(tmp_path)
+    (tmp_path / "config.json").write_text("[" * 100_000)
+    with pytest.raises(UserError, match="nested too deeply|not valid JSON"):
+        load_finetuned(tmp_path)

@@ -113,6 +113,23 @@ def test_resume_refuses_a_changed_experiment(lesion_data, tmp_path):
         _run(lesion_data, out, ["optim.lr=0.01"], resume=True)
 
 
+def test_resume_refuses_other_inputs_and_logs_validation_settings(lesion_data, tmp_path):
+    out = tmp_path / "run"
+    _run(lesion_data, out, stop_at=2)
+    with pytest.raises(UserError, match=r"--label-fraction: 1.0 -> 0.5"):
+        _run(lesion_data, out, resume=True, label_fraction=0.5, stop_at=3)
+    logged = []
+    tuner = FineTuner(None, lesion_data[0], ["phantom-lesion"], lesion_data[1], out,
+                      load_finetune_config("cpu-tiny", MICRO_FT + ["train.eval_every=2", "train.patience=9"]),
+                      progress=False, log=logged.append, resume=True, stop_at=3, **RANDOM_TINY)
+    try:
+        tuner.run()
+    finally:
+        tuner.folder.close()
+    text = "\n".join(map(str, logged))
+    assert "train.eval_every" in text and "train.patience" in text and "--allow-config-change" not in text
+
+
 @pytest.mark.parametrize("mode", ["frozen", "partial"])
 def test_what_trains_in_each_mode(lesion_data, tmp_path, mode):
     cache, labels = lesion_data
@@ -124,7 +141,7 @@ def test_what_trains_in_each_mode(lesion_data, tmp_path, mode):
         tuner.run()
     finally:
         tuner.folder.close()
-    from mammodino.eval.embedding import load_backbone
+    from mammodino.models.loading import load_backbone
 
     init, _ = load_backbone(random_init=True, arch="tiny", patch_size=16, seed=0)
     after = tuner.model.backbone.state_dict()
@@ -138,7 +155,7 @@ def test_what_trains_in_each_mode(lesion_data, tmp_path, mode):
 def test_warm_start_trains_the_head_alone(lesion_data, tmp_path):
     cache, labels = lesion_data
     cfg = load_finetune_config("cpu-tiny", MICRO_FT + ["finetune.warm_start_fraction=0.5", "train.patience=0"])
-    from mammodino.eval.embedding import load_backbone
+    from mammodino.models.loading import load_backbone
 
     init, _ = load_backbone(random_init=True, arch="tiny", patch_size=16, seed=0)
     out = tmp_path / "r"
@@ -175,7 +192,8 @@ def test_multilabel_and_weighted_loss_run_end_to_end(lesion_data, tmp_path):
 
 
 def test_report_has_a_finetune_section_beside_the_probe(finished, lesion_data, tmp_path):
-    from mammodino.eval.embedding import embed_cache, load_backbone
+    from mammodino.eval.embedding import embed_cache
+    from mammodino.models.loading import load_backbone
     from mammodino.eval.probing import run_probe
     from mammodino.eval.report import build_report
 

@@ -12,7 +12,8 @@ from mammodino.cli import main
 from mammodino.errors import UserError
 from mammodino.models import build_vit
 from mammodino.models.dinov2_import import load_dinov2_weights
-from mammodino.models.export import backbone_from_checkpoint, export_backbone, load_encoder, to_timm_state_dict
+from mammodino.models.export import export_backbone, to_timm_state_dict
+from mammodino.models.loading import backbone_from_checkpoint, load_encoder
 
 
 def trained_like(seed=0, regs=4):

@@ -45,8 +45,10 @@ def _weights(run_dir):
 
 @pytest.mark.parametrize("method, sampler", [("mae", "random"), ("simmim", "tissue")])
 def test_method_trains_resumes_bit_exactly_and_exports(method, sampler, phantom_cache, tmp_path):
-    from mammodino.eval.embedding import embed_cache, load_backbone
-    from mammodino.models.export import backbone_from_checkpoint, export_backbone
+    from mammodino.eval.embedding import embed_cache
+    from mammodino.models.loading import load_backbone
+    from mammodino.models.export import export_backbone
+    from mammodino.models.loading import backbone_from_checkpoint
 
     cfg = load_config("cpu-tiny", MIM + [f"method={method}", f"crops.sampler={sampler}"])
     full = pretrain(cfg, [phantom_cache], tmp_path / "full", progress=False, echo_config=False)

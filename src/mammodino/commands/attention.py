@@ -40,7 +40,7 @@ def run(args) -> int:
 
     from mammodino.errors import UserError
     from mammodino.eval.attention import render_attention, resolve_inputs
-    from mammodino.eval.embedding import load_backbone
+    from mammodino.models.loading import load_backbone
 
     if args.random_init:
         checkpoint, images = None, args.paths
@@ -50,6 +50,9 @@ def run(args) -> int:
         checkpoint, images = args.paths[0], args.paths[1:]
     if not 0 <= args.alpha <= 1:
         raise UserError(f"--alpha {args.alpha}: must be in [0, 1]")
+    from mammodino.outputs import output_folder
+
+    output_folder(args.out, "--out", will_write=("*_attention.png", "*_heads.png", "attention_stats.json"))
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     model, _info = load_backbone(checkpoint, which=args.which, random_init=args.random_init, arch=args.arch,
                                  patch_size=args.patch_size, seed=args.seed)

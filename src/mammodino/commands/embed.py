@@ -50,7 +50,8 @@ def run(args) -> int:
     import torch
 
     from mammodino.errors import UserError
-    from mammodino.eval.embedding import embed_cache, load_backbone, set_threads
+    from mammodino.eval.embedding import embed_cache, set_threads
+    from mammodino.models.loading import load_backbone
 
     expected = 2 if args.random_init else 3
     if len(args.paths) != expected:
@@ -60,6 +61,9 @@ def run(args) -> int:
     cache, out = args.paths[-2], Path(args.paths[-1])
     if out.suffix != ".npz":
         out = out.with_suffix(out.suffix + ".npz") if out.suffix else out.with_suffix(".npz")
+    from mammodino.outputs import new_file
+
+    new_file(out, "OUT")  # checked before the model is loaded: nothing is overwritten
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     threads = set_threads(args.threads)
     model, info = load_backbone(checkpoint, which=args.which, random_init=args.random_init, arch=args.arch,

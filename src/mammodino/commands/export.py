@@ -18,7 +18,7 @@ HELP = "Export the teacher backbone as safetensors (+ timm-compatible option)."
 
 def add_arguments(parser) -> None:
     parser.add_argument("checkpoint", help="training checkpoint (.safetensors) or a run folder (its newest checkpoint)")
-    parser.add_argument("out", help="output folder (created)")
+    parser.add_argument("out", help="output folder (created; refused when it holds an earlier export)")
     parser.add_argument("--which", choices=["teacher", "student"], default="teacher",
                         help="which network's backbone (default: teacher, the one DINOv2 evaluates; "
                              "MAE / SimMIM runs have no teacher and export their encoder either way)")
@@ -26,8 +26,11 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from mammodino.models.export import backbone_from_checkpoint, export_backbone, resolve_checkpoint
+    from mammodino.models.export import export_backbone
+    from mammodino.models.loading import CONFIG_FILE, MODEL_FILE, backbone_from_checkpoint, resolve_checkpoint
+    from mammodino.outputs import output_folder
 
+    output_folder(args.out, "OUT", will_write=(MODEL_FILE, CONFIG_FILE, MODEL_FILE + ".partial", CONFIG_FILE + ".partial"))
     path = resolve_checkpoint(args.checkpoint)
     backbone, config = backbone_from_checkpoint(path, which=args.which)
     which = "student" if config.get("method") in ("mae", "simmim") else args.which  # no teacher there

@@ -63,6 +63,9 @@ def run(args) -> int:
         raise UserError("no cache folder given (usage: mammodino preview CACHE [CACHE...] --out grid.png)")
     if args.n < 1:
         raise UserError(f"--n {args.n}: need at least one sample")
+    from mammodino.outputs import new_file
+
+    new_file(args.out, "--out")
     cfg = load_config(args.config, overrides)
     dataset = PretrainDataset(caches, cfg, seed=args.seed)
     path = save_preview(dataset, args.out, n=args.n, step=args.step)

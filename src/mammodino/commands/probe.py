@@ -63,6 +63,10 @@ def run(args) -> int:
         raise UserError(f"--probes {args.probes!r}: choose from logistic, knn")
     if not 0 < args.test_size < 1:
         raise UserError(f"--test-size {args.test_size}: must be in (0, 1)")
+    if args.out:
+        from mammodino.outputs import output_folder
+
+        output_folder(args.out, "--out", will_write=("results.json", "results.md", "summary.json", "roc_*.png"))
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     entries = run_probe(
         args.features,

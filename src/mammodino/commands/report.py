@@ -18,7 +18,8 @@ HELP = "One self-contained HTML page for a run folder."
 
 def add_arguments(p) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", help="pretraining run folder")
-    p.add_argument("--out", default=None, help="HTML file (default RUN_DIR/report.html)")
+    p.add_argument("--out", default=None, help="HTML file (default RUN_DIR/report.html); an earlier mammodino "
+                                                "report there is replaced, any other file refused")
     p.add_argument("--probe", action="append", default=[], metavar="DIR", help="probe output folder (repeatable)")
     p.add_argument("--attention", action="append", default=[], metavar="DIR", help="attention PNG folder (repeatable)")
     p.add_argument("--finetune", action="append", default=[], metavar="DIR",
@@ -33,6 +34,10 @@ def run(args) -> int:
 
     if not Path(args.run_dir).is_dir():
         raise UserError(f"run folder {args.run_dir}: no such folder")
-    out = write_report(args.run_dir, args.out, args.probe, args.attention, args.finetune)
+    from mammodino.eval.report import is_mammodino_report
+    from mammodino.outputs import new_file
+
+    target = new_file(args.out or Path(args.run_dir) / "report.html", "--out", replace_if=is_mammodino_report)
+    out = write_report(args.run_dir, target, args.probe, args.attention, args.finetune)
     print(f"report: {out} ({out.stat().st_size / 1024:.0f} KiB)")
     return 0

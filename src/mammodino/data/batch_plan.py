@@ -34,10 +34,9 @@ depend on the number of processes either.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Iterator, NamedTuple, Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
-import torch
 
 from mammodino.data.masking import mask_ratio_bins
 from mammodino.errors import ConfigError, UserError
@@ -207,86 +206,3 @@ class BatchPlan:
                 fi += 1
             keys.append(SampleKey(step * B + j, index, is_dbt, masks[j]))
         return keys
-
-    def rank_keys(self, step: int, rank: int = 0, world_size: int = 1) -> list[SampleKey]:
-        """Rank ``rank``'s contiguous slice of global batch ``step``."""
-        if self.batch_size % world_size:
-            raise ConfigError(
-                f"config key 'train.batch_size' ({self.batch_size}) must be divisible by the number of processes ({world_size})"
-            )
-        per = self.batch_size // world_size
-        return self.batch_keys(step)[rank * per : (rank + 1) * per]
-
-
-class ResumableBatchSampler(torch.utils.data.Sampler):
-    """Yields this rank's lists of :class:`SampleKey`, one per (micro-)batch, from a step on.
-
-    Args:
-        plan: the run's :class:`BatchPlan`.
-        rank, world_size: this process and the number of processes.
-        grad_accum: micro-batches per step and rank; each yielded list is one micro-batch.
-        start_step: first step to yield (resume).
-        steps: stop before this step (``None``: never stop).
-
-    Example:
-        >>> sampler = ResumableBatchSampler.from_config(dataset, cfg, rank=0, world_size=2, start_step=100)
-        >>> loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=2)
-    """
-
-    def __init__(
-        self,
-        plan: BatchPlan,
-        *,
-        rank: int = 0,
-        world_size: int = 1,
-        grad_accum: int = 1,
-        start_step: int = 0,
-        steps: int | None = None,
-    ):
-        if world_size <= 0 or not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} of world size {world_size}")
-        if plan.batch_size % (world_size * grad_accum):
-            raise ConfigError(
-                f"config key 'train.batch_size' ({plan.batch_size}) must be divisible by the number of "
-                f"processes x 'train.grad_accum' ({world_size} x {grad_accum})"
-            )
-        self.plan = plan
-        self.rank = int(rank)
-        self.world_size = int(world_size)
-        self.grad_accum = int(grad_accum)
-        self.start_step = int(start_step)
-        self.steps = None if steps is None else int(steps)
-
-    @classmethod
-    def from_config(
-        cls, dataset, cfg, *, rank: int = 0, world_size: int = 1, start_step: int = 0, steps: int | None = -1
-    ) -> "ResumableBatchSampler":
-        """For a :class:`~mammodino.data.dataset.PretrainDataset`; ``steps=-1``: ``train.steps``."""
-        return cls(
-            BatchPlan(dataset, cfg),
-            rank=rank,
-            world_size=world_size,
-            grad_accum=int(cfg.train.grad_accum),
-            start_step=start_step,
-            steps=int(cfg.train.steps) if steps == -1 else steps,
-        )
-
-    def batch_keys(self, step: int) -> list[SampleKey]:
-        return self.plan.batch_keys(step)
-
-    def rank_keys(self, step: int) -> list[SampleKey]:
-        return self.plan.rank_keys(step, self.rank, self.world_size)
-
-    def __iter__(self) -> Iterator[list[SampleKey]]:
-        step = self.start_step
-        micro = self.plan.batch_size // (self.world_size * self.grad_accum)
-        while self.steps is None or step < self.steps:
-            keys = self.rank_keys(step)
-            for a in range(self.grad_accum):
-                yield keys[a * micro : (a + 1) * micro]
-            step += 1
-
-    def __len__(self) -> int:
-        if self.steps is None:
-            raise TypeError("an endless sampler (steps=None) has no length")
-        return max(self.steps - self.start_step, 0) * self.grad_accum

@@ -51,6 +51,13 @@ MANIFEST_COLUMNS = [
     "status",  # ok | skipped
     "reason",  # empty when ok
 ]
+# Quality control (mammodino.data.qc), after the columns above in manifests written since
+# it exists; a manifest without them (an older cache) reads as "not checked".
+QC_COLUMNS = [
+    "qc",  # pass | suspect (ok rows); empty for skipped rows
+    "qc_reason",  # the failed checks with their numbers ("box is a strip (9% x 100% of the image)")
+]
+WRITTEN_COLUMNS = MANIFEST_COLUMNS + QC_COLUMNS
 
 
 def shard_of(image_id: str) -> str:

@@ -12,12 +12,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from mammodino import atomic
 from mammodino.errors import UserError
 
 SETTINGS_NAME = "index_settings.json"
 FORMAT = "mammodino-index-settings-1"
-# settings that change the cached pixels; a cache holds one value of each
-GEOMETRY = ("size", "margin", "remove_pectoral", "include_for_processing", "crop")
+# settings that change the cached pixels; a cache holds one value of each. ``whole_image``:
+# the whole field of view instead of the breast box (``index --whole-image``).
+GEOMETRY = ("size", "margin", "remove_pectoral", "include_for_processing", "whole_image")
+# what a settings file written before a key was recorded meant by its absence
+DEFAULTS = {"whole_image": False}
 
 
 def read_settings(cache_dir: str | Path) -> dict | None:
@@ -46,6 +50,7 @@ def check_or_record(cache_dir: str | Path, settings: dict, has_rows: bool, log=p
                 "the rows indexed before could not be checked against them")
         _write(cache_dir, settings)
         return
+    recorded = {**DEFAULTS, **recorded}
     diffs = [f"{k}: cache {recorded.get(k)!r}, this run {settings.get(k)!r}"
              for k in GEOMETRY if k in settings and recorded.get(k) != settings.get(k)]
     if diffs:
@@ -54,7 +59,5 @@ def check_or_record(cache_dir: str | Path, settings: dict, has_rows: bool, log=p
 
 
 def _write(cache_dir: Path, settings: dict) -> None:
-    path = cache_dir / SETTINGS_NAME
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"format": FORMAT, "settings": settings}, indent=1, sort_keys=True) + "\n")
-    tmp.replace(path)
+    atomic.write_text(cache_dir / SETTINGS_NAME,
+                      json.dumps({"format": FORMAT, "settings": settings}, indent=1, sort_keys=True) + "\n", suffix=".tmp")

@@ -17,7 +17,7 @@ DataLoader workers or the resume point cannot change a sample.
 Example:
     >>> ds = PretrainDataset(["cache/"], cfg)
     >>> plan = BatchPlan(ds, cfg)                    # the global order: plan.batch_keys(step)
-    >>> loader = build_loader(ds, cfg)               # DataLoader over the sampler, with collate
+    >>> loader = build_loader(ds, plan, cfg)         # mammodino.train.loader: the one loader
     >>> batch = next(iter(loader))
     >>> batch["global_crops"].shape                  # (2 * B, 1, 224, 224)
 """
@@ -35,10 +35,10 @@ from mammodino.data.cache import CachedImage, open_cache
 from mammodino.data.crops import Box, CropSampler, TissueMap, crop_resize
 from mammodino.data.masking import sample_patch_mask
 from mammodino.data.mim_masks import mae_masks, simmim_block_size, simmim_mask
-from mammodino.data.batch_plan import BatchPlan, ResumableBatchSampler, SampleKey
+from mammodino.data.batch_plan import BatchPlan, SampleKey
 from mammodino.errors import UserError
 
-__all__ = ["PretrainDataset", "BatchPlan", "ResumableBatchSampler", "SampleKey", "collate", "build_loader", "dbt_slice_pair"]
+__all__ = ["PretrainDataset", "BatchPlan", "SampleKey", "collate", "dbt_slice_pair"]
 
 
 def sample_rng(seed: int, position: int) -> np.random.Generator:
@@ -90,11 +90,25 @@ class PretrainDataset(torch.utils.data.Dataset):
         # Compact per-item columns (numpy, no per-image Python objects): a million-image
         # archive costs tens of MB here, and is cheap to hand to DataLoader workers.
         dir_of, ids, image_files, mask_files, kinds, slices = [], [], [], [], [], []
+        keep_suspect = bool(getattr(getattr(cfg, "data", None), "keep_qc_suspect", False))
+        self.qc_left_out: dict[str, int] = {}  # cache folder -> suspect rows left out
+        self.qc_unchecked: dict[str, int] = {}  # cache folder -> rows without qc (older caches: kept)
         for d, folder in enumerate(cache_dirs):
             folder = Path(folder)
             if not folder.is_dir():
                 raise UserError(f"{folder}: no such cache folder")
             rows = [it.row for it in open_cache(folder)]
+            unchecked = sum(1 for r in rows if not r.get("qc"))
+            if unchecked:
+                self.qc_unchecked[str(folder)] = unchecked
+            if not keep_suspect:
+                kept = [r for r in rows if r.get("qc") != "suspect"]
+                if len(kept) < len(rows):
+                    self.qc_left_out[str(folder)] = len(rows) - len(kept)
+                if not kept:
+                    raise UserError(f"{folder}: every one of its {len(rows)} ok rows is qc=suspect (see `mammodino qc "
+                                    f"{folder} --out DIR`); set data.keep_qc_suspect=true to train on them anyway")
+                rows = kept
             for rel in (rows[0].get("image_file"), rows[0].get("mask_file")):
                 if not rel or not (folder / rel).exists():
                     raise UserError(f"{folder}: the manifest names {rel!r}, which is missing: re-run `mammodino index`")
@@ -310,39 +324,3 @@ def collate(samples: list[dict]) -> dict:
         "position": torch.tensor([s["position"] for s in samples], dtype=torch.long),
         "slices": torch.tensor([s["slices"] for s in samples], dtype=torch.long).reshape(B, 2),
     }
-
-
-def worker_init(_worker_id: int) -> None:
-    """One thread per DataLoader worker (the workers are the parallelism)."""
-    import cv2
-
-    cv2.setNumThreads(1)
-    torch.set_num_threads(1)
-
-
-def build_loader(
-    dataset: PretrainDataset,
-    cfg,
-    *,
-    rank: int = 0,
-    world_size: int = 1,
-    start_step: int = 0,
-    steps: int | None = -1,
-    num_workers: int | None = None,
-    pin_memory: bool = False,
-) -> torch.utils.data.DataLoader:
-    """A DataLoader yielding this rank's collated (micro-)batches from ``start_step`` on."""
-    sampler = ResumableBatchSampler.from_config(
-        dataset, cfg, rank=rank, world_size=world_size, start_step=start_step, steps=steps
-    )
-    workers = int(cfg.data.num_workers if num_workers is None else num_workers)
-    return torch.utils.data.DataLoader(
-        dataset,
-        batch_sampler=sampler,
-        collate_fn=collate,
-        num_workers=workers,
-        persistent_workers=workers > 0,
-        worker_init_fn=worker_init if workers > 0 else None,
-        pin_memory=pin_memory,
-        prefetch_factor=2 if workers > 0 else None,
-    )

@@ -27,10 +27,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mammodino import atomic
 from mammodino.data.cache import MANIFEST_NAME, image_relpath, mask_relpath
 from mammodino.data.cache_settings import check_or_record
 from mammodino.data.index_walk import Source, WalkStats, iter_sources
 from mammodino.data.manifest_writer import DoneSet, ManifestWriter, repair_tail
+from mammodino.data import qc
 from mammodino.errors import SkipFile, UserError
 from mammodino.io.dicom_reader import DEFAULT_MAX_PIXELS, read_dicom, read_dicom_series
 from mammodino.io.image_reader import read_image
@@ -97,7 +99,7 @@ def index_folder(src, out, size: int = 1024, workers: int = 1, labels=None, incl
         manifest = out_path / MANIFEST_NAME
         check_or_record(out_path, {"size": int(size), "margin": float(margin), "remove_pectoral": bool(remove_pectoral),
                                    "include_for_processing": bool(include_for_processing),
-                                   **({"whole_image": True} if whole_image else {})},
+                                   "whole_image": bool(whole_image)},
                         has_rows=manifest.exists() and manifest.stat().st_size > 0)
         return _index_folder(src, out, size, workers, labels, include_for_processing, salt, progress,
                              max_pixels, margin, remove_pectoral, whole_image, keep_source)
@@ -160,6 +162,7 @@ def _index_folder(src, out, size: int = 1024, workers: int = 1, labels=None, inc
 
     counts = {"ok": 0, "skipped": 0}
     reasons: dict[str, int] = {}
+    qc_counts = qc.new_counts()  # this run's ok rows by qc reason
     bar = _progress_bar(progress)
     keys = KeyWriter(key_path_for(out), salt).open()
     with ManifestWriter(out) as writer:
@@ -168,7 +171,9 @@ def _index_folder(src, out, size: int = 1024, workers: int = 1, labels=None, inc
             writer.write(private_row(row, keep_source))
             status = row.get("status", "skipped")
             counts[status] = counts.get(status, 0) + 1
-            if status != "ok":
+            if status == "ok":
+                qc.add_to_counts(qc_counts, row)
+            else:
                 key = _reason_class(row.get("reason", ""))
                 reasons[key] = reasons.get(key, 0) + 1
             if bar is not None:
@@ -206,6 +211,7 @@ def _index_folder(src, out, size: int = 1024, workers: int = 1, labels=None, inc
         "reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
         "seconds": round(time.perf_counter() - t0, 3),
         "manifest": str(manifest_path),
+        "qc": qc_counts,
     }
     if progress:
         print(format_summary(summary, src, out))
@@ -221,6 +227,9 @@ def format_summary(summary: dict, src, out) -> str:
     if summary["reasons"]:
         lines.append("  skipped by reason:")
         lines += [f"  {n:7d}  {reason}" for reason, n in summary["reasons"].items()]
+    if summary.get("qc", {}).get("checked"):
+        lines.append(f"  quality control: {qc.format_counts(summary['qc'])}"
+                     + ("; see them with `mammodino qc`" if summary["qc"]["suspect"] else ""))
     lines.append(f"  manifest: {summary['manifest']}")
     return "\n".join(lines)
 
@@ -477,6 +486,7 @@ def _process(task: Task, opts: IndexOptions) -> dict:
         status="ok",
         reason="",
     )
+    row["qc"], row["qc_reason"] = qc.check(row, mask)
     return row
 
 
@@ -502,14 +512,9 @@ def save_npy_atomic(path: Path, arr: np.ndarray) -> None:
     """np.save to a temporary name in the same folder, then rename: a killed run never
     leaves a half-written file under the final name."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    try:
+
+    def write(tmp: Path) -> None:
         with open(tmp, "wb") as fh:
             np.save(fh, arr, allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+
+    atomic.atomic_write(path, write, suffix=f".tmp-{os.getpid()}")

@@ -24,6 +24,7 @@ REQUIRED_COLUMNS = ("id", "kind", "status", "image_file", "mask_file")
 INT_COLUMNS = ("slices", "height", "width", "cache_height", "cache_width", "flipped")
 FLOAT_COLUMNS = ("tissue_fraction",)
 KINDS = ("ffdm", "dbt")
+QC_VALUES = ("", "pass", "suspect")  # "" : a skipped row, or a cache indexed before quality control
 MAX_LISTED = 20
 
 
@@ -99,6 +100,9 @@ def row_problems(cache_dir: Path, row: dict, check_files: bool = True) -> list[s
                     raise ValueError
             except (TypeError, ValueError):
                 problems.append(f"{key} {_show(value)} is not a number")
+    qc_value = row.get("qc")
+    if qc_value is not None and qc_value not in QC_VALUES:
+        problems.append(f"qc {_show(qc_value)} is not one of pass, suspect (or empty)")
     if row.get("status") != "ok" or not check_files:
         return problems
     shapes = {}

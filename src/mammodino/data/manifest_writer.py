@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mammodino.data.cache import MANIFEST_COLUMNS, MANIFEST_NAME
+from mammodino.data.cache import MANIFEST_COLUMNS, MANIFEST_NAME, WRITTEN_COLUMNS
 from mammodino.errors import UserError
 
 
@@ -96,7 +96,7 @@ class DoneSet:
 class ManifestWriter:
     """``with ManifestWriter(out) as w: w.write(row_dict)``."""
 
-    def __init__(self, out_dir, columns=MANIFEST_COLUMNS):
+    def __init__(self, out_dir, columns=WRITTEN_COLUMNS):
         self.path = Path(out_dir) / MANIFEST_NAME
         self.columns = list(columns)
         self._fh = None
@@ -118,7 +118,7 @@ class ManifestWriter:
             if header[: len(MANIFEST_COLUMNS)] != MANIFEST_COLUMNS:
                 raise UserError(f"{self.path}: existing manifest has other columns ({', '.join(header[:5])} ...); "
                                 "index into a new folder")
-            self.columns = header
+            self.columns = header  # an older manifest keeps its columns (e.g. no qc: rows read as not checked)
         self._fh = open(self.path, "ab", buffering=0)  # unbuffered: one os.write per row
         if new:
             self._write_line(self.columns)

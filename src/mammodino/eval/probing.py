@@ -56,7 +56,8 @@ def parse_fractions(spec) -> list[float]:
 
 def _reembed(fs: FeatureSet, rows: np.ndarray, pert: Perturbation, checkpoint, cache_dir, batch_size, device, log):
     """Features of ``fs`` rows recomputed from ``cache_dir`` with ``pert`` applied."""
-    from mammodino.eval.embedding import embed_cache, load_backbone
+    from mammodino.eval.embedding import embed_cache
+    from mammodino.models.loading import load_backbone
 
     meta = fs.meta or {}
     enc = meta.get("encoder", {})

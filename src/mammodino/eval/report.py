@@ -21,6 +21,7 @@ import json
 import math
 from pathlib import Path
 
+from mammodino import atomic
 from mammodino.eval.results import REQUIRED_KEYS
 from mammodino.train.metrics_log import read_metrics
 
@@ -385,12 +386,21 @@ def build_report(run_dir: str | Path, probe_dirs=(), attention_dirs=(), title: s
     )
 
 
+def is_mammodino_report(path) -> bool:
+    """Whether ``path`` is a page :func:`write_report` wrote (so regenerating it loses nothing)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(256 * 1024)
+    except OSError:
+        return False
+    return head.startswith(b"<!DOCTYPE html>\n<html lang=en>") and b"</h1>\n<p>Generated " in head \
+        and b" by mammodino " in head
+
+
 def write_report(run_dir, out=None, probe_dirs=(), attention_dirs=(), finetune_dirs=()) -> Path:
     run_dir = Path(run_dir)
     out = Path(out) if out else run_dir / "report.html"
     text = build_report(run_dir, probe_dirs, attention_dirs, finetune_dirs=finetune_dirs)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(out)
+    atomic.write_text(out, text, suffix=".tmp")
     return out

@@ -141,7 +141,7 @@ class BatchPlan:
 
 def eval_loader(dataset: FineTuneDataset, rows, batch_size: int, workers: int = 0):
     """Batches of whole images of ``rows``, in order."""
-    from mammodino.data.dataset import worker_init
+    from mammodino.train.loader import worker_init
 
     return torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, [int(r) for r in rows]), batch_size=batch_size,
                                        shuffle=False, num_workers=workers, worker_init_fn=worker_init if workers else None)

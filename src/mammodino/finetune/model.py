@@ -13,7 +13,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -21,9 +20,12 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
+from mammodino import atomic
 from mammodino.errors import UserError
 from mammodino.finetune.heads import build_head
 from mammodino.models.layers import DropPath
+from mammodino.models.loading import backbone_config, build_from_config
+from mammodino.models.weight_checks import check_arch_config, read_config_json
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -127,8 +129,6 @@ def build_model(backbone: nn.Module, cfg, n_outputs: int, multilabel: bool) -> F
 # ---- files ---------------------------------------------------------------------------------
 def model_description(model: FineTuneModel) -> dict:
     """What :func:`load_finetuned` needs to rebuild the network."""
-    from mammodino.models.export import backbone_config
-
     head = model.head
     return {
         "encoder": {**backbone_config(model.backbone),
@@ -137,12 +137,6 @@ def model_description(model: FineTuneModel) -> dict:
                  "hidden": int(head.V.out_features) if hasattr(head, "V") else None},
         "multilabel": model.multilabel,
     }
-
-
-def _write_json_atomic(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(obj, indent=1, default=str) + "\n")
-    os.replace(tmp, path)
 
 
 def save_finetuned(model: FineTuneModel, out_dir: str | Path, info: dict) -> Path:
@@ -155,19 +149,16 @@ def save_finetuned(model: FineTuneModel, out_dir: str | Path, info: dict) -> Pat
     config = {"format": FORMAT, **model_description(model), **info}
     tensors = {k: v.detach().float() for k, v in model.state_dict().items()}
     save_checkpoint(out / MODEL_FILE, tensors, {"format": FORMAT})
-    _write_json_atomic(out / CONFIG_FILE, config)
+    atomic.write_json(out / CONFIG_FILE, config)
     return out
 
 
 def read_config(model_dir: str | Path) -> dict:
     path = Path(model_dir)
     cfg_file = path / CONFIG_FILE if path.is_dir() else path.parent / CONFIG_FILE
-    if not cfg_file.is_file():
+    if not os.path.lexists(cfg_file):
         raise UserError(f"{path}: no {CONFIG_FILE} (expected a folder written by `mammodino finetune`)")
-    try:
-        config = json.loads(cfg_file.read_text())
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{cfg_file}: not JSON ({exc})") from exc
+    config = read_config_json(cfg_file)  # regular file, bounded size, a JSON object
     if config.get("format") != FORMAT:
         raise UserError(f"{cfg_file}: format {config.get('format')!r} is not a fine-tuned mammodino model ({FORMAT})")
     return config
@@ -175,17 +166,27 @@ def read_config(model_dir: str | Path) -> dict:
 
 def load_finetuned(model_dir: str | Path, device: str | torch.device = "cpu") -> tuple[FineTuneModel, dict]:
     """(model in eval mode, config.json) of a ``mammodino finetune`` output folder."""
-    from mammodino.models.vit import build_vit
     from mammodino.train.checkpoint import load_checkpoint
 
     path = Path(model_dir)
     config = read_config(path)
     model_file = path / MODEL_FILE if path.is_dir() else path
+    cfg_file = model_file.parent / CONFIG_FILE
+    enc, head_cfg = config.get("encoder"), config.get("head")
+    if not isinstance(enc, dict) or not isinstance(head_cfg, dict):
+        raise UserError(f"{cfg_file}: 'encoder' and 'head' must be JSON objects")
+    check_arch_config(enc, f"{cfg_file} [encoder]")  # before anything is allocated
     tensors, _meta = load_checkpoint(model_file)
-    enc, head_cfg = config["encoder"], config["head"]
-    backbone = build_vit(enc["arch"], patch_size=int(enc["patch_size"]), num_register_tokens=int(enc["num_register_tokens"]),
-                         img_size=int(enc["img_size"]), layerscale_init=1e-5 if enc.get("layerscale", True) else None,
-                         interpolate_antialias=bool(enc.get("interpolate_antialias", False)))
+    try:
+        return _build_finetuned(enc, head_cfg, config, tensors, model_file, device)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise UserError(f"{model_file}: does not fit the model in {CONFIG_FILE} ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
+
+
+def _build_finetuned(enc: dict, head_cfg: dict, config: dict, tensors: dict, model_file: Path, device):
+    backbone = build_from_config(enc, f"{model_file.parent / CONFIG_FILE} [encoder]",
+                                 layerscale_init=1e-5 if enc.get("layerscale", True) else None)
     head = build_head(head_cfg["kind"], int(enc["embed_dim"]), int(head_cfg["n_outputs"]),
                       hidden=int(head_cfg.get("hidden") or 128))
     model = FineTuneModel(backbone, head, multilabel=bool(config.get("multilabel")))

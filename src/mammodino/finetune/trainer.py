@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
+from mammodino import atomic
 from mammodino.config import save_config
 from mammodino.errors import UserError
 from mammodino.finetune import evaluate as ev
@@ -37,7 +38,7 @@ from mammodino.finetune.losses import classification_loss
 from mammodino.finetune.model import build_model, save_finetuned
 from mammodino.train import checkpoint as ckpt
 from mammodino.train import distributed as dist
-from mammodino.train.loader import StepBatchSampler
+from mammodino.train.loader import StepBatches, step_loader
 from mammodino.train.metrics_log import MetricsLog
 from mammodino.train.optim import apply_schedules, build_optimizer, param_groups
 from mammodino.train.run_folder import RunFolder
@@ -84,7 +85,7 @@ class FineTuner:
         dist.barrier()
 
     def _build(self) -> None:
-        from mammodino.eval.embedding import load_backbone
+        from mammodino.models.loading import load_backbone
 
         cfg = self.cfg
         log = self.log if dist.is_main() else (lambda *_: None)
@@ -128,18 +129,26 @@ class FineTuner:
         opt_tensors, opt_meta = ckpt.flatten_optimizer(self.optimizer.state_dict())
         tensors.update(opt_tensors)
         if dist.is_main():
-            meta = {"state": {"step": step, "world_size": self.world, "data_dirs": [str(self.cache)], **state},
+            meta = {"state": {"step": step, "world_size": self.world, "data_dirs": [str(self.cache)],
+                              "inputs": self._inputs(), **state},
                     "config": OmegaConf.to_container(self.cfg, resolve=True), "optimizer": opt_meta,
                     "format": CKPT_FORMAT}
             ckpt.save_checkpoint(self.out / ckpt.LAST, tensors, meta)
         dist.barrier()
+
+    def _inputs(self) -> dict:
+        """The options outside the config that decide what is trained on (compared on resume)."""
+        out = {"--task": ",".join(self.tasks), "--labels": str(self.labels) if self.labels else None,
+               "--label-fraction": self.label_fraction}
+        out.update({f"--{k.replace('_', '-')}": v for k, v in sorted(self.task_options.items()) if v is not None})
+        return out
 
     def _load(self, point) -> tuple[int, dict]:
         """Weights, AdamW moments and the early-stopping state of a verified checkpoint."""
         if point.meta.get("format") != CKPT_FORMAT:
             raise UserError(f"{point.path}: not a fine-tune checkpoint (format {point.meta.get('format')!r})")
         self.folder.check_config(OmegaConf.to_container(self.cfg, resolve=True), [str(self.cache)], point,
-                                 log=self.log)
+                                 log=self.log, inputs=self._inputs())
         tensors, meta = point.tensors, point.meta
         model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
         try:
@@ -148,7 +157,7 @@ class FineTuner:
             raise UserError(f"{point.path} does not fit this model ({str(exc).splitlines()[-1].strip()})") from None
         self.optimizer.load_state_dict(ckpt.unflatten_optimizer(tensors, meta["optimizer"]))
         state = dict(meta["state"])
-        for key in ("world_size", "data_dirs"):
+        for key in ("world_size", "data_dirs", "inputs"):
             state.pop(key, None)
         if dist.is_main():
             self.log(f"resuming from {point.path.name} at step {state['step']}")
@@ -201,15 +210,10 @@ class FineTuner:
 
     def _loop(self, start: int, end: int, state: dict, log: MetricsLog, has_val: bool) -> None:
         cfg = self.cfg
-        from mammodino.data.dataset import worker_init
-
-        sampler = StepBatchSampler(self.plan.batch_keys, int(cfg.train.batch_size), start, int(cfg.train.steps),
-                                   self.rank, self.world, 1)
-        workers = int(cfg.data.num_workers)
-        loader = torch.utils.data.DataLoader(self.train_set, batch_sampler=sampler, num_workers=workers,
-                                             worker_init_fn=worker_init if workers else None,
-                                             prefetch_factor=4 if workers else None,
-                                             pin_memory=self.device.type == "cuda")
+        batches = StepBatches(self.plan.batch_keys, int(cfg.train.batch_size), start, int(cfg.train.steps),
+                              self.rank, self.world, 1)
+        loader = step_loader(self.train_set, batches, int(cfg.data.num_workers),
+                             pin_memory=self.device.type == "cuda")
         batches = iter(loader)
         from tqdm import tqdm
 
@@ -363,9 +367,7 @@ class FineTuner:
         save_finetuned(self.model, self.out, info)
         write_results(entries, self.out / "results.json")
         (self.out / "results.md").write_text(markdown_table(entries) + "\n")
-        tmp = self.out / "summary.json.partial"
-        tmp.write_text(json.dumps(summary, indent=1, default=str))
-        os.replace(tmp, self.out / "summary.json")
+        atomic.write_text(self.out / "summary.json", json.dumps(summary, indent=1, default=str))
         title = f"{', '.join(self.ls.tasks)} - fine-tuned {cfg.model.head} head"
         plot_roc(curves, title, self.out / f"roc_{'+'.join(self.ls.tasks)}_finetune.png")
         from mammodino.finetune.plots import plot_training_curve

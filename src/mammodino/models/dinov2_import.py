@@ -31,6 +31,7 @@ unpickled is refused. Nothing is downloaded.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,19 +92,28 @@ def read_weights(path: str | Path) -> tuple[dict[str, Tensor], list[str]]:
 
     Returns ``(tensors, skipped)`` where ``skipped`` lists non-tensor entries.
     """
+    from mammodino.models import weight_checks
+
     path = Path(path)
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise UserError(f"weight file {path} does not exist (nothing is downloaded: give a local file)")
+    weight_checks.require_regular_file(path, "weight file")
     if path.suffix == ".safetensors":
         from safetensors import safe_open
 
+        weight_checks.read_header(path)  # sizes and structure, before any tensor is read
         try:
             with safe_open(str(path), framework="pt", device="cpu") as fh:
                 return {k: fh.get_tensor(k) for k in fh.keys()}, []
         except Exception as exc:  # safetensors has its own error types
             raise UserError(f"{path}: not a readable safetensors file ({exc})") from exc
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        try:  # memory-mapped: the declared sizes are checked before the data is touched
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as exc:
+            if "mmap" not in str(exc):
+                raise
+            obj = torch.load(path, map_location="cpu", weights_only=True)  # legacy (pre-zip) format
     except Exception as exc:
         text = str(exc)
         if "weights_only" in text or "Weights only load failed" in text or "Unsupported global" in text:
@@ -113,12 +123,18 @@ def read_weights(path: str | Path) -> tuple[dict[str, Tensor], list[str]]:
                 "Only plain tensor state dicts (torch.load weights_only=True) or .safetensors files are accepted; "
                 "convert it to safetensors where you trust its source."
             ) from exc
-        raise UserError(f"{path}: cannot be read as a PyTorch or safetensors weight file ({type(exc).__name__}: {exc})") from exc
+        first = (text.strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise UserError(f"{path}: cannot be read as a PyTorch or safetensors weight file ({type(exc).__name__}: {first})") from exc
     tensors: dict[str, Tensor] = {}
     skipped: list[str] = []
-    _flatten(obj, "", tensors, skipped)
+    try:
+        _flatten(obj, "", tensors, skipped)
+    except RecursionError:
+        raise UserError(f"{path}: nested too deeply to be a state dict") from None
     if not tensors:
         raise UserError(f"{path}: holds no tensors")
+    weight_checks.check_tensor_sizes({k: tuple(v.shape) for k, v in tensors.items()},
+                                     {k: v.element_size() for k, v in tensors.items()}, str(path))
     return tensors, skipped
 
 
@@ -261,7 +277,11 @@ def _adapt(key: str, src: Tensor, target: Tensor, model: nn.Module, origin: str,
     if key == "pos_embed" and src.shape != target.shape:
         if src.ndim != 3 or src.shape[-1] != target.shape[-1]:
             raise UserError(f"{path}: {origin} has shape {tuple(src.shape)}; the model's pos_embed is {tuple(target.shape)}")
-        side = grid_of(src.shape[1] - 1)
+        try:
+            side = grid_of(src.shape[1] - 1)
+        except ValueError:
+            raise UserError(f"{path}: {origin} has {src.shape[1] - 1} patch positions, which do not form a "
+                            "square grid") from None
         patch = resample_patch_pos_embed(src[:, 1:], (side, side), model.grid_size, model.interpolate_antialias)
         src = torch.cat([src[:, :1], patch], dim=1)
         notes.append(f"pos_embed: {side}x{side} -> {model.grid_size[0]}x{model.grid_size[1]} grid (bicubic)")

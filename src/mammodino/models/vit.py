@@ -85,7 +85,7 @@ class VisionTransformer(nn.Module):
             nn.Parameter(torch.zeros(1, num_register_tokens, embed_dim)) if num_register_tokens else None
         )
         self.mask_token = nn.Parameter(torch.zeros(1, embed_dim))
-        rates = torch.linspace(0, drop_path_rate, depth).tolist()  # stochastic depth, linear over depth
+        rates = torch.linspace(0, drop_path_rate, depth, device="cpu").tolist()  # stochastic depth, linear over depth
         self.blocks = nn.ModuleList(
             Block(embed_dim, num_heads, mlp_ratio, qkv_bias, drop_path=r, layerscale_init=layerscale_init)
             for r in rates
@@ -243,10 +243,11 @@ def build_vit(arch: str, patch_size: int = 14, num_register_tokens: int = 4, dro
                              arch=arch, **kwargs)
 
 
-def arch_of(embed_dim: int, depth: int, num_heads: int) -> str | None:
-    """The preset name of a shape, or None."""
-    for name, shape in ARCHS.items():
-        if shape == (embed_dim, depth, num_heads):
+def arch_of(embed_dim: int, depth: int, num_heads: int | None = None) -> str | None:
+    """The preset name of a shape, or None. ``num_heads=None`` matches width and depth only
+    (a weight file's shapes do not tell the head count: the qkv projection is 3D x D)."""
+    for name, (dim, n, heads) in ARCHS.items():
+        if (dim, n) == (embed_dim, depth) and num_heads in (None, heads):
             return name
     return None
 

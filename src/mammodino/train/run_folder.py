@@ -103,13 +103,17 @@ class RunFolder:
             bad.rename(target)
             print(f"  kept the damaged file as {target.name}", flush=True)
 
-    def check_config(self, cfg: dict, data_dirs: list, point: ResumePoint, log=print) -> None:
+    def check_config(self, cfg: dict, data_dirs: list, point: ResumePoint, log=print, inputs: dict | None = None) -> None:
+        """Compare the config (and ``inputs``, the run's options outside it, saved in the
+        checkpoint's state as ``inputs``) with the checkpoint's."""
         state = point.meta.get("state", {})
         saved = point.meta.get("config")
         if not isinstance(saved, dict):
             raise UserError(f"--resume: {point.path} holds no readable config; cannot check it matches this run")
+        saved_inputs = state.get("inputs") if isinstance(state.get("inputs"), dict) else None
         self.changes = check_resume_config(saved, state.get("data_dirs"), cfg, data_dirs, point.path,
-                                           self.allow_config_change, log=log if self.main else (lambda *_: None))
+                                           self.allow_config_change, log=log if self.main else (lambda *_: None),
+                                           saved_inputs=saved_inputs, inputs=inputs)
 
     def keep_previous_config(self, step: int) -> None:
         """Main process, before writing the new config.yaml of a changed resume."""

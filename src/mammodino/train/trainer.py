@@ -285,6 +285,12 @@ class Trainer:
               f"{len(self.dataset)} images/volumes ({n_dbt} DBT) from {', '.join(map(str, self.data_dirs))}, "
               f"{self.world} process(es) on {self.device}, batch {cfg.train.batch_size}, steps {start}->{cfg.train.steps}, "
               f"run folder {self.run_dir}", flush=True)
+        for folder, n in getattr(self.dataset, "qc_left_out", {}).items():
+            print(f"left out {n} qc=suspect row(s) of {folder} (look at them with `mammodino qc {folder} --out DIR`; "
+                  "data.keep_qc_suspect=true keeps them)", flush=True)
+        for folder, n in getattr(self.dataset, "qc_unchecked", {}).items():
+            print(f"{folder}: {n} row(s) have no qc column (indexed before quality control): kept; "
+                  f"`mammodino qc {folder} --out DIR` checks them", flush=True)
         if self.echo_config:
             print("config:\n" + OmegaConf.to_yaml(cfg), flush=True)
 

@@ -1,0 +1,153 @@
+"""Digitised-film artefacts that a breast threshold would take for tissue.
+
+A scanned film (DDSM, CBIS-DDSM, MIAS, INbreast's older cousins) shows, besides the breast:
+- unexposed film along one to four sides: bright, flat, touching the image edge and running
+  along it (sometimes only part of a side, or tilted);
+- scanner edge strips: a few bright or noisy lines at the very edge;
+- burned-in labels ("LCC", "R MLO"), lead markers, tape: small, saturated, flat blobs,
+  sometimes touching the breast.
+
+Everything here works on the small float32 copy used for segmentation (long side ~512) and
+returns a boolean map of what is not breast. The tests are geometric (flat, bright,
+elongated along an edge, small) rather than tuned grey levels, so that they carry over
+from film to film. The breast itself is never flat: it has texture and falls off towards
+the skin, and it touches at most the chest-wall side over most of its length.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+BORDER_MAX_DEPTH = 0.30  # a film border never reaches deeper than this x the image side
+LINE_BRIGHT_FRACTION = 0.85  # a border line: this much of it bright ...
+LINE_MAX_SPREAD = 0.12  # ... and flat: 10-90 % spread below this x the dynamic range
+STRIP_MIN_ELONGATION = 3.0  # a partial border strip: length along its side >= this x depth
+BLOB_MAX_AREA = 0.006  # labels and markers: at most this fraction of the image
+FLAT_STD = 0.006  # local standard deviation (x dynamic range) below which a patch is flat
+SATURATED = 0.04  # within this x dynamic range of the brightest pixel: unexposed film, print
+
+
+def dynamic_range(blurred: np.ndarray) -> tuple[float, float]:
+    """Robust (low, high) grey levels: 0.5th and 99.8th percentiles."""
+    lo, hi = np.percentile(blurred, (0.5, 99.8))
+    return float(lo), float(max(hi, lo + 1e-6))
+
+
+def local_std(blurred: np.ndarray, size: int = 7) -> np.ndarray:
+    mean = cv2.blur(blurred, (size, size))
+    sq = cv2.blur(blurred * blurred, (size, size))
+    return np.sqrt(np.maximum(sq - mean * mean, 0.0))
+
+
+def border_lines(blurred: np.ndarray) -> np.ndarray:
+    """Boolean map of whole lines (rows/columns from each image edge inwards) that are
+    bright and flat along their full length: unexposed film and scanner strips on a whole
+    side. Walks inwards from every edge while lines qualify (allowing the blurred step
+    at the inner edge of the border), never deeper than BORDER_MAX_DEPTH."""
+    lo, hi = dynamic_range(blurred)
+    span = hi - lo
+    bright = lo + 0.5 * span
+    h, w = blurred.shape
+    out = np.zeros((h, w), bool)
+    sides = (
+        ("top", lambda i: blurred[i, :], h),
+        ("bottom", lambda i: blurred[h - 1 - i, :], h),
+        ("left", lambda i: blurred[:, i], w),
+        ("right", lambda i: blurred[:, w - 1 - i], w),
+    )
+    for side, line, n in sides:
+        depth = 0
+        limit = int(BORDER_MAX_DEPTH * n)
+        while depth < limit:
+            values = line(depth)
+            p10, p90 = np.percentile(values, (10, 90))
+            if np.mean(values > bright) >= LINE_BRIGHT_FRACTION and (p90 - p10) <= LINE_MAX_SPREAD * span:
+                depth += 1
+                continue
+            break
+        if depth == 0:
+            continue
+        depth = min(limit, depth + 2)  # the blurred inner edge of the border
+        if side == "top":
+            out[:depth, :] = True
+        elif side == "bottom":
+            out[h - depth:, :] = True
+        elif side == "left":
+            out[:, :depth] = True
+        else:
+            out[:, w - depth:] = True
+    return out
+
+
+def border_strips(blurred: np.ndarray) -> np.ndarray:
+    """Saturated flat regions touching one image side, long along it (>= 40 % of the side,
+    >= 3x their depth) with a straight inner edge: a partial or tilted film border. A
+    clipped pectoral muscle also touches the edge, but it tapers (a triangle), so its depth
+    along the side is not constant and it is left alone."""
+    flat = _saturated_and_flat(blurred, 7)
+    flat = cv2.morphologyEx(flat.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(flat, connectivity=8)
+    h, w = blurred.shape
+    out = np.zeros((h, w), bool)
+    for k in range(1, n):
+        x, y, bw, bh, area = stats[k]
+        if area < 0.002 * h * w:
+            continue
+        comp = labels[y:y + bh, x:x + bw] == k
+        touches = {"top": y == 0, "bottom": y + bh == h, "left": x == 0, "right": x + bw == w}
+        for side, hit in touches.items():
+            if not hit:
+                continue
+            along = side in ("top", "bottom")
+            length, depth = (bw, bh) if along else (bh, bw)
+            side_len = w if along else h
+            if depth > BORDER_MAX_DEPTH * (h if along else w) or length < max(STRIP_MIN_ELONGATION * depth,
+                                                                               0.4 * side_len):
+                continue
+            per_line = comp.sum(axis=0 if along else 1).astype(np.float64)
+            per_line = per_line[per_line > 0]
+            if per_line.std() <= 0.3 * per_line.mean() + 1.0:
+                out[y:y + bh, x:x + bw] |= comp
+                break
+    if out.any():
+        out = cv2.dilate(out.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    return out
+
+
+def label_blobs(blurred: np.ndarray, above: np.ndarray) -> np.ndarray:
+    """Small saturated flat blobs that sit in the air: burned-in text, lead markers, tape
+    ends. ``above`` is the breast threshold mask. A blob is cut out when at least 40 % of
+    a 4 px ring around it is air, which holds for a label touching the skin line but not
+    for a clipped patch of pectoral muscle or dense tissue (surrounded by tissue). Holes
+    are filled afterwards, so a clip or a calcification inside the breast is kept."""
+    cand = _saturated_and_flat(blurred, 5).astype(np.uint8)
+    cand = cv2.dilate(cand, np.ones((3, 3), np.uint8))
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(cand, connectivity=8)
+    h, w = blurred.shape
+    out = np.zeros((h, w), bool)
+    ring_kernel = np.ones((9, 9), np.uint8)
+    for k in range(1, n):
+        x, y, bw, bh, area = stats[k]
+        if area > BLOB_MAX_AREA * h * w:
+            continue
+        x0, y0, x1, y1 = max(0, x - 5), max(0, y - 5), min(w, x + bw + 5), min(h, y + bh + 5)
+        blob = (labels[y0:y1, x0:x1] == k).astype(np.uint8)
+        ring = cv2.dilate(blob, ring_kernel).astype(bool) & ~blob.astype(bool)
+        if ring.any() and np.mean(~above[y0:y1, x0:x1][ring]) >= 0.4:
+            out[y0:y1, x0:x1] |= cv2.dilate(blob, np.ones((5, 5), np.uint8)).astype(bool)
+    return out
+
+
+def _saturated_and_flat(blurred: np.ndarray, size: int) -> np.ndarray:
+    """Pixels at the top of the grey scale whose neighbourhood is flat: unexposed film and
+    printed labels are saturated; tissue, even the pectoral muscle, has texture."""
+    lo, hi = dynamic_range(blurred)
+    span = hi - lo
+    top = float(blurred.max())
+    return (blurred >= top - SATURATED * span) & (local_std(blurred, size) < FLAT_STD * span)
+
+
+def film_borders(blurred: np.ndarray) -> np.ndarray:
+    """Whole-side border lines and partial border strips as one boolean map."""
+    return border_lines(blurred) | border_strips(blurred)

@@ -1,0 +1,131 @@
+"""Quality checks of manifest rows: known answers per check, real images pass, the
+pretraining dataset leaves suspect rows out unless asked, older caches keep working."""
+
+from __future__ import annotations
+
+import csv
+
+import cv2
+import numpy as np
+import pytest
+
+from mammodino.config import load_config
+from mammodino.data import qc
+from mammodino.data.dataset import PretrainDataset
+from mammodino.data.manifest_check import row_problems
+from mammodino.errors import UserError
+from support.array_cache import write_array_cache
+
+
+def _row(**kw):
+    """A plausible left CC row of a 1000 x 800 image: breast box on the chest-wall edge."""
+    row = dict(status="ok", height=1000, width=800, breast_box="0 150 480 880", tissue_fraction="0.32",
+               laterality="L", laterality_source="tag", flipped=0)
+    row.update(kw)
+    return row
+
+
+def half_ellipse(h=200, w=160):
+    yy, xx = np.mgrid[0:h, 0:w]
+    return (((yy - h / 2) / (h / 2)) ** 2 + (xx / w) ** 2 <= 1).astype(np.uint8)
+
+
+def test_a_plausible_breast_passes():
+    assert qc.check(_row(), half_ellipse()) == ("pass", "")
+
+
+@pytest.mark.parametrize("changes,name,phrase", [
+    (dict(breast_box="0 920 800 1000"), "strip", "box is a strip (100% x 8% of the image)"),
+    (dict(breast_box="0 100 60 900"), "strip", "box is a strip"),
+    (dict(breast_box="0 0 800 1000", tissue_fraction="0.95"), "whole image", "nearly the whole image (100% x 100%)"),
+    (dict(tissue_fraction="0.02"), "tissue fraction", "implausible tissue fraction 0.020"),
+    (dict(flipped=1, breast_box="320 150 800 880"), "laterality", "breast on the right side but laterality tag says L"),
+    (dict(breast_box="0 0 480 1000"), "borders", "mask touches 3 image borders"),
+    (dict(breast_box="300 150 700 880"), "chest wall", "box stops 38% short of the chest-wall edge"),
+])
+def test_each_check_names_its_reason(changes, name, phrase):
+    verdict, reason = qc.check(_row(**changes), half_ellipse())
+    assert verdict == "suspect" and phrase in reason, reason
+    assert name in qc.reason_names(reason)
+
+
+def test_laterality_from_the_image_is_not_checked_against_itself():
+    assert qc.check(_row(flipped=1, breast_box="320 150 800 880", laterality="R", laterality_source="image"))[0] == "pass"
+    assert qc.check(_row(flipped=1, breast_box="320 150 800 880", laterality="L", laterality_source="image"))[0] == "pass"
+
+
+def test_shape_check_on_a_mask_far_from_a_breast():
+    comb = np.zeros((200, 160), np.uint8)
+    comb[:, :20] = 1
+    comb[::40, :] = 1  # a comb: teeth of film edge / label rows joined to a strip
+    comb = cv2.dilate(comb, np.ones((9, 1), np.uint8))
+    assert qc.solidity(comb) < 0.6
+    assert qc.solidity(half_ellipse()) > 0.95
+    verdict, reason = qc.check(_row(), comb)
+    assert verdict == "suspect" and "mask far from a breast shape (solidity" in reason
+
+
+def test_several_failures_are_all_listed_and_counted():
+    rows = [dict(_row(breast_box="0 0 800 1000", tissue_fraction="0.97")), _row(), _row(tissue_fraction="0.01"),
+            dict(status="skipped")]
+    for r in rows[:3]:
+        r["qc"], r["qc_reason"] = qc.check(r)
+    counts = qc.count_by_reason(rows + [_row()])  # the last: no qc (an older cache)
+    assert counts == {"rows": 4, "checked": 3, "suspect": 2,
+                      "reasons": {"tissue fraction": 2, "borders": 1, "whole image": 1}}
+    assert qc.format_counts(counts) == "2 of 3 ok rows suspect (tissue fraction 2, borders 1, whole image 1)"
+
+
+def test_reasons_carry_no_identifier():
+    reason = qc.check(_row(breast_box="0 920 800 1000", tissue_fraction="0.01", id="abcdef0123456789",
+                           stem="Mass-Test_P_00173_LEFT_CC", source="/data/P_00173/1.dcm"))[1]
+    assert reason and not any(t in reason for t in ("P_00173", "abcdef", "data", "Mass"))
+
+
+def test_manifest_check_accepts_qc_columns_and_refuses_other_values(tmp_path):
+    assert row_problems(tmp_path, {"status": "skipped", "qc": "pass"}) == []
+    assert row_problems(tmp_path, {"status": "skipped", "qc": ""}) == []
+    assert row_problems(tmp_path, {"status": "skipped"}) == []
+    assert "qc 'maybe' is not one of pass, suspect" in row_problems(tmp_path, {"status": "skipped", "qc": "maybe"})[0]
+
+
+def _cache(folder, verdicts):
+    image = np.full((64, 48), 30000, np.uint16)
+    entries = []
+    for i, verdict in enumerate(verdicts):
+        e = dict(id=f"{i:02x}{'cd' * 7}", image=image, mask=half_ellipse(64, 48), laterality="L", view="CC")
+        if verdict is not None:
+            e.update(qc=verdict, qc_reason="box is a strip (9% x 100% of the image)" if verdict == "suspect" else "")
+        entries.append(e)
+    folder.mkdir()
+    return write_array_cache(folder, entries)
+
+
+def test_pretrain_dataset_leaves_suspect_rows_out_unless_kept(tmp_path):
+    cache = _cache(tmp_path / "c", ["pass", "suspect", "pass", "suspect", "suspect"])
+    cfg = load_config("cpu-tiny")
+    ds = PretrainDataset(cache, cfg)
+    assert len(ds) == 2 and ds.qc_left_out == {str(cache): 3}
+    kept = PretrainDataset(cache, load_config("cpu-tiny", ["data.keep_qc_suspect=true"]))
+    assert len(kept) == 5 and kept.qc_left_out == {}
+
+
+def test_a_cache_of_only_suspect_rows_says_how_to_keep_them(tmp_path):
+    cache = _cache(tmp_path / "c", ["suspect", "suspect"])
+    with pytest.raises(UserError, match="data.keep_qc_suspect=true"):
+        PretrainDataset(cache, load_config("cpu-tiny"))
+
+
+def test_an_older_cache_without_qc_columns_is_read_whole(tmp_path):
+    cache = _cache(tmp_path / "c", [None, None, None])
+    with (cache / "manifest.csv").open(newline="") as fh:
+        assert "qc" not in next(csv.reader(fh))
+    ds = PretrainDataset(cache, load_config("cpu-tiny"))
+    assert len(ds) == 3 and ds.qc_unchecked == {str(cache): 3} and ds.qc_left_out == {}
+
+
+def test_config_key_is_checked():
+    from mammodino.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="keep_qc_suspect"):
+        load_config("cpu-tiny", ["data.keep_qc_suspect=3"])
