@@ -35,6 +35,7 @@ from mammodino.data.augment import GrayAugment, normalize
 from mammodino.data.cache import CachedImage, open_cache
 from mammodino.data.crops import Box, CropSampler, TissueMap, crop_resize
 from mammodino.data.masking import sample_patch_mask
+from mammodino.data.mim_masks import mae_masks, simmim_block_size, simmim_mask
 from mammodino.data.batch_plan import BatchPlan, SampleKey
 from mammodino.errors import UserError
 
@@ -145,6 +146,13 @@ class PretrainDataset(torch.utils.data.Dataset):
         # Random sampler = plain DINOv2: masks anywhere, ratio of all patches.
         self.mask_min_tissue = float(cfg.crops.mask_min_tissue) if self.crops.tissue_aware else None
         self.mask_probability = float(cfg.ibot.mask_sample_probability)
+        # method: mae | simmim replace the iBOT masks by their own (data.mim_masks); every
+        # global crop is masked, with the same tissue rule as iBOT.
+        self.method = str(cfg.get("method", "mammodino"))
+        self.mae_ratio = float(cfg.mae.mask_ratio) if "mae" in cfg else 0.75
+        self.simmim_ratio = float(cfg.simmim.mask_ratio) if "simmim" in cfg else 0.6
+        self.simmim_block = simmim_block_size(int(cfg.simmim.mask_block_px) if "simmim" in cfg else 32,
+                                              self.patch_size)
         self.mask_ratio = tuple(float(v) for v in cfg.ibot.mask_ratio_min_max)
         self.dbt_edge = int(cfg.data.dbt_edge_slices)
         self.dbt_max_offset = int(cfg.data.dbt_max_offset)
@@ -224,12 +232,13 @@ class PretrainDataset(torch.utils.data.Dataset):
         if img1.shape != breast.shape:
             raise UserError(f"{item.cache_dir}: image {item.id} is {img1.shape} but its breast mask is {breast.shape}")
 
-        globals_, masks, patch_tissue = [], [], []
+        globals_, masks, visible, patch_tissue = [], [], [], []
         for c, (img, box, kind) in enumerate(((img1, box1, "global1"), (img2, box2, "global2"))):
             crop, frac = self._view(img, box, self.global_size, rng, kind, tissue)
-            patch_mask = sample_patch_mask(frac, mask_ranges[c], rng, self.mask_min_tissue)
+            patch_mask, patch_visible = self._patch_masks(frac, mask_ranges[c], rng)
             globals_.append(torch.from_numpy(crop)[None])
             masks.append(patch_mask.reshape(-1))
+            visible.append(patch_visible.reshape(-1))
             patch_tissue.append(frac.reshape(-1))
 
         locals_, local_boxes = [], []
@@ -239,7 +248,7 @@ class PretrainDataset(torch.utils.data.Dataset):
             locals_.append(torch.from_numpy(crop)[None])
             local_boxes.append(tuple(box))
 
-        return {
+        sample = {
             "global_crops": globals_,
             "local_crops": locals_,
             "masks": torch.from_numpy(np.stack(masks)),
@@ -251,6 +260,21 @@ class PretrainDataset(torch.utils.data.Dataset):
             "global_boxes": [tuple(box1), tuple(box2)],
             "local_boxes": local_boxes,
         }
+        if self.method == "mae":
+            sample["visible"] = torch.from_numpy(np.stack(visible))
+        return sample
+
+    def _patch_masks(self, frac: np.ndarray, mask_range, rng) -> tuple[np.ndarray, np.ndarray]:
+        """(masked, visible) patches of one global crop: iBOT's block mask (mammodino, dinov2;
+        visible = not masked), MAE's random mask with its visible set, or SimMIM's block mask."""
+        if self.method == "mae":
+            eligible = np.ones(frac.shape, dtype=bool) if self.mask_min_tissue is None else frac >= self.mask_min_tissue
+            return mae_masks(eligible, self.mae_ratio, rng)
+        if self.method == "simmim":
+            mask = simmim_mask(frac, self.simmim_ratio, self.simmim_block, rng, self.mask_min_tissue)
+        else:
+            mask = sample_patch_mask(frac, mask_range, rng, self.mask_min_tissue)
+        return mask, ~mask
 
     def _draw_mask_ranges(self, rng: np.random.Generator):
         """Outside a sampler: each global crop masked with ``mask_sample_probability``."""
@@ -290,7 +314,8 @@ def collate(samples: list[dict]) -> dict:
     patches in ``masks.flatten()``); ``masks_weight`` (1 / masked patches of its crop, per
     masked patch); ``n_masked_patches`` long (1,); ``upperbound`` (int, = the exact count,
     since masks are exact); ``patch_tissue`` float (2B, N); ``is_dbt`` bool (B,); ``index`` and
-    ``position`` long (B,); ``slices`` long (B, 2) (``-1`` for FFDM).
+    ``position`` long (B,); ``slices`` long (B, 2) (``-1`` for FFDM); with ``method: mae``
+    also ``visible_indices`` long (2B, K), the patches each global crop's encoder sees.
     """
     B = len(samples)
     n_global = len(samples[0]["global_crops"])
@@ -305,7 +330,11 @@ def collate(samples: list[dict]) -> dict:
     mask_indices_list = masks.flatten().nonzero().flatten()
     masks_weight = (1 / masks.sum(-1).clamp(min=1.0)).unsqueeze(-1).expand_as(masks)[masks]
     n_masked = int(mask_indices_list.shape[0])
-    return {
+    extra = {}
+    if "visible" in samples[0]:  # MAE: the patches the encoder sees, (2B, K) in row-major order
+        visible = torch.stack([s["visible"][i] for i in range(n_global) for s in samples])
+        extra["visible_indices"] = visible.nonzero()[:, 1].reshape(visible.shape[0], -1)
+    return {**extra,
         "global_crops": global_crops,
         "local_crops": local_crops,
         "masks": masks,
