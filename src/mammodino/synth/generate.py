@@ -63,7 +63,7 @@ LABEL_COLUMNS = [
     "breast_mask",  # film phantoms: PNG of the ground-truth breast mask (255 = breast), relative to OUT (.truth/)
 ]
 MARKER = ".mammodino-synth.json"
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: DBT slice processing (per-slice detail and noise)
 DENSITIES = ("A", "B", "C", "D")
 FIELD_MM = 230.0  # detector height covered by the image rows (FFDM and DBT)
 PHOTONS_PER_MM2 = 15000 / 0.45**2  # quanta reaching the detector in air (FFDM dose)
@@ -95,6 +95,8 @@ class Settings:
     mass_scale: float = 1.0
     detector_fov: bool = False
     film: bool = False
+    dbt_detail: float = 1.5
+    dbt_slice_noise: float = 2.0
 
     def as_json(self) -> dict:
         d = asdict(self)
@@ -305,6 +307,7 @@ def _dbt_case(settings: Settings, out: str, index: int, n_ffdm_patients: int) ->
     projections = imaging.dbt_projections(ph.mu, ph.dz_mm, px, angles, photons, rng)
     heights = (np.arange(n_slices) + 0.5) * ph.dz_mm
     vol = imaging.shift_and_add(projections, angles, heights, px)
+    vol = imaging.slice_processing(vol, photons, rng, detail=settings.dbt_detail, noise=settings.dbt_slice_noise)
     thick = thickness_profile(geom.dist_mm, geom.thickness_mm)
     stored = np.empty(vol.shape, dtype=np.uint16)
     for j in range(n_slices):
@@ -446,6 +449,8 @@ def generate_phantoms(
     mass_scale: float = 1.0,
     detector_fov: bool = False,
     film: bool = False,
+    dbt_detail: float = 1.5,
+    dbt_slice_noise: float = 2.0,
 ) -> Path:
     """Write ``n_ffdm`` FFDM images (rounded up to whole 4-view patients) and ``n_dbt`` DBT
     volumes as DICOM under ``out``, plus ``out/labels.csv``; returns the labels path.
@@ -473,6 +478,10 @@ def generate_phantoms(
         detector_fov: a detector's field of view: the breast covers ~35-60 % of the image
             and a burned-in laterality/view label and a lead marker sit in the background
             (:mod:`mammodino.synth.markers`), as on a real mammogram.
+        dbt_detail, dbt_slice_noise: DBT slice processing
+            (:func:`mammodino.synth.imaging.slice_processing`): detail gain of the in-focus
+            layer and independent per-slice noise (x the FFDM quantum noise). 0 and 0 give
+            plain shift-and-add, whose adjacent slices are near copies.
         film: FFDM images become digitised films as CBIS-DDSM stores them (Secondary
             Capture, 16- or 12-bit MONOCHROME2, RLE Lossless for every other view, no
             laterality/view tags: ``PatientID`` = ``Mass-Training_P_00001_LEFT_CC``), with
@@ -488,7 +497,8 @@ def generate_phantoms(
     """
     out = Path(out)
     settings = _settings(n_ffdm, n_dbt, seed, ffdm_shape, dbt_shape, dbt_projections, dbt_half_angle_deg,
-                         patient_name, patient_id_prefix, mass_scale, detector_fov, film)
+                         patient_name, patient_id_prefix, mass_scale, detector_fov, film, dbt_detail,
+                         dbt_slice_noise)
     labels_path = out / "labels.csv"
     if _check_folder(out, settings):
         return labels_path
@@ -504,7 +514,8 @@ def generate_phantoms(
 
 
 def _settings(n_ffdm, n_dbt, seed, ffdm_shape, dbt_shape, dbt_projections, dbt_half_angle_deg,
-              patient_name, patient_id_prefix, mass_scale, detector_fov, film=False) -> Settings:
+              patient_name, patient_id_prefix, mass_scale, detector_fov, film=False, dbt_detail=1.5,
+              dbt_slice_noise=2.0) -> Settings:
     """The arguments checked (a :class:`UserError` naming the bad one) and frozen."""
     if n_ffdm < 0 or n_dbt < 0:
         raise UserError(f"n_ffdm and n_dbt must be >= 0 (got {n_ffdm}, {n_dbt})")
@@ -522,6 +533,8 @@ def _settings(n_ffdm, n_dbt, seed, ffdm_shape, dbt_shape, dbt_projections, dbt_h
         )
     if not 0 < mass_scale <= 4:
         raise UserError(f"mass_scale must be in (0, 4], got {mass_scale}")
+    if not (0 <= dbt_detail <= 10 and 0 <= dbt_slice_noise <= 10):
+        raise UserError(f"dbt_detail and dbt_slice_noise must be in [0, 10] (got {dbt_detail}, {dbt_slice_noise})")
     return Settings(
         n_ffdm=int(n_ffdm),
         n_dbt=int(n_dbt),
@@ -535,6 +548,8 @@ def _settings(n_ffdm, n_dbt, seed, ffdm_shape, dbt_shape, dbt_projections, dbt_h
         mass_scale=float(mass_scale),
         detector_fov=bool(detector_fov),
         film=bool(film),
+        dbt_detail=float(dbt_detail),
+        dbt_slice_noise=float(dbt_slice_noise),
     )
 
 
