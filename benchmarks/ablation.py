@@ -37,7 +37,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # finetune_eval's DDSM table
 
 VARIANTS = {
-    "dinov2-whole": ("whole", ["crops.sampler=random", "slice.enabled=false"]),
+    "dinov2-whole": ("whole", ["method=dinov2"]),  # random crops + masks, no slice loss (configs/methods/dinov2.yaml)
     "tissue-whole": ("whole", ["crops.sampler=tissue", "slice.enabled=false"]),
     "tissue-crop": ("crop", ["crops.sampler=tissue", "slice.enabled=false"]),
     "mammodino": ("crop", ["crops.sampler=tissue", "slice.enabled=true"]),
