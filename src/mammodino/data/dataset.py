@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -37,6 +38,8 @@ from mammodino.data.masking import sample_patch_mask
 from mammodino.data.mim_masks import mae_masks, simmim_block_size, simmim_mask
 from mammodino.data.batch_plan import BatchPlan, SampleKey
 from mammodino.errors import UserError
+
+MAX_STAND_INS = 8  # unreadable images in a row before a run stops
 
 __all__ = ["PretrainDataset", "BatchPlan", "SampleKey", "collate", "dbt_slice_pair"]
 
@@ -155,6 +158,7 @@ class PretrainDataset(torch.utils.data.Dataset):
         self.dbt_max_offset = int(cfg.data.dbt_max_offset)
         self.ffdm_indices = np.flatnonzero(~self._is_dbt)
         self.dbt_indices = np.flatnonzero(self._is_dbt)
+        self.unreadable: dict[str, str] = {}  # id -> why (this process), reported once
 
     def __len__(self) -> int:
         return len(self._is_dbt)
@@ -185,8 +189,28 @@ class PretrainDataset(torch.utils.data.Dataset):
         return SampleKey(index if position is None else int(position), index, bool(self._is_dbt[index]), None)
 
     def __getitem__(self, key) -> dict:
+        """The sample of ``key``. An image that cannot be read any more (deleted, truncated or
+        replaced since the manifest was checked) does not stop the run: it is reported once
+        (stderr) and the next image of the same kind stands in for this sample; after
+        ``MAX_STAND_INS`` unreadable images in a row the run stops with a clear error."""
         if not isinstance(key, SampleKey):
             key = self.make_key(key) if np.isscalar(key) else SampleKey(*key)
+        pool = self.dbt_indices if self._is_dbt[int(key.index)] else self.ffdm_indices
+        start = int(np.searchsorted(pool, int(key.index)))
+        reasons = []
+        for attempt in range(min(MAX_STAND_INS, len(pool))):
+            index = int(pool[(start + attempt) % len(pool)])
+            try:
+                return self._sample(key._replace(index=index) if index != key.index else key)
+            except UserError as exc:
+                reasons.append(str(exc))
+                if self.item(index).id not in self.unreadable:
+                    self.unreadable[self.item(index).id] = str(exc)
+                    print(f"warning: {exc}; another image stands in for it", file=sys.stderr, flush=True)
+        raise UserError(f"{len(reasons)} cached images in a row could not be read (last: {reasons[-1]}); "
+                        "re-run `mammodino index` on the sources")
+
+    def _sample(self, key: SampleKey) -> dict:
         item = self.item(key.index)
         rng = sample_rng(self.seed, key.position)
         breast = item.breast_mask()
