@@ -37,7 +37,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # finetune_eval's DDSM table
 
 VARIANTS = {
-    "dinov2-whole": ("whole", ["crops.sampler=random", "slice.enabled=false"]),
+    "dinov2-whole": ("whole", ["method=dinov2"]),  # random crops + masks, no slice loss (configs/methods/dinov2.yaml)
     "tissue-whole": ("whole", ["crops.sampler=tissue", "slice.enabled=false"]),
     "tissue-crop": ("crop", ["crops.sampler=tissue", "slice.enabled=false"]),
     "mammodino": ("crop", ["crops.sampler=tissue", "slice.enabled=true"]),
@@ -99,7 +99,6 @@ def probe_encoder(model, name: str, out: Path, args) -> dict:
 def run_job(variant: str, seed: int, out: Path, args) -> dict:
     from mammodino.config import load_config
     from mammodino.models.loading import load_backbone
-    from mammodino.models.vit import build_vit
     from mammodino.train.trainer import pretrain
 
     res_path = out / "results" / f"{variant}-s{seed}.json"
@@ -108,10 +107,7 @@ def run_job(variant: str, seed: int, out: Path, args) -> dict:
     t0 = time.perf_counter()
     if variant == "random-init":
         cfg = load_config("cpu-tiny", [f"train.seed={seed}"])
-        m = cfg.model
-        torch.manual_seed(seed)
-        model = build_vit(m.arch, patch_size=m.patch_size, num_register_tokens=m.num_register_tokens,
-                          layerscale_init=m.layerscale_init, img_size=cfg.crops.global_crop_size).eval()
+        model = _random_init(seed)
         train_s = 0.0
     else:
         cache, over = VARIANTS[variant]
@@ -124,6 +120,7 @@ def run_job(variant: str, seed: int, out: Path, args) -> dict:
         train_s = time.perf_counter() - t0
         model, _ = load_backbone(run_dir)
     scores = probe_encoder(model, f"{variant}-s{seed}", out, args)
+    scores.update(ddsm_scores(model, out, args))
     result = {"variant": variant, "seed": seed, "scores": scores, "train_s": round(train_s, 1),
               "total_s": round(time.perf_counter() - t0, 1), "steps": args.steps}
     if variant != "random-init":
@@ -131,6 +128,8 @@ def run_job(variant: str, seed: int, out: Path, args) -> dict:
 
         rows, _ = read_metrics(out / "runs" / f"{variant}-s{seed}" / "metrics.jsonl")
         last = rows[-1]
+        if "dino_global_loss" not in last:  # method mae / simmim: a reconstruction loss, no DINO terms
+            last = {**last, "dino_global_loss": float("nan")}
         k = np.log(cfg.dino.n_prototypes)
         n_terms = 2 + 2 * cfg.crops.local_crops_number
         result["dino_global_ce_over_lnK"] = round(last["dino_global_loss"] * n_terms / 2 / k, 3)
@@ -143,74 +142,49 @@ def run_job(variant: str, seed: int, out: Path, args) -> dict:
 
 
 def ddsm_scores(model, out: Path, args) -> dict:
-    """The real-film task: percent density (fibroglandular / breast area of the manual masks)
-    of the 66 DDSM films. Spearman correlation of a ridge regression's 5-fold cross-validated
-    predictions (folds by film: one film per patient), and the logistic probe's AUC for
-    above / below the median through the product's probe (generic task)."""
-    from scipy.stats import spearmanr
-    from sklearn.linear_model import RidgeCV
-    from sklearn.model_selection import KFold, cross_val_predict
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    from finetune_eval import ddsm_task
+    """The real-film task ``ddsm-percent-density`` (66 DDSM films, manual masks): Spearman of
+    patient-cross-validated ridge predictions of the percent density, and the logistic probe's
+    AUC for above / below the median. Empty when the data is absent (the columns are skipped)."""
+    from finetune_eval import DDSM, ddsm_task
     from mammodino.eval.embedding import embed_cache
     from mammodino.eval.probing import run_probe
     from mammodino.eval.results import headline
+    from mammodino.eval.tasks import ddsm_density
 
-    cache, table, _ = ddsm_task(out / "ddsm", args.size)
+    if not ddsm_density.available(DDSM):
+        return {}
+    cache, _, _ = ddsm_task(out / "ddsm", args.size)
     fs = embed_cache(model, cache, resolution=args.eval_resolution, progress=False)
-    pds = percent_density_table()
-    stems = [str(s) for s in fs.stem]
-    keep = [i for i, st in enumerate(stems) if st in pds]
-    X, y = fs.features[keep], np.array([pds[stems[i]] for i in keep])
-    reg = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 4, 13)))
-    pred = cross_val_predict(reg, X, y, cv=KFold(5, shuffle=True, random_state=0))
-    rho = float(spearmanr(pred, y).statistic)
-    entries = run_probe(fs, "generic", labels=table, label_fractions=[1.0], probes=("logistic",), plots=False,
-                        n_boot=200, task_options={"path_col": "file", "label_col": "dense", "patient_col": "patient"},
-                        log=lambda *_: None)
+    rho = ddsm_density.spearman_score(fs.features, fs.stem, DDSM, n_boot=200)
+    entries = run_probe(fs, "ddsm-percent-density", labels=str(DDSM), label_fractions=[1.0], probes=("logistic",),
+                        plots=False, n_boot=200, log=lambda *_: None)
     e = headline(entries)
-    return {"ddsm-percent-density-spearman": rho, "ddsm-dense-auc": float(e["value"]) if e else float("nan")}
+    return {"ddsm-percent-density-spearman": rho["value"], "ddsm-dense-auc": float(e["value"]) if e else float("nan")}
 
 
-def percent_density_table() -> dict:
-    """stem -> fibroglandular / (fibroglandular + adipose) area of the DDSM manual masks."""
-    import cv2
+def _random_init(seed: int):
+    from mammodino.config import load_config
+    from mammodino.models.vit import build_vit
 
-    from finetune_eval import DDSM
-
-    pds = {}
-    for part in ("train_valid", "test"):
-        for png in sorted((DDSM / part / "fgt_seg").glob("*.png")):
-            lab = cv2.imread(str(DDSM / part / "fgt_seg_labels" / f"{png.stem}_LI.png"), cv2.IMREAD_UNCHANGED)
-            fib, adi = int((lab == 192).sum()), int((lab == 128).sum())
-            pds[png.stem] = fib / max(fib + adi, 1)
-    return pds
+    cfg = load_config("cpu-tiny", [f"train.seed={seed}"])
+    m = cfg.model
+    torch.manual_seed(seed)
+    return build_vit(m.arch, patch_size=m.patch_size, num_register_tokens=m.num_register_tokens,
+                     layerscale_init=m.layerscale_init, img_size=cfg.crops.global_crop_size).eval()
 
 
 def add_ddsm(out: Path, args) -> None:
-    """Score every finished encoder of the campaign on the DDSM task (a pass after training)."""
-    from mammodino.config import load_config
+    """Score finished encoders of an older campaign on the DDSM task (a pass after training)."""
     from mammodino.models.loading import load_backbone
-    from mammodino.models.vit import build_vit
 
     for path in sorted((out / "results").glob("*.json")):
         r = json.loads(path.read_text())
         if all(t in r["scores"] for t in DDSM_TASKS):
             continue
-        if r["variant"] == "random-init":
-            cfg = load_config("cpu-tiny", [f"train.seed={r['seed']}"])
-            m = cfg.model
-            torch.manual_seed(r["seed"])
-            model = build_vit(m.arch, patch_size=m.patch_size, num_register_tokens=m.num_register_tokens,
-                              layerscale_init=m.layerscale_init, img_size=cfg.crops.global_crop_size).eval()
-        else:
-            model, _ = load_backbone(out / "runs" / f"{r['variant']}-s{r['seed']}")
+        model = _random_init(r["seed"]) if r["variant"] == "random-init" else \
+            load_backbone(out / "runs" / f"{r['variant']}-s{r['seed']}")[0]
         r["scores"].update(ddsm_scores(model, out, args))
         path.write_text(json.dumps(r, indent=1))
-        print(f"{r['variant']} s{r['seed']}: " + ", ".join(f"{t} {r['scores'][t]:.3f}" for t in DDSM_TASKS),
-              file=sys.stderr, flush=True)
 
 
 def paired_ci(diffs: np.ndarray, n_boot: int = 5000, seed: int = 0) -> tuple[float, float]:
@@ -258,7 +232,10 @@ def report(out: Path, args) -> str:
         lines.append(f"| {a} - {b} | {len(seeds)} | " + " | ".join(cells) + " |")
     train = [r["train_s"] for r in results if r["variant"] != "random-init"]
     if train:
-        lines += ["", f"Pretraining wall time per run: {np.mean(train):.0f} s (mean of {len(train)})."]
+        from mammodino.machine import one_line
+
+        lines += ["", f"Pretraining wall time per run: {np.mean(train):.0f} s (mean of {len(train)}); "
+                  f"machine: {one_line()}."]
     return "\n".join(lines)
 
 
@@ -266,7 +243,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="/tmp/mammodino-ablation")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--steps", type=int, default=150)
+    ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS))
     ap.add_argument("--pretrain-ffdm", type=int, default=80)
     ap.add_argument("--pretrain-dbt", type=int, default=200)

@@ -18,7 +18,7 @@ Scenarios (each timed):
 - ``disk``: the cache and a checkpoint written to a "full disk" (RLIMIT_FSIZE: EFBIG) and a
   full disk hitting metrics.jsonl (ENOSPC): exit code, message, ok rows without files,
   partial files left, whether the same command completes the job afterwards.
-- ``nan``: NaN / inf injected into training batches (``pretrain(batch_hook=...)``): steps
+- ``nan``: NaN / inf injected into training batches (``support.tamper.tampered_batches``, outside ``pretrain``): steps
   skipped, how the run ends, whether the saved state is finite.
 
 Usage:
@@ -43,6 +43,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # the fault tooling lives in tests/support, not in the package
 from support.micro import MICRO as BASE_MICRO  # noqa: E402
+from support.tamper import tampered_batches  # noqa: E402
 SHARED_DATA = Path(os.environ.get("MAMMODINO_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 MICRO = BASE_MICRO
@@ -93,7 +94,10 @@ def scenario_fuzz(work: Path, args) -> dict:
     generate_phantoms(small, n_ffdm=4, n_dbt=1, seed=3, ffdm_shape=(160, 128), dbt_shape=(6, 96, 80),
                       patient_name="DOE^JANE", patient_id_prefix="MRN-4242-")
     generate_phantoms(full, n_ffdm=4, n_dbt=1, seed=4, patient_name="DOE^JANE", patient_id_prefix="MRN-4242-")
+    films = seeds_dir / "films"  # CBIS-style Secondary Capture films (RLE and uncompressed)
+    generate_phantoms(films, n_ffdm=4, n_dbt=0, seed=5, ffdm_shape=(600, 360), patient_name="DOE^JANE", film=True)
     seeds = [(p, True) for p in sorted(small.rglob("*.dcm"))] + [(p, True) for p in sorted(full.rglob("*.dcm"))[:3]]
+    seeds += [(p, True) for p in sorted(films.rglob("*.dcm"))]
     if (SHARED_DATA / "dicom_headers").is_dir():
         seeds += [(p, False) for p in sorted((SHARED_DATA / "dicom_headers").glob("*.dcm"))]
     rsna = sorted((SHARED_DATA / "rsna").rglob("*.dcm"), key=lambda p: p.stat().st_size) \
@@ -291,7 +295,8 @@ def scenario_nan(work: Path, cache: Path) -> dict:
         log = io.StringIO()
         try:
             with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-                pretrain(cfg, [cache], run_dir, progress=False, batch_hook=hook)
+                with tampered_batches(hook):
+                    pretrain(cfg, [cache], run_dir, progress=False)
         except NonFiniteLossError as exc:
             outcome = f"stopped: {str(exc)[:90]}..."
         rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]

@@ -4,13 +4,13 @@ Variants, timed interleaved (round-robin, ``--rounds`` times, median reported), 
 synthetic batch of the training shapes (the loader is measured by ``benchmarks/pretrain.py``
 and ``benchmarks/loader.py``):
 
-* ``trainer[onednn]`` / ``trainer[aten]`` -- the production step, ``train.step.TrainStep``
-  built by ``build_train_step`` (the object ``mammodino pretrain`` calls: finite vote,
-  freeze, clip, AdamW groups, EMA), with its linear layers forced to one GEMM path. The
-  line ``trainer (auto)`` is the path ``models.gemm`` picks on this machine (a cached
-  micro-benchmark), i.e. what a user gets.
-* ``trainer-bf16`` -- the same step under CPU bf16 autocast (``train.precision=bf16``; an
-  option, not the default: fp32 master weights, bf16 GEMMs, which AMX CPUs run far faster).
+* ``trainer [bf16|fp32]`` -- the production step, ``train.step.TrainStep`` built by
+  ``build_train_step`` (the object ``mammodino pretrain`` calls: finite vote, freeze, clip,
+  fused AdamW groups, EMA) with ``train.precision=auto``: what a user gets. Its precision
+  (bf16 autocast where this CPU's bf16 GEMMs measured >= 2x fp32, e.g. AMX; else fp32) and
+  its fp32 GEMM path (oneDNN or MKL) are the cached choices of ``models.gemm``.
+* ``trainer-fp32`` / ``trainer-bf16`` -- the same step forced to one precision (left out
+  when the default already runs it). fp32 master weights, optimizer and losses either way.
 * ``dinov2`` -- DINOv2's own components from a local checkout (``--dinov2-src DIR``; never a
   dependency of the package): its ``DinoVisionTransformer`` (``MemEffAttention``, which
   without xFormers runs PyTorch SDPA), ``DINOHead``, ``DINOLoss``, ``iBOTPatchLoss``,
@@ -22,8 +22,9 @@ and ``benchmarks/loader.py``):
 
 Also printed: the CPU (model, ``torch.backends.cpu.get_cpu_capability()``), FLOPs per step
 (``torch.utils.flop_counter`` over forward + backward, aten GEMM path so every matmul is
-seen), and the fraction of peak, where peak = the GFLOP/s of a 2048^3 fp32 matmul measured
-in the same rounds (best of the two GEMM paths), so machine load affects both alike.
+seen; the same count for a bf16 step), and the fraction of peak, where peak = the GFLOP/s of
+a 2048^3 fp32 matmul measured in the same rounds (best of the two GEMM paths), so machine
+load affects both alike; for bf16 steps also the fraction of a 2048^3 bf16 matmul's rate.
 
 ``--isa native,avx2`` repeats the whole measurement in child processes, the second with
 ``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2``: the AVX2
@@ -31,7 +32,7 @@ class *emulated* on an AVX-512 CPU (same caches and clocks, AVX2 kernels).
 
     python benchmarks/train_step.py --dinov2-src /tmp/dinov2-src             # ViT-S/14 yardstick shapes
     python benchmarks/train_step.py --dinov2-src /tmp/dinov2-src --isa native,avx2
-    python benchmarks/train_step.py --preset cpu-tiny                         # the demo's step
+    python benchmarks/train_step.py --preset cpu-tiny --dinov2-src /tmp/dinov2-src  # the demo's step
     python benchmarks/train_step.py --device cuda --arch base --batch 64 --precision bf16 --variants trainer
 """
 
@@ -252,9 +253,9 @@ def step_flops(variant, path) -> int:
     return int(counter.get_total_flops())
 
 
-def matmul_gflops(path: str, n: int = 2048) -> float:
+def matmul_gflops(path: str, n: int = 2048, dtype=torch.float32) -> float:
     g = torch.Generator().manual_seed(1)
-    a, b = torch.randn(n, n, generator=g), torch.randn(n, n, generator=g)
+    a, b = torch.randn(n, n, generator=g).to(dtype), torch.randn(n, n, generator=g).to(dtype)
     fn = (lambda: gemm.onednn_mm_t(a, b)) if path == "onednn" else (lambda: a @ b)
     fn()
     t0 = time.perf_counter()
@@ -274,17 +275,23 @@ def measure(args) -> dict:
     cfg = build_cfg(args)
     batch = make_batch(cfg, device)
     names = [v.strip() for v in args.variants.split(",") if v.strip()]
-    runs, flops = {}, {}
-    if "trainer" in names:
-        tv = TrainerVariant(cfg, batch, device)
-        paths = ["aten"] if device.type != "cpu" or not gemm.onednn_available() else ["onednn", "aten"]
-        for p in paths:
-            runs[f"trainer[{p}]"] = partial(tv, p)
-        flops["trainer"] = step_flops(tv, "aten")
-    if "trainer-bf16" in names and device.type == "cpu":  # CPU bf16 autocast: an option, not the default
-        bcfg = build_cfg(argparse.Namespace(**{**vars(args), "precision": "bf16"}))
-        runs["trainer-bf16"] = partial(TrainerVariant(bcfg, batch, device), None)
-        flops["trainer-bf16"] = flops.get("trainer") or step_flops(TrainerVariant(cfg, batch, device), "aten")
+    runs, flops, precisions = {}, {}, {}
+    wanted = {"trainer": args.precision, "trainer-fp32": "fp32", "trainer-bf16": "bf16"}
+    for name in [n for n in names if n in wanted]:
+        if name == "trainer-bf16" and device.type != "cpu":
+            continue
+        vcfg = build_cfg(argparse.Namespace(**{**vars(args), "precision": wanted[name]}))
+        tv = TrainerVariant(vcfg, batch, device)
+        if name != "trainer" and any(p == tv.step.precision for p in precisions.values()):
+            continue  # the default already runs this precision here
+        label = f"{name} [{tv.step.precision}]" if name == "trainer" else name
+        runs[label] = partial(tv, None)
+        precisions[label] = tv.step.precision
+        if "fp32" not in flops:  # aten GEMMs in fp32: the counter sees every matmul
+            ftv = tv if tv.step.precision == "fp32" else TrainerVariant(build_cfg(argparse.Namespace(
+                **{**vars(args), "precision": "fp32"})), batch, device)
+            flops["fp32"] = step_flops(ftv, "aten")
+        flops[label] = flops["fp32"]
     if "dinov2" in names:
         if not args.dinov2_src:
             raise SystemExit("variant dinov2 needs --dinov2-src DIR (a checkout of facebookresearch/dinov2)")
@@ -292,10 +299,13 @@ def measure(args) -> dict:
         runs["dinov2"] = dv
         flops["dinov2"] = step_flops(dv, None)
     load_before = os.getloadavg()
+    flops.pop("fp32", None)
+    if "dinov2" in runs:
+        precisions["dinov2"] = "fp32"
     wall = {k: [] for k in runs}
     cpu = {k: [] for k in runs}
     losses = {}
-    peak = []
+    peak, peak_bf16 = [], []
     for r in range(args.warmup + args.rounds):
         for name, fn in runs.items():
             sync(device)
@@ -309,6 +319,8 @@ def measure(args) -> dict:
             f"{k} {wall[k][-1]:.2f} s" for k in runs if wall[k]), file=sys.stderr, flush=True)
         if device.type == "cpu" and r >= args.warmup:
             peak.append(max(matmul_gflops(p) for p in (gemm.PATHS if gemm.onednn_available() else ("aten",))))
+            if "bf16" in precisions.values():
+                peak_bf16.append(matmul_gflops("aten", dtype=torch.bfloat16))
     auto = gemm.choose() if device.type == "cpu" else "aten"
     out = {"machine": machine.describe(), "isa_env": {k: os.environ[k] for k in AVX2_ENV if k in os.environ},
            "config": {"preset": args.preset, "arch": cfg.model.arch, "patch": cfg.model.patch_size,
@@ -317,17 +329,20 @@ def measure(args) -> dict:
                       "prototypes": cfg.dino.n_prototypes, "slice": bool(cfg.slice.enabled),
                       "centering": cfg.dino.centering, "precision": args.precision},
            "rounds": args.rounds, "gemm_auto": auto, "load_before": load_before, "load_after": os.getloadavg(),
-           "peak_gflops": statistics.median(peak) if peak else None, "flops_per_step": flops, "variants": {}}
+           "peak_gflops": statistics.median(peak) if peak else None,
+           "peak_gflops_bf16": statistics.median(peak_bf16) if peak_bf16 else None,
+           "flops_per_step": flops, "variants": {}}
     for name in runs:
         s = statistics.median(wall[name])
-        f = flops["dinov2" if name == "dinov2" else "trainer-bf16" if name == "trainer-bf16" else "trainer"]
+        f = flops[name]
+        rate = f / s / 1e9
         out["variants"][name] = {
-            "s_per_step": s, "images_per_s": cfg.train.batch_size / s, "cpu_s_per_step": statistics.median(cpu[name]),
-            "min": min(wall[name]), "max": max(wall[name]), "loss": losses[name],
-            "gflops_per_s": f / s / 1e9,
-            "fraction_of_peak": (f / s / 1e9 / out["peak_gflops"]) if out["peak_gflops"] else None}
-    if f"trainer[{auto}]" in out["variants"]:
-        out["variants"]["trainer (auto)"] = dict(out["variants"][f"trainer[{auto}]"], path=auto)
+            "precision": precisions[name], "s_per_step": s, "images_per_s": cfg.train.batch_size / s,
+            "cpu_s_per_step": statistics.median(cpu[name]), "min": min(wall[name]), "max": max(wall[name]),
+            "loss": losses[name], "gflops_per_s": rate,
+            "fraction_of_peak": (rate / out["peak_gflops"]) if out["peak_gflops"] else None,
+            "fraction_of_bf16_peak": (rate / out["peak_gflops_bf16"])
+            if out["peak_gflops_bf16"] and precisions[name] == "bf16" else None}
     return out
 
 
@@ -341,10 +356,14 @@ def report(res: dict) -> None:
           f"load average {res['load_before'][0]:.1f} -> {res['load_after'][0]:.1f}")
     fl = res["flops_per_step"]
     peak = res["peak_gflops"]
+    pbf = res.get("peak_gflops_bf16")
     print("   FLOPs/step (fwd+bwd): " + ", ".join(f"{k} {v / 1e9:.1f} G" for k, v in fl.items())
-          + (f"; peak (2048^3 fp32 matmul, same rounds) {peak:.0f} GFLOP/s" if peak else ""))
+          + (f"; peak (2048^3 matmul, same rounds) fp32 {peak:.0f} GFLOP/s" if peak else "")
+          + (f", bf16 {pbf:.0f} GFLOP/s" if pbf else ""))
     for name, v in res["variants"].items():
-        frac = f"{100 * v['fraction_of_peak']:5.1f} % of peak" if v.get("fraction_of_peak") else ""
+        frac = f"{100 * v['fraction_of_peak']:5.1f} % of fp32 peak" if v.get("fraction_of_peak") else ""
+        if v.get("fraction_of_bf16_peak"):
+            frac += f", {100 * v['fraction_of_bf16_peak']:.1f} % of bf16 peak"
         print(f"   {name:16s} {v['images_per_s']:7.2f} images/s {v['s_per_step']:7.3f} s/step "
               f"(min {v['min']:.3f} max {v['max']:.3f}) {v['cpu_s_per_step']:7.2f} CPU-s/step "
               f"{v['gflops_per_s']:7.1f} GFLOP/s {frac}")
@@ -354,7 +373,7 @@ def report(res: dict) -> None:
         for name in [k for k in vs if k.startswith("trainer")]:
             print(f"   {name} / dinov2: {vs[name]['images_per_s'] / d['images_per_s']:.2f}x wall, "
                   f"{d['cpu_s_per_step'] / vs[name]['cpu_s_per_step']:.2f}x CPU time")
-    print(f"   GEMM path models.gemm picks here: {res['gemm_auto']}")
+    print(f"   fp32 GEMM path models.gemm picks here: {res['gemm_auto']}")
 
 
 def main(argv=None) -> int:
@@ -362,8 +381,9 @@ def main(argv=None) -> int:
     p.add_argument("--preset", choices=["yardstick", "cpu-tiny"], default="yardstick",
                    help="yardstick: DESIGN.md's ViT-S/14 step; cpu-tiny: the demo's step")
     p.add_argument("--dinov2-src", help="a checkout of facebookresearch/dinov2 (adds the dinov2 variant)")
-    p.add_argument("--variants", default=None, help="comma list of trainer, trainer-bf16, dinov2 (default: trainer,dinov2 when "
-                   "--dinov2-src is given, else trainer)")
+    p.add_argument("--variants", default=None, help="comma list of trainer (the default step: --precision, GEMM "
+                   "path as chosen here), trainer-fp32, trainer-bf16, dinov2 (default: trainer,trainer-fp32[,dinov2 "
+                   "with --dinov2-src]); a variant whose precision the default already runs is left out")
     p.add_argument("--isa", default="native", help="comma list of native, avx2 (avx2 emulated in a child process)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--arch", default="small")
@@ -377,12 +397,13 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="fp32")
+    p.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="auto",
+                   help="train.precision of the trainer variant (auto: what a user gets)")
     p.add_argument("--json", help="write the figures here")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.variants is None:
-        args.variants = "trainer,dinov2" if args.dinov2_src else "trainer"
+        args.variants = "trainer,trainer-fp32,dinov2" if args.dinov2_src else "trainer,trainer-fp32"
     if args.child:
         print(json.dumps(measure(args)))
         return 0

@@ -1,7 +1,8 @@
 """Fuzz `mammodino index` with 500+ hostile files: every run finishes, every good file is
 ok, every bad file is one skipped row with a reason, memory stays bounded, SRC untouched.
 
-Seeds: small phantoms (good, carrying the fake patient DOE^JANE / MRN-4242-...), the OpenREM
+Seeds: small phantoms (good, carrying the fake patient DOE^JANE / MRN-4242-...), film
+phantoms (Secondary Capture, RLE and uncompressed, view only in PatientID), the OpenREM
 fixtures (bad already) and, when the RSNA files are there, two of them cut to their header
 plus 4 kB of JPEG 2000 data (so their mutants fail fast, no 1 s decodes). Mutations:
 support.mutate; the corpus also holds non-DICOM bytes named .dcm, a FIFO, a
@@ -38,7 +39,9 @@ def fuzzed(tmp_path_factory):
     phantoms = root / "seeds" / "phantoms"
     generate_phantoms(phantoms, n_ffdm=4, n_dbt=1, seed=3, ffdm_shape=(160, 128), dbt_shape=(6, 96, 80),
                       patient_name="DOE^JANE", patient_id_prefix="MRN-4242-")
-    seeds = [(p, True) for p in sorted(phantoms.rglob("*.dcm"))]
+    films = root / "seeds" / "films"  # CBIS-style Secondary Capture films, RLE and uncompressed
+    generate_phantoms(films, n_ffdm=4, n_dbt=0, seed=3, ffdm_shape=(200, 128), patient_name="DOE^JANE", film=True)
+    seeds = [(p, True) for p in sorted(phantoms.rglob("*.dcm"))] + [(p, True) for p in sorted(films.rglob("*.dcm"))]
     fixtures = SHARED_DATA / "dicom_headers"
     if fixtures.is_dir():
         seeds += [(p, False) for p in sorted(fixtures.glob("*.dcm"))]

@@ -80,5 +80,5 @@ def test_cli_preview(cache, tmp_path, capsys):
     assert rc == 0 and cv2.imread(str(out)) is not None
     assert "sampler random" in capsys.readouterr().out
     assert main(["preview", str(tmp_path / "missing"), "--out", str(out)]) == 2
-    assert main(["preview", str(cache), "--out", str(out), "crops.no_such_key=1"]) == 2
+    assert main(["preview", str(cache), "--out", str(tmp_path / "cli2.png"), "crops.no_such_key=1"]) == 2
     assert "no_such_key" in capsys.readouterr().err

@@ -183,4 +183,4 @@ def test_unknown_task_and_missing_table():
 def test_every_task_is_documented():
     table = task_table_markdown()
     assert all(f"`{name}`" in table for name in TASKS)
-    assert len(TASKS) == 23
+    assert len(TASKS) == 24

@@ -57,3 +57,19 @@ def test_real_measurement_returns_both_paths():
         pytest.skip("no oneDNN linear in this build")
     seconds = gemm.measure(repeats=1)
     assert set(seconds) == set(gemm.PATHS) and all(v > 0 for v in seconds.values())
+
+
+@pytest.mark.parametrize("fp32, bf16, expected", [(0.2, 0.05, True), (0.2, 0.15, False)])
+def test_cpu_bf16_is_chosen_by_measured_speedup_and_cached(monkeypatch, tmp_path, fp32, bf16, expected):
+    monkeypatch.setattr(gemm, "measure_bf16", lambda: {"fp32": fp32, "bf16": bf16})
+    assert gemm.cpu_bf16_pays() is expected
+    table = json.loads((tmp_path / "mammodino" / "gemm.json").read_text())
+    assert table[gemm.machine_key() + "|bf16 autocast"]["bf16"] is expected
+    gemm.set_path(None)  # a new process: the cached verdict, no measurement
+    monkeypatch.setattr(gemm, "measure_bf16", lambda: pytest.fail("measured again despite the cache"))
+    assert gemm.cpu_bf16_pays() is expected
+
+
+def test_real_bf16_measurement_times_both_precisions():
+    seconds = gemm.measure_bf16(repeats=1)
+    assert set(seconds) == {"fp32", "bf16"} and all(v > 0 for v in seconds.values())

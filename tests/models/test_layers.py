@@ -61,3 +61,28 @@ def test_the_chosen_gemm_path_is_the_one_used(path):
     finally:
         gemm.set_path(None)
     assert ("OneDNNLinear" in type(y.grad_fn).__name__) == (path == "onednn")
+
+
+def test_cpu_bf16_attention_is_softmax_qk_v():
+    from mammodino.models.layers import attention
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(4, 3, 41, 64, generator=g) for _ in range(3))
+    ref = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), 64 ** -0.5)
+    assert out.dtype == torch.bfloat16
+    err = (out.float() - ref).abs().max().item()
+    assert err < 0.03, err  # bf16 rounding of q, k, v and the probabilities
+    assert torch.equal(attention(q, k, v, 64 ** -0.5), ref)  # fp32: SDPA itself
+
+
+def test_patch_embedding_stays_fp32_under_cpu_autocast():
+    from mammodino.models.layers import PatchEmbed
+
+    torch.manual_seed(0)
+    pe = PatchEmbed(16, 1, 192)
+    x = torch.randn(2, 1, 64, 96)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = pe(x)
+    assert out.dtype == torch.float32 and torch.equal(out, pe(x))

@@ -170,7 +170,9 @@ def test_dbt_adjacent_slices_are_more_alike_than_distant_ones(dbt_set):
         mid = z // 2 - 6
         corr = [np.corrcoef(hp[mid][breast], hp[mid + d][breast])[0, 1] for d in (1, 3, 6, 12)]
         assert corr == sorted(corr, reverse=True), (r["image_id"], corr)
-        assert corr[0] > 0.75 and corr[-1] < corr[0] - 0.1
+        # coherent but not copies: per-slice noise and the in-focus layer make each slice its own
+        # (plain shift-and-add, generator version 1, passed > 0.75 here)
+        assert 0.35 < corr[0] < 0.9 and corr[-1] < corr[0] - 0.1, corr
 
 
 def test_dbt_lesion_is_in_focus_in_its_labelled_slices(dbt_set):

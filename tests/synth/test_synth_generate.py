@@ -15,7 +15,7 @@ SMALL = dict(ffdm_shape=(128, 100), dbt_shape=(8, 128, 100))
 FOV_SHAPES = dict(ffdm_shape=(256, 200), dbt_shape=(8, 256, 200))
 CONTRACT_COLUMNS = [
     "image_id", "path", "patient_id", "laterality", "view", "kind",
-    "density", "lesion", "lesion_type", "lesion_box", "lesion_slices",
+    "density", "lesion", "lesion_type", "lesion_box", "lesion_slices", "breast_box", "breast_mask",
 ]
 
 
@@ -38,6 +38,8 @@ def test_labels_follow_the_contract(phantom_dir):
         assert r["laterality"] in ("L", "R") and r["view"] in ("CC", "MLO")
         assert r["density"] in ("A", "B", "C", "D")
         assert r["lesion"] in ("0", "1")
+        bx0, by0, bx1, by1 = map(int, r["breast_box"].split())
+        assert r["breast_mask"] == ""  # masks are written for film phantoms only
         if r["lesion"] == "0":
             assert r["lesion_type"] == "none" and r["lesion_box"] == "" and r["lesion_slices"] == ""
             continue
@@ -45,6 +47,7 @@ def test_labels_follow_the_contract(phantom_dir):
         x0, y0, x1, y1 = map(int, r["lesion_box"].split())
         ds = pydicom.dcmread(path, stop_before_pixels=True)
         assert 0 <= x0 < x1 <= ds.Columns and 0 <= y0 < y1 <= ds.Rows
+        assert 0 <= bx0 < bx1 <= ds.Columns and 0 <= by0 < by1 <= ds.Rows
         assert (r["lesion_slices"] != "") == (r["kind"] == "dbt")
 
 

@@ -72,3 +72,27 @@ def test_micro_batches_are_consumed_and_averaged(phantom_cache):
     assert set(r.losses) >= {"loss", "dino_loss", "ibot_loss", "koleo_loss"}
     with pytest.raises(RuntimeError, match="ended"):
         step(1, iter([batch(1)]))  # too few micro-batches is an error, not a silent half step
+
+
+@pytest.mark.parametrize("pays", [True, False])
+def test_auto_precision_on_cpu_follows_the_measured_bf16_verdict(monkeypatch, pays):
+    from mammodino.models import gemm
+    from mammodino.train.step import training_precision
+
+    monkeypatch.setattr(gemm, "cpu_bf16_pays", lambda: pays)
+    cpu = torch.device("cpu")
+    assert training_precision(cpu, "auto") == ("bf16" if pays else "fp32")
+    assert training_precision(cpu, "fp32") == "fp32" and training_precision(cpu, "bf16") == "bf16"
+    assert training_precision(torch.device("cuda"), "auto") == "bf16"
+
+
+def test_bf16_step_on_cpu_learns_like_fp32(phantom_cache):
+    """Same batches, both precisions: the bf16 autocast step stays close to the fp32 one."""
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        cfg, step, batch = _setup(phantom_cache, [f"train.precision={precision}"])
+        assert step.precision == precision
+        losses[precision] = [step(s, [batch(s)]).losses["loss"] for s in range(4)]
+        assert next(step.model.student.parameters()).dtype == torch.float32  # fp32 master weights
+    for a, b in zip(losses["fp32"], losses["bf16"]):
+        assert math.isfinite(b) and abs(a - b) < 0.02 * abs(a), losses

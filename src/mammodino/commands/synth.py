@@ -11,13 +11,17 @@ Output:
   OUT/ffdm/ffdm_000000.dcm ...   Digital Mammography X-Ray Image - For Presentation
   OUT/dbt/dbt_000000.dcm ...     Breast Tomosynthesis Image (multi-frame)
   OUT/labels.csv                 image_id, path, patient_id, laterality, view, kind, density,
-                                 lesion, lesion_type, lesion_box, lesion_slices
+                                 lesion, lesion_type, lesion_box, lesion_slices, breast_box,
+                                 breast_mask
+  OUT/.truth/ffdm_000000.png ... with --film: ground-truth breast masks (255 = breast; a
+                                 hidden folder, which `index` does not walk)
 
 --n is rounded up to whole patients of 4 views. The same --seed gives byte-identical
 files. OUT must be new, empty, or an earlier output of this command with the same options.
 
-Example:
+Examples:
   mammodino synth phantoms/ --n 200 --dbt 20 --seed 0 --workers 2
+  mammodino synth films/ --n 40 --film --ffdm-size 1200x720      # CBIS-DDSM-style scanned films
 """
 
 from __future__ import annotations
@@ -71,6 +75,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detector-fov", action="store_true",
                         help="a detector's field of view: breast ~35-60 %% of the image, burned-in "
                              "laterality/view label and lead marker in the background")
+    parser.add_argument("--film", action="store_true",
+                        help="FFDM images as digitised film the way CBIS-DDSM stores it: Secondary Capture, "
+                             "16/12-bit MONOCHROME2, RLE or uncompressed, view only in PatientID "
+                             "(Mass-Training_P_00001_LEFT_CC), bright borders on 1-3 sides, scanner edge strip, "
+                             "burned-in label, lead markers, tape, scanner noise; ground-truth breast masks in "
+                             "OUT/.truth/ and boxes in labels.csv breast_box")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -94,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         mass_scale=args.mass_scale,
         detector_fov=args.detector_fov,
+        film=args.film,
     )
     elapsed = time.perf_counter() - start
     rows = read_labels(labels)

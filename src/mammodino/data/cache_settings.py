@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from mammodino import atomic
 from mammodino.errors import UserError
 
 SETTINGS_NAME = "index_settings.json"
@@ -58,7 +59,5 @@ def check_or_record(cache_dir: str | Path, settings: dict, has_rows: bool, log=p
 
 
 def _write(cache_dir: Path, settings: dict) -> None:
-    path = cache_dir / SETTINGS_NAME
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"format": FORMAT, "settings": settings}, indent=1, sort_keys=True) + "\n")
-    tmp.replace(path)
+    atomic.write_text(cache_dir / SETTINGS_NAME,
+                      json.dumps({"format": FORMAT, "settings": settings}, indent=1, sort_keys=True) + "\n", suffix=".tmp")

@@ -5,7 +5,8 @@ Rules (documented in docs/ingest.md):
 - Directories are walked depth first in sorted order; symbolic links to directories are
   followed but every real directory is visited once (``(st_dev, st_ino)``), so link loops
   end. The cache folder is never walked when it lies inside the source.
-- Hidden files (``.name``), ``DICOMDIR`` and files with a known non-image extension
+- Hidden files and folders (``.name``: ``.git``, ``.snapshot``, a film phantom set's
+  ``.truth/`` masks), ``DICOMDIR`` and files with a known non-image extension
   (:data:`IGNORED_EXTENSIONS`: tables, text, archives, checkpoints ...) are ignored
   silently and only counted.
 - ``.png .tif .tiff .jpg .jpeg .npy`` go to the image reader; every other file (``.dcm``, no
@@ -112,6 +113,10 @@ def iter_sources(src, exclude=(), stats: WalkStats | None = None, is_done=None):
             rel = entry.name if rel_dir == "." else f"{rel_dir}/{entry.name}"
             try:
                 if entry.is_dir(follow_symlinks=True):
+                    if entry.name.startswith("."):  # .git, .Trash-1000, .snapshot, .ipynb_checkpoints,
+                        stats.ignored += 1          # a phantom set's .truth/: never images to train on
+                        stats.ignored_by_extension["(hidden folder)"] = stats.ignored_by_extension.get("(hidden folder)", 0) + 1
+                        continue
                     subdirs.append(Path(entry.path))
                     continue
                 is_file = entry.is_file(follow_symlinks=True)

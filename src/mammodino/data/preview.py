@@ -19,6 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mammodino import atomic
 from mammodino.data.augment import NORM_MEAN, NORM_STD
 from mammodino.data.batch_plan import BatchPlan, SampleKey
 
@@ -154,8 +155,10 @@ def save_preview(dataset, path: str | Path, n: int = 8, seed: int | None = None,
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     image = render_preview(dataset, preview_keys(dataset, n, seed, step), row_height)
-    tmp = path.with_name(path.name + ".tmp.png")
-    if not cv2.imwrite(str(tmp), image):
-        raise OSError(f"{path}: could not write the PNG")
-    tmp.replace(path)
+
+    def write(tmp: Path) -> None:
+        if not cv2.imwrite(str(tmp), image):
+            raise OSError(f"{path}: could not write the PNG")
+
+    atomic.atomic_write(path, write, suffix=".tmp.png")
     return path

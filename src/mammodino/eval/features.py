@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mammodino import atomic
 from mammodino.errors import UserError
 
 STR_COLUMNS = ("id", "patient_key", "laterality", "view", "kind", "stem")
@@ -75,9 +76,7 @@ class FeatureSet:
             arrays[name] = np.asarray(getattr(self, name), dtype=np.int64)
         arrays["cache"] = np.asarray(str(self.cache))
         arrays["meta"] = np.asarray(json.dumps(self.meta, sort_keys=True))
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, **arrays)
-        tmp.replace(path)
+        atomic.atomic_write(path, lambda tmp: np.savez(tmp, **arrays), suffix=".tmp.npz")
         return path
 
 

@@ -21,6 +21,7 @@ import json
 import math
 from pathlib import Path
 
+from mammodino import atomic
 from mammodino.eval.results import REQUIRED_KEYS
 from mammodino.train.metrics_log import read_metrics
 
@@ -401,7 +402,5 @@ def write_report(run_dir, out=None, probe_dirs=(), attention_dirs=(), finetune_d
     out = Path(out) if out else run_dir / "report.html"
     text = build_report(run_dir, probe_dirs, attention_dirs, finetune_dirs=finetune_dirs)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(out)
+    atomic.write_text(out, text, suffix=".tmp")
     return out

@@ -17,6 +17,8 @@ import json
 import math
 from pathlib import Path
 
+from mammodino import atomic
+
 REQUIRED_KEYS = (
     "task",
     "probe",
@@ -57,9 +59,7 @@ def write_results(entries: list[dict], path: str | Path) -> Path:
     validate_entries(entries)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps([_clean(e) for e in entries], indent=1))
-    tmp.replace(path)
+    atomic.write_text(path, json.dumps([_clean(e) for e in entries], indent=1), suffix=".tmp")
     return path
 
 

@@ -13,7 +13,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
+from mammodino import atomic
 from mammodino.errors import UserError
 from mammodino.finetune.heads import build_head
 from mammodino.models.layers import DropPath
@@ -139,12 +139,6 @@ def model_description(model: FineTuneModel) -> dict:
     }
 
 
-def _write_json_atomic(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(obj, indent=1, default=str) + "\n")
-    os.replace(tmp, path)
-
-
 def save_finetuned(model: FineTuneModel, out_dir: str | Path, info: dict) -> Path:
     """``out_dir/model.safetensors`` (weights + calibration) and ``out_dir/config.json``
     (``model_description`` + ``info``: task, classes, preprocessing, provenance)."""
@@ -155,7 +149,7 @@ def save_finetuned(model: FineTuneModel, out_dir: str | Path, info: dict) -> Pat
     config = {"format": FORMAT, **model_description(model), **info}
     tensors = {k: v.detach().float() for k, v in model.state_dict().items()}
     save_checkpoint(out / MODEL_FILE, tensors, {"format": FORMAT})
-    _write_json_atomic(out / CONFIG_FILE, config)
+    atomic.write_json(out / CONFIG_FILE, config)
     return out
 
 

@@ -25,7 +25,6 @@ No raw patient id, name or path is written; ``keep_source=True`` adds the ``sour
 from __future__ import annotations
 
 import csv
-import os
 import re
 import shutil
 import sys
@@ -36,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mammodino import atomic
 from mammodino.data.cache import MANIFEST_NAME, open_cache, read_manifest, with_sources
 from mammodino.errors import UserError
 from mammodino.finetune import evaluate as ev
@@ -171,12 +171,14 @@ def prediction_rows(images, probs: np.ndarray, classes: list[str], multilabel: b
 
 def write_csv(path: Path, header: list[str], rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    with tmp.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=header, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, path)
+
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=header, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(rows)
+
+    atomic.atomic_write(path, write)
 
 
 def predict(model_dir, src, out, *, cache_dir=None, workers: int = 1, batch_size: int = 64, device: str = "auto",

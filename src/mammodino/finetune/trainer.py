@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
+from mammodino import atomic
 from mammodino.config import save_config
 from mammodino.errors import UserError
 from mammodino.finetune import evaluate as ev
@@ -366,9 +367,7 @@ class FineTuner:
         save_finetuned(self.model, self.out, info)
         write_results(entries, self.out / "results.json")
         (self.out / "results.md").write_text(markdown_table(entries) + "\n")
-        tmp = self.out / "summary.json.partial"
-        tmp.write_text(json.dumps(summary, indent=1, default=str))
-        os.replace(tmp, self.out / "summary.json")
+        atomic.write_text(self.out / "summary.json", json.dumps(summary, indent=1, default=str))
         title = f"{', '.join(self.ls.tasks)} - fine-tuned {cfg.model.head} head"
         plot_roc(curves, title, self.out / f"roc_{'+'.join(self.ls.tasks)}_finetune.png")
         from mammodino.finetune.plots import plot_training_curve

@@ -21,13 +21,12 @@ gives exactly our output. Load it in timm with e.g.::
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from mammodino import atomic
 from mammodino.models import preprocess
 from mammodino.models.loading import CONFIG_FILE, MODEL_FILE, backbone_config
 from mammodino.models.vit import VisionTransformer
@@ -100,17 +99,8 @@ def export_backbone(backbone: VisionTransformer, cfg_dict: dict | None, out_dir:
                                "std": [preprocess.STD] * 3, "num_classes": 0},
             "note": "grey image in [0,1] replicated to 3 channels, then (x - mean) / std",
         }
-    tmp = out / (MODEL_FILE + ".partial")
-    save_file(state, str(tmp), metadata={"format": FORMAT, "layout": layout})
-    os.chmod(tmp, 0o666 & ~_umask())  # safetensors writes 0600; an export is meant to be shared
-    os.replace(tmp, out / MODEL_FILE)
-    tmp_cfg = out / (CONFIG_FILE + ".partial")
-    tmp_cfg.write_text(json.dumps(config, indent=2, default=str) + "\n")
-    os.replace(tmp_cfg, out / CONFIG_FILE)
+    # safetensors writes 0600; an export is meant to be shared
+    atomic.atomic_write(out / MODEL_FILE, lambda tmp: save_file(state, str(tmp), metadata={"format": FORMAT, "layout": layout}),
+                        mode=0o666 & ~atomic.umask())
+    atomic.write_json(out / CONFIG_FILE, config, indent=2)
     return out
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

@@ -82,7 +82,32 @@ class PatchEmbed(nn.Module):
             raise ValueError(f"input size {h}x{w} is not a multiple of the patch size {p}")
         if c != self.in_chans:
             raise ValueError(f"expected {self.in_chans} input channel(s), got {c} (input shape {tuple(x.shape)})")
+        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            # CPU bf16 convolutions run their backward ~8x slower than fp32 (oneDNN, measured):
+            # the patch embedding is 1 % of the FLOPs, so it stays fp32 under autocast.
+            with torch.autocast("cpu", enabled=False):
+                return self.proj(x.float()).flatten(2).transpose(1, 2)
         return self.proj(x).flatten(2).transpose(1, 2)
+
+
+# Under CPU bf16 autocast, SDPA's bf16 kernel is 4-8x slower than the explicit
+# softmax(q k^T) v on bf16 GEMMs for the short token sequences of training crops (41 and 14
+# tokens: 13.7 vs 3.1 ms, 261 tokens: 62 vs 37 ms fwd+bwd), and faster from ~1,000 tokens
+# (132 vs 354 ms), where the (T, T) matrix also grows large (README, Benchmarks).
+CPU_BF16_EXPLICIT_MAX_TOKENS = 512
+
+
+def attention(q: Tensor, k: Tensor, v: Tensor, scale: float) -> Tensor:
+    """softmax(q k^T * scale) v over (B, heads, T, d), by the faster kernel for the dtype.
+
+    SDPA everywhere except CPU bf16 (autocast) at up to ``CPU_BF16_EXPLICIT_MAX_TOKENS``
+    tokens: there the two bf16 GEMMs with an fp32 softmax between them.
+    """
+    if (q.device.type == "cpu" and torch.is_autocast_enabled("cpu") and q.dtype == torch.bfloat16
+            and q.shape[-2] <= CPU_BF16_EXPLICIT_MAX_TOKENS):
+        logits = (q * scale) @ k.transpose(-2, -1)
+        return logits.softmax(dim=-1, dtype=torch.float32).to(v.dtype) @ v
+    return F.scaled_dot_product_attention(q, k, v)
 
 
 class Attention(nn.Module):
@@ -110,7 +135,7 @@ class Attention(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         b, n, c = x.shape
         q, k, v = self._qkv(x)
-        x = F.scaled_dot_product_attention(q, k, v)
+        x = attention(q, k, v, self.scale)
         return self.proj(x.transpose(1, 2).reshape(b, n, c))
 
     def attention_weights(self, x: Tensor) -> Tensor:

@@ -8,11 +8,14 @@ build on too.
   (1.2.840.10008.5.1.4.1.1.1.2), one frame, MONOCHROME1 or MONOCHROME2, 12 or 14 bits stored
   in 16, with window centre/width (sometimes two pairs, sometimes VOILUTFunction SIGMOID or
   LINEAR), identity rescale, laterality, view code (SNOMED-RT R-10242 CC / R-10226 MLO).
+- Film: Secondary Capture (1.2.840.10008.5.1.4.1.1.7), ConversionType DF (digitised film),
+  16- or 12-bit MONOCHROME2, RLE Lossless or uncompressed, no window, no ImageLaterality or
+  ViewPosition: side and view only inside a CBIS-DDSM-style PatientID, as CBIS-DDSM has it.
 - DBT: Breast Tomosynthesis Image Storage (1.2.840.10008.5.1.4.1.1.13.1.3), enhanced
   multi-frame: pixel measures, window and rescale in the shared functional groups, frame
   content and plane position per frame; ``pydicom`` reads ``pixel_array`` as (Z, H, W).
 
-Explicit VR little endian, uncompressed. Nothing depends on the clock or the host: the same
+Explicit VR little endian, uncompressed (films: RLE Lossless on request). Nothing depends on the clock or the host: the same
 inputs give byte-identical files. Writes are atomic (temp file + rename).
 """
 
@@ -136,14 +139,18 @@ def _common(ds: Dataset, ident: Identity, laterality: str, view: str, sop_class:
     ds.LossyImageCompression = "00"
 
 
-def save_dataset(ds: Dataset, path: Path) -> Path:
-    """Write ``ds`` as a DICOM file (Part 10 meta, explicit VR little endian), atomically."""
+def save_dataset(ds: Dataset, path: Path, rle: bool = False) -> Path:
+    """Write ``ds`` as a DICOM file (Part 10 meta, explicit VR little endian), atomically;
+    ``rle``: its native PixelData compressed as RLE Lossless (pydicom's own encoder, so the
+    same pixels give the same bytes), as CBIS-DDSM's films are stored."""
     path = Path(path)
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = ds.SOPClassUID
     meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     meta.TransferSyntaxUID = uids.EXPLICIT_LITTLE_ENDIAN
     ds.file_meta = meta
+    if rle:
+        ds.compress(uids.RLE_LOSSLESS, encoding_plugin="pydicom", generate_instance_uid=False)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     ds.save_as(tmp, enforce_file_format=True)
@@ -291,3 +298,53 @@ def write_dbt(
     ds.PerFrameFunctionalGroupsSequence = Sequence(per_frame)
     ds.PixelData = np.ascontiguousarray(volume, dtype="<u2").tobytes()
     save_dataset(ds, path)
+
+
+def film_patient_id(number: int, laterality: str, view: str, abnormality: str = "Mass", split: str = "Training") -> str:
+    """CBIS-DDSM's PatientID: ``Mass-Training_P_00001_LEFT_CC`` (patient, side and view in one)."""
+    side = "LEFT" if laterality == "L" else "RIGHT"
+    return f"{abnormality}-{split}_P_{number:05d}_{side}_{view}"
+
+
+def write_film(path: Path, image: np.ndarray, bits_stored: int, ident: Identity, pixel_mm: float,
+               rle: bool) -> None:
+    """A digitised film as CBIS-DDSM stores it: ``image`` uint16 (H, W) MONOCHROME2 in
+    [0, 2**bits_stored - 1]; ``ident.patient_id`` carries side and view
+    (:func:`film_patient_id`); no laterality, view or window tags."""
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.SOPClassUID = uids.SECONDARY_CAPTURE
+    ds.SOPInstanceUID = ident.sop_uid
+    ds.StudyDate = ident.study_date
+    ds.ContentDate = ident.study_date
+    ds.StudyTime = "090000"
+    ds.AccessionNumber = ident.accession
+    ds.Modality = "MG"
+    ds.ConversionType = "DF"
+    ds.Manufacturer = MANUFACTURER
+    ds.SecondaryCaptureDeviceManufacturer = "Phantom film scanner"
+    ds.ReferringPhysicianName = ""
+    ds.PatientName = ident.patient_name
+    ds.PatientID = ident.patient_id
+    ds.PatientBirthDate = ""
+    ds.PatientSex = "F"
+    ds.BodyPartExamined = "BREAST"
+    ds.StudyInstanceUID = ident.study_uid
+    ds.SeriesInstanceUID = ident.series_uid
+    ds.StudyID = "1"
+    ds.SeriesNumber = 1
+    ds.InstanceNumber = ident.instance_number
+    ds.SeriesDescription = "full mammogram images"
+    ds.PatientOrientation = ""
+    ds.ImageType = ["DERIVED", "SECONDARY"]
+    ds.PixelSpacing = [_ds(pixel_mm), _ds(pixel_mm)]
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = int(image.shape[0]), int(image.shape[1])
+    ds.BitsAllocated = 16
+    ds.BitsStored = int(bits_stored)
+    ds.HighBit = int(bits_stored) - 1
+    ds.PixelRepresentation = 0
+    ds.BurnedInAnnotation = "YES"
+    ds.PixelData = np.ascontiguousarray(image, dtype="<u2").tobytes()
+    save_dataset(ds, path, rle=rle)

@@ -27,6 +27,7 @@ hashes of the seed and the image id. Same seed, same bytes.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -43,7 +44,7 @@ from mammodino.synth.geometry import BreastShape, thickness_profile, view_geomet
 from mammodino.synth import imaging
 from mammodino.synth.imaging import ffdm_projection, presentation, to_display
 from mammodino.synth.lesions import LesionSpec, draw_spec, insert_lesion
-from mammodino.synth.markers import burn_in_markers
+from mammodino.synth.markers import burn_in_markers, film_layout, film_scan
 from mammodino.synth.phantom import DENSITY_FRACTION, MU_FAT, build_phantom
 
 LABEL_COLUMNS = [
@@ -58,9 +59,11 @@ LABEL_COLUMNS = [
     "lesion_type",
     "lesion_box",
     "lesion_slices",
+    "breast_box",  # ground truth: x0 y0 x1 y1 (x1, y1 exclusive) of the breast in the stored image
+    "breast_mask",  # film phantoms: PNG of the ground-truth breast mask (255 = breast), relative to OUT (.truth/)
 ]
 MARKER = ".mammodino-synth.json"
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: DBT slice processing (per-slice detail and noise)
 DENSITIES = ("A", "B", "C", "D")
 FIELD_MM = 230.0  # detector height covered by the image rows (FFDM and DBT)
 PHOTONS_PER_MM2 = 15000 / 0.45**2  # quanta reaching the detector in air (FFDM dose)
@@ -72,7 +75,7 @@ DBT_BITS = 12
 # files a run writes (".name.tmp" while a write is in flight, left behind if it was killed)
 _OWN_FILE = re.compile(
     r"^(labels\.csv(\.tmp)?|\.mammodino-synth\.json(\.tmp)?"
-    r"|ffdm/\.?ffdm_\d{6}\.dcm(\.tmp)?|dbt/\.?dbt_\d{6}\.dcm(\.tmp)?)$"
+    r"|ffdm/\.?ffdm_\d{6}\.dcm(\.tmp)?|dbt/\.?dbt_\d{6}\.dcm(\.tmp)?|\.truth/\.?ffdm_\d{6}\.png(\.tmp)?)$"
 )
 
 
@@ -91,13 +94,17 @@ class Settings:
     patient_id_prefix: str
     mass_scale: float = 1.0
     detector_fov: bool = False
+    film: bool = False
+    dbt_detail: float = 1.5
+    dbt_slice_noise: float = 2.0
 
     def as_json(self) -> dict:
         d = asdict(self)
         d["ffdm_shape"] = list(self.ffdm_shape)
         d["dbt_shape"] = list(self.dbt_shape)
-        if not self.detector_fov:  # folders written before the option keep matching
-            del d["detector_fov"]
+        for key in ("detector_fov", "film"):
+            if not d[key]:  # folders written before the option keep matching
+                del d[key]
         return {"generator": "mammodino.synth", "version": GENERATOR_VERSION, "params": d}
 
 
@@ -115,6 +122,10 @@ def _balanced(settings: Settings, stream: int, index: int, values: tuple):
     order = _rng(settings, 9, stream, block).permutation(len(values))
     return values[int(order[pos])]
 
+
+# Film phantoms: 16- and 12-bit scans (Howtek- and Lumisys-like), CBIS-DDSM's PatientID kinds.
+FILM_BITS = (16, 12)
+FILM_KINDS = (("Mass", "Training"), ("Calc", "Training"), ("Mass", "Test"), ("Calc", "Test"))
 
 # Detector-FOV phantoms: a slightly smaller breast (35-60 % of the image) leaves room for labels.
 FOV_SHAPE_SCALE = 0.92
@@ -160,6 +171,25 @@ def _box_text(box: tuple[int, int, int, int] | None) -> str:
     return "" if box is None else " ".join(str(int(v)) for v in box)
 
 
+def _mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return None
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def _write_mask_png(path: Path, mask: np.ndarray) -> None:
+    import cv2
+
+    ok, data = cv2.imencode(".png", mask.astype(np.uint8) * 255)
+    if not ok:
+        raise UserError(f"{path}: cannot encode the mask")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data.tobytes())
+    os.replace(tmp, path)
+
+
 def _mirror_box(box: tuple[int, int, int, int], width: int) -> tuple[int, int, int, int]:
     x0, y0, x1, y1 = box
     return (width - x1, y0, width - x0, y1)
@@ -194,7 +224,8 @@ def _ffdm_patient(settings: Settings, out: str, patient: int) -> list[dict]:
     lesion_side = ("L", "R")[int(rng.integers(2))] if rng.random() < P_PATIENT_LESION else None
     spec = draw_spec(rng, mass_scale=settings.mass_scale) if lesion_side else None
     style = dw.STYLES[patient % len(dw.STYLES)]
-    base = _draw_shape(rng, scale=FOV_SHAPE_SCALE if settings.detector_fov else 1.0)
+    small = settings.detector_fov or settings.film
+    base = _draw_shape(rng, scale=FOV_SHAPE_SCALE if small else 1.0)
     number = patient + 1
     rows = []
     h, w = settings.ffdm_shape
@@ -207,26 +238,43 @@ def _ffdm_patient(settings: Settings, out: str, patient: int) -> list[dict]:
             idx = patient * 4 + s * 2 + v
             image_id = f"ffdm_{idx:06d}"
             vrng = _rng(settings, 0, patient, 1 + s, v)
-            geom, ph, placed = _render_view(vrng, shape, view, (h, w), FFDM_LAYERS, gland, side_spec, coarse=2)
+            layout = film_layout((h, w), vrng) if settings.film else None
+            render_hw = layout.inner_shape((h, w)) if layout else (h, w)
+            geom, ph, placed = _render_view(vrng, shape, view, render_hw, FFDM_LAYERS, gland, side_spec, coarse=2)
             log_img = ffdm_projection(ph.mu, ph.dz_mm, photons, vrng)
             thick = thickness_profile(geom.dist_mm, geom.thickness_mm)
             pres = presentation(log_img, thick, geom.thickness_mm, MU_FAT)
             img = to_display(pres, FULL_SCALE, style.bits_stored, TONE_GAMMA)
             breast = geom.inside
             box = placed.box if placed else None
-            if side == "R":  # chest wall on the right, as a right breast is displayed
-                img, breast = img[:, ::-1], breast[:, ::-1]
-                box = _mirror_box(box, w) if box else None
-            if settings.detector_fov:
-                img = burn_in_markers(img, breast, side, view, vrng)
             ident = _patient_ident(settings, number, "ffdm", image_id, instance=s * 2 + v + 1)
             rel = f"ffdm/{image_id}.dcm"
-            dw.write_ffdm(Path(out) / rel, np.ascontiguousarray(img), breast, style, ident, side, view, px)
+            mask_rel = ""
+            if layout is not None:  # a scanned film, Secondary Capture, side and view in PatientID only
+                film_bits = FILM_BITS[(patient + s + v) % len(FILM_BITS)]
+                inner = img.astype(np.float32) / np.float32((1 << style.bits_stored) - 1)
+                img, breast = film_scan(inner, breast, layout, side, view, vrng, bits=film_bits)
+                if box:
+                    box = (box[0] + layout.chest, box[1] + layout.top, box[2] + layout.chest, box[3] + layout.top)
+                    box = _mirror_box(box, w) if side == "R" else box
+                ident = dataclasses.replace(ident, patient_id=dw.film_patient_id(
+                    number, side, view, *FILM_KINDS[patient % len(FILM_KINDS)]))
+                dw.write_film(Path(out) / rel, np.ascontiguousarray(img), film_bits, ident, px,
+                              rle=(s * 2 + v) % 2 == 0)
+                mask_rel = f".truth/{image_id}.png"
+                _write_mask_png(Path(out) / mask_rel, breast)
+            else:
+                if side == "R":  # chest wall on the right, as a right breast is displayed
+                    img, breast = img[:, ::-1], breast[:, ::-1]
+                    box = _mirror_box(box, w) if box else None
+                if settings.detector_fov:
+                    img = burn_in_markers(img, breast, side, view, vrng)
+                dw.write_ffdm(Path(out) / rel, np.ascontiguousarray(img), breast, style, ident, side, view, px)
             rows.append(
                 {
                     "image_id": image_id,
                     "path": rel,
-                    "patient_id": ident.patient_id,
+                    "patient_id": f"P_{number:05d}" if layout is not None else ident.patient_id,
                     "laterality": side,
                     "view": view,
                     "kind": "ffdm",
@@ -235,6 +283,8 @@ def _ffdm_patient(settings: Settings, out: str, patient: int) -> list[dict]:
                     "lesion_type": side_spec.kind if side_spec else "none",
                     "lesion_box": _box_text(box),
                     "lesion_slices": "",
+                    "breast_box": _box_text(_mask_box(breast)),
+                    "breast_mask": mask_rel,
                 }
             )
     return rows
@@ -257,6 +307,7 @@ def _dbt_case(settings: Settings, out: str, index: int, n_ffdm_patients: int) ->
     projections = imaging.dbt_projections(ph.mu, ph.dz_mm, px, angles, photons, rng)
     heights = (np.arange(n_slices) + 0.5) * ph.dz_mm
     vol = imaging.shift_and_add(projections, angles, heights, px)
+    vol = imaging.slice_processing(vol, photons, rng, detail=settings.dbt_detail, noise=settings.dbt_slice_noise)
     thick = thickness_profile(geom.dist_mm, geom.thickness_mm)
     stored = np.empty(vol.shape, dtype=np.uint16)
     for j in range(n_slices):
@@ -293,6 +344,8 @@ def _dbt_case(settings: Settings, out: str, index: int, n_ffdm_patients: int) ->
             "lesion_type": spec.kind if spec else "none",
             "lesion_box": _box_text(box),
             "lesion_slices": slices,
+            "breast_box": _box_text(_mask_box(breast)),
+            "breast_mask": "",
         }
     ]
 
@@ -395,6 +448,9 @@ def generate_phantoms(
     progress: bool = False,
     mass_scale: float = 1.0,
     detector_fov: bool = False,
+    film: bool = False,
+    dbt_detail: float = 1.5,
+    dbt_slice_noise: float = 2.0,
 ) -> Path:
     """Write ``n_ffdm`` FFDM images (rounded up to whole 4-view patients) and ``n_dbt`` DBT
     volumes as DICOM under ``out``, plus ``out/labels.csv``; returns the labels path.
@@ -422,13 +478,27 @@ def generate_phantoms(
         detector_fov: a detector's field of view: the breast covers ~35-60 % of the image
             and a burned-in laterality/view label and a lead marker sit in the background
             (:mod:`mammodino.synth.markers`), as on a real mammogram.
+        dbt_detail, dbt_slice_noise: DBT slice processing
+            (:func:`mammodino.synth.imaging.slice_processing`): detail gain of the in-focus
+            layer and independent per-slice noise (x the FFDM quantum noise). 0 and 0 give
+            plain shift-and-add, whose adjacent slices are near copies.
+        film: FFDM images become digitised films as CBIS-DDSM stores them (Secondary
+            Capture, 16- or 12-bit MONOCHROME2, RLE Lossless for every other view, no
+            laterality/view tags: ``PatientID`` = ``Mass-Training_P_00001_LEFT_CC``), with
+            bright unexposed borders on 1-3 sides, a scanner edge strip, a burned-in label,
+            lead markers, tape and scanner noise (:func:`mammodino.synth.markers.film_scan`);
+            the ground-truth breast mask goes to ``.truth/<image_id>.png`` (a hidden folder,
+            so ``mammodino index`` never takes it for an image) and its box to the
+            labels' ``breast_box``. Films have patient ids ``P_<5 digits>`` in the labels
+            (``patient_id_prefix`` does not apply). DBT volumes stay DBT.
 
     Example:
         >>> labels = generate_phantoms("/tmp/phantoms", n_ffdm=12, n_dbt=2, seed=0)  # doctest: +SKIP
     """
     out = Path(out)
     settings = _settings(n_ffdm, n_dbt, seed, ffdm_shape, dbt_shape, dbt_projections, dbt_half_angle_deg,
-                         patient_name, patient_id_prefix, mass_scale, detector_fov)
+                         patient_name, patient_id_prefix, mass_scale, detector_fov, film, dbt_detail,
+                         dbt_slice_noise)
     labels_path = out / "labels.csv"
     if _check_folder(out, settings):
         return labels_path
@@ -444,7 +514,8 @@ def generate_phantoms(
 
 
 def _settings(n_ffdm, n_dbt, seed, ffdm_shape, dbt_shape, dbt_projections, dbt_half_angle_deg,
-              patient_name, patient_id_prefix, mass_scale, detector_fov) -> Settings:
+              patient_name, patient_id_prefix, mass_scale, detector_fov, film=False, dbt_detail=1.5,
+              dbt_slice_noise=2.0) -> Settings:
     """The arguments checked (a :class:`UserError` naming the bad one) and frozen."""
     if n_ffdm < 0 or n_dbt < 0:
         raise UserError(f"n_ffdm and n_dbt must be >= 0 (got {n_ffdm}, {n_dbt})")
@@ -462,6 +533,8 @@ def _settings(n_ffdm, n_dbt, seed, ffdm_shape, dbt_shape, dbt_projections, dbt_h
         )
     if not 0 < mass_scale <= 4:
         raise UserError(f"mass_scale must be in (0, 4], got {mass_scale}")
+    if not (0 <= dbt_detail <= 10 and 0 <= dbt_slice_noise <= 10):
+        raise UserError(f"dbt_detail and dbt_slice_noise must be in [0, 10] (got {dbt_detail}, {dbt_slice_noise})")
     return Settings(
         n_ffdm=int(n_ffdm),
         n_dbt=int(n_dbt),
@@ -474,6 +547,9 @@ def _settings(n_ffdm, n_dbt, seed, ffdm_shape, dbt_shape, dbt_projections, dbt_h
         patient_id_prefix="PHANTOM-" if patient_id_prefix is None else str(patient_id_prefix),
         mass_scale=float(mass_scale),
         detector_fov=bool(detector_fov),
+        film=bool(film),
+        dbt_detail=float(dbt_detail),
+        dbt_slice_noise=float(dbt_slice_noise),
     )
 
 

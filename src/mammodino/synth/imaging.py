@@ -94,6 +94,36 @@ def shift_and_add(
     return vol
 
 
+def slice_processing(
+    vol: np.ndarray, photons: float, rng: np.random.Generator, detail: float = 1.5, sigma_px: float = 3.0,
+    noise: float = 1.0,
+) -> np.ndarray:
+    """What a real reconstruction adds to shift-and-add: each slice shows its own depth.
+
+    Shift-and-add leaves every slice dominated by the out-of-plane tissue that all slices
+    share, so on our coarse pixels adjacent slices were near copies (a random encoder found a
+    slice's true neighbour 100 % of the time). Two steps of a vendor's reconstruction fix that:
+
+    * detail enhancement (the high-pass of filtered backprojection, then spectral mixing):
+      ``s + detail * (s - blur(s, sigma_px))``. Structures in focus keep their fine detail
+      through shift-and-add, out-of-plane ones are smeared, so the boost lifts the in-focus
+      layer above the shared background;
+    * per-slice quantum noise: on a real detector (~0.1 mm pixels, 1 mm slices) the shift
+      between adjacent slices is several pixels at the wide angles, so their noise is nearly
+      independent; on our 0.9 mm pixels it is under one pixel and the noise was shared. Each
+      slice gets independent noise of ``noise`` x the FFDM quantum noise at that pixel
+      (1 / sqrt(expected counts)); DBT slices are noisier than an FFDM in practice.
+    """
+    import cv2
+
+    out = np.empty_like(vol, dtype=np.float32)
+    for j, s in enumerate(vol.astype(np.float32)):
+        s = s + np.float32(detail) * (s - cv2.GaussianBlur(s, (0, 0), sigma_px))
+        std = np.float32(noise) / np.sqrt(np.float32(photons) * np.exp(-np.clip(s, 0.0, None)))
+        out[j] = s + std * rng.standard_normal(s.shape, dtype=np.float32)
+    return out
+
+
 def to_display(log_image: np.ndarray, full_scale: float, bits: int, gamma: float = 1.0) -> np.ndarray:
     """Map the log image to stored unsigned integers, 0 = air, ``2**bits - 1`` = full_scale.
 

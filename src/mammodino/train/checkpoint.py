@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from mammodino import atomic
 from mammodino.errors import UserError
 
 LAST = "checkpoint-last.safetensors"
@@ -112,37 +112,16 @@ def restore_rng(tensors: dict, meta: dict) -> None:
         random.setstate((p[0], tuple(p[1]), p[2]))
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict) -> Path:
     """Atomically write ``tensors`` + ``meta`` (JSON-able, stored under metadata keys) to ``path``."""
     path = Path(path)
-    tmp = path.with_name(path.name + TMP_SUFFIX)
     body = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     metadata = {key: json.dumps(value) for key, value in meta.items()}
     metadata[CHECKSUM_KEY] = tensor_checksum(body)
     try:
-        save_file(body, str(tmp), metadata=metadata)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        atomic.atomic_write(path, lambda tmp: save_file(body, str(tmp), metadata=metadata), suffix=TMP_SUFFIX,
+                            durable=True)
     except Exception as exc:  # OSError, or safetensors' own error wrapping one (disk full, read-only)
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
         reason = getattr(exc, "strerror", None) or str(exc)
         raise UserError(f"cannot write checkpoint {path}: {reason}") from exc
     return path

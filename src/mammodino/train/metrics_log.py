@@ -15,6 +15,8 @@ import stat
 import sys
 from pathlib import Path
 
+from mammodino import atomic
+
 REJECTED_SUFFIX = ".rejected"
 
 
@@ -85,9 +87,7 @@ class MetricsLog:
                     kept.append(raw)
             if rejected:
                 self._set_aside(rejected)
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_bytes(b"".join(k + b"\n" for k in kept))
-            tmp.replace(self.path)
+            atomic.write_bytes(self.path, b"".join(k + b"\n" for k in kept), suffix=".tmp")
         self.fh = self.path.open("a")
         try:
             from torch.utils.tensorboard import SummaryWriter

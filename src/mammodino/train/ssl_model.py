@@ -155,7 +155,7 @@ class SSLModel(nn.Module):
         form of :class:`SliceContrastLoss`, KoLeo on each global crop's CLS tokens.
         """
         cfg = self.cfg
-        student = student or self.student
+        student = student if student is not None else self.student  # a compiled module has no truth value
         n_global = 2
         teacher = self.teacher_targets(batch, teacher_temp)
         s = student(batch["global_crops"], batch.get("local_crops"), batch["masks"], batch["mask_indices_list"])

@@ -21,6 +21,7 @@ from typing import Iterable
 
 import torch
 
+from mammodino.models import gemm
 from mammodino.train import distributed as dist
 from mammodino.train.monitor import CollapseMonitor
 from mammodino.train.optim import apply_schedules, build_optimizer, param_groups
@@ -31,8 +32,23 @@ def step_seed(seed: int, step: int, rank: int) -> int:
     return (int(seed) * 1_000_003 + int(step) * 1_009 + int(rank)) % (2**63 - 1)
 
 
+def training_precision(device: torch.device, precision: str) -> str:
+    """``bf16`` or ``fp32`` for a training step: ``auto`` is bf16 on GPU and, on CPU, bf16
+    where this machine's bf16 GEMMs measured at least twice as fast as fp32 (AMX;
+    ``models.gemm.cpu_bf16_pays``, cached per machine), fp32 elsewhere. Master weights,
+    optimizer state and losses stay fp32 either way."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16"
+    if device.type == "cpu" and gemm.cpu_bf16_pays():
+        return "bf16"
+    return "fp32"
+
+
 def autocast(device: torch.device, precision: str):
-    """bf16 autocast on GPU by default (``auto``), on CPU only when asked (``bf16``)."""
+    """bf16 autocast on GPU by default (``auto``), on CPU only when asked (``bf16``); a
+    training step passes :func:`training_precision` instead, which may pick bf16 on CPU."""
     if device.type == "cuda" and precision in ("auto", "bf16"):
         return torch.autocast("cuda", dtype=torch.bfloat16)
     if device.type == "cpu" and precision == "bf16":
@@ -78,6 +94,7 @@ class TrainStep:
         self.params = [p for g in optimizer.param_groups for p in g["params"]]
         self.last_layer = [p for g in optimizer.param_groups if g["is_last_layer"] for p in g["params"]]
         self.loss_buffers = {k: v for k, v in model.named_buffers() if "loss" in k}
+        self.precision = training_precision(device, str(cfg.train.precision))
 
     def __call__(self, step: int, micro_batches: Iterable[dict]) -> StepResult:
         cfg = self.cfg
@@ -95,7 +112,7 @@ class TrainStep:
             batch = to_device(batch, self.device)
             sync = micro == self.grad_accum - 1 or not hasattr(self.student, "no_sync")
             with contextlib.nullcontext() if sync else self.student.no_sync():
-                with autocast(self.device, cfg.train.precision):
+                with autocast(self.device, self.precision):
                     losses = self.model.forward_losses(batch, values["teacher_temp"], self.student)
                 loss = losses["loss"] / self.grad_accum
                 # Every rank runs its backward even on a bad loss (a rank that skipped it would
@@ -151,4 +168,4 @@ def build_train_step(cfg, model, device: torch.device) -> TrainStep:
         param_groups(modules, n_blocks, cfg.optim.layerwise_decay, cfg.optim.patch_embed_lr_mult), cfg.optim.betas,
         fused=not fsdp and device.type in ("cpu", "cuda"))
     return TrainStep(cfg, model, optimizer, build_schedules(cfg), device, student=student,
-                     monitor=build_monitor(cfg), fsdp=fsdp)
+                     monitor=build_monitor(cfg) if hasattr(model, "teacher") else None, fsdp=fsdp)

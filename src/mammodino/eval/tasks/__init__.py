@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from mammodino.errors import UserError
-from mammodino.eval.tasks import cbis, cmmd, emory_embed, generic, inbreast, mias, phantom, rsna, vindr
+from mammodino.eval.tasks import cbis, cmmd, ddsm_density, emory_embed, generic, inbreast, mias, phantom, rsna, vindr
 from mammodino.eval.tasks.base import KEY_KINDS, LabelRow, TaskLabels, read_table
 
 __all__ = ["TASKS", "TaskSpec", "load_task", "LabelRow", "TaskLabels", "KEY_KINDS", "read_table", "task_table_markdown"]
@@ -74,6 +74,10 @@ _SPECS = [
              phantom.density),
     TaskSpec("phantom-dbt-slice-lesion", "phantoms", "labels.csv", "image_id, kind, lesion, lesion_slices",
              "DBT slice within lesion_slices (needs embed --dbt-slices all)", phantom.dbt_slice_lesion),
+    TaskSpec("ddsm-percent-density", "DDSM (masks of Tiryaki et al.)", "the ddsm_tissue folder: */fgt_seg_labels/*_LI.png",
+             "mask labels 128 adipose, 192 fibroglandular",
+             "percent density (fibroglandular / breast area) above vs below the median; Spearman via "
+             "eval.tasks.ddsm_density.spearman_score", ddsm_density.dense),
     TaskSpec("generic", "any", "CSV", "--path-col, --label-col, --patient-col",
              "the label column's values (sorted)", generic.generic),
 ]

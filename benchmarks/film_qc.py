@@ -1,0 +1,123 @@
+"""Film phantoms through `mammodino index`: qc counts by reason, breast box and mask IoU
+against the ground truth, and whether every wrong box is flagged.
+
+Writes a film phantom set (`synth --film`: Secondary Capture, RLE / uncompressed, bright
+borders, edge strips, labels, markers, tape, scanner noise; view only in PatientID), indexes
+it with the production command, and compares each row with the phantom's truth:
+
+- box IoU: manifest ``breast_box`` vs labels ``breast_box`` (source pixels);
+- mask IoU: the cached mask put back on the source grid vs ``.truth/<id>.png``;
+- qc: how many rows are suspect and why, and how many wrong boxes (IoU < 0.8) pass.
+
+Usage:
+  python benchmarks/film_qc.py --n 40 --size 1200x720 --workers 2 [--work /tmp/film-qc] [--per-image]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+WRONG_BOX_IOU = 0.8
+
+
+def machine() -> str:
+    try:
+        model = next(line.split(":", 1)[1].strip() for line in subprocess.run(
+            ["lscpu"], capture_output=True, text=True).stdout.splitlines() if line.startswith("Model name"))
+    except (StopIteration, OSError):
+        model = platform.processor() or "unknown CPU"
+    import torch
+
+    return f"{model}, torch CPU capability {torch.backends.cpu.get_cpu_capability()}"
+
+
+def evaluate(src: Path, cache: Path) -> list[dict]:
+    """One dict per indexed film: truth vs manifest (box IoU, mask IoU, qc)."""
+    from mammodino.data.cache import CachedImage, read_manifest, with_sources
+    from mammodino.data.cache_geometry import box_iou, cache_geometry, mask_iou, mask_on_source
+    from mammodino.data.qc import parse_box
+
+    truth = {r["path"]: r for r in csv.DictReader((src / "labels.csv").open(newline=""))}
+    geometry = cache_geometry(cache)
+    out = []
+    for row in with_sources(cache, read_manifest(cache)):
+        t = truth.get(row["source"])
+        if t is None:
+            continue
+        gt_mask = cv2.imread(str(src / t["breast_mask"]), cv2.IMREAD_GRAYSCALE) if t["breast_mask"] else None
+        mask = CachedImage(cache, row).breast_mask()
+        m_iou = mask_iou(mask_on_source(row, mask, geometry), gt_mask) if gt_mask is not None else float("nan")
+        out.append({"image": t["image_id"], "view": t["view"], "laterality": t["laterality"],
+                    "box_iou": box_iou(parse_box(row["breast_box"]), parse_box(t["breast_box"])),
+                    "mask_iou": m_iou, "qc": row.get("qc", ""), "qc_reason": row.get("qc_reason", ""),
+                    "laterality_read": row["laterality"], "view_read": row["view"], "patient_key": row["patient_key"]})
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=40)
+    ap.add_argument("--size", default="1200x720", help="film ROWSxCOLS (CBIS films are ~4600x2800)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--work", default="/tmp/mammodino-film-qc")
+    ap.add_argument("--per-image", action="store_true", help="print one line per film")
+    args = ap.parse_args(argv)
+    from mammodino.data import qc
+    from mammodino.data.indexer import index_folder
+    from mammodino.synth.generate import generate_phantoms
+
+    rows_cols = tuple(int(v) for v in args.size.lower().split("x"))
+    work = Path(args.work)
+    src, cache = work / f"films-{args.n}-{args.size}-{args.seed}", work / f"cache-{args.n}-{args.size}-{args.seed}"
+    t0 = time.perf_counter()
+    generate_phantoms(src, n_ffdm=args.n, n_dbt=0, seed=args.seed, workers=args.workers, ffdm_shape=rows_cols, film=True)
+    t1 = time.perf_counter()
+    summary = index_folder(src, cache, workers=args.workers, progress=False)
+    t2 = time.perf_counter()
+    results = evaluate(src, cache)
+    print(f"machine: {machine()}")
+    print(f"command: python benchmarks/film_qc.py --n {args.n} --size {args.size} --seed {args.seed} --workers {args.workers}")
+    print(f"{len(results)} films {args.size}: synth {t1 - t0:.1f} s, index {t2 - t1:.1f} s "
+          f"({summary['ok']} ok, {summary['skipped']} skipped)")
+    counts = qc.count_by_reason([{"status": "ok", **r} for r in results])
+    print(f"qc: {qc.format_counts(counts)}")
+    box = np.array([r["box_iou"] for r in results])
+    mask = np.array([r["mask_iou"] for r in results])
+    for name, values in (("box IoU", box), ("mask IoU", mask)):
+        print(f"{name}: mean {values.mean():.3f}, median {np.median(values):.3f}, min {values.min():.3f}, "
+              f"< 0.9: {int((values < 0.9).sum())}, < 0.5: {int((values < 0.5).sum())}")
+    for view in ("CC", "MLO"):
+        v = box[[r["view"] == view for r in results]]
+        if v.size:
+            print(f"  {view}: box IoU mean {v.mean():.3f} min {v.min():.3f} ({v.size} films)")
+    wrong = [r for r in results if r["box_iou"] < WRONG_BOX_IOU]
+    missed = [r for r in wrong if r["qc"] != qc.SUSPECT]
+    flagged_good = [r for r in results if r["box_iou"] >= 0.95 and r["qc"] == qc.SUSPECT]
+    print(f"wrong boxes (IoU < {WRONG_BOX_IOU}): {len(wrong)}, of them qc=pass: {len(missed)}; "
+          f"good boxes (IoU >= 0.95) flagged suspect: {len(flagged_good)}")
+    reads = sum(r["laterality_read"] == r["laterality"] and r["view_read"] == r["view"] for r in results)
+    patients = len({r["patient_key"] for r in results})
+    print(f"laterality and view from PatientID: {reads} of {len(results)} right; {patients} patient keys "
+          f"for {len(results) // 4} phantom women")
+    if args.per_image:
+        for r in results:
+            print(f"  {r['image']} {r['laterality']}{r['view']:3s} box {r['box_iou']:.3f} mask {r['mask_iou']:.3f} "
+                  f"{r['qc']:7s} {r['qc_reason']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
