@@ -37,7 +37,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # finetune_eval's DDSM table
 
 VARIANTS = {
-    "dinov2-whole": ("whole", ["crops.sampler=random", "slice.enabled=false"]),
+    "dinov2-whole": ("whole", ["method=dinov2"]),  # random crops + masks, no slice loss (configs/methods/dinov2.yaml)
     "tissue-whole": ("whole", ["crops.sampler=tissue", "slice.enabled=false"]),
     "tissue-crop": ("crop", ["crops.sampler=tissue", "slice.enabled=false"]),
     "mammodino": ("crop", ["crops.sampler=tissue", "slice.enabled=true"]),
@@ -128,6 +128,8 @@ def run_job(variant: str, seed: int, out: Path, args) -> dict:
 
         rows, _ = read_metrics(out / "runs" / f"{variant}-s{seed}" / "metrics.jsonl")
         last = rows[-1]
+        if "dino_global_loss" not in last:  # method mae / simmim: a reconstruction loss, no DINO terms
+            last = {**last, "dino_global_loss": float("nan")}
         k = np.log(cfg.dino.n_prototypes)
         n_terms = 2 + 2 * cfg.crops.local_crops_number
         result["dino_global_ce_over_lnK"] = round(last["dino_global_loss"] * n_terms / 2 / k, 3)

@@ -18,7 +18,7 @@ Scenarios (each timed):
 - ``disk``: the cache and a checkpoint written to a "full disk" (RLIMIT_FSIZE: EFBIG) and a
   full disk hitting metrics.jsonl (ENOSPC): exit code, message, ok rows without files,
   partial files left, whether the same command completes the job afterwards.
-- ``nan``: NaN / inf injected into training batches (``pretrain(batch_hook=...)``): steps
+- ``nan``: NaN / inf injected into training batches (``support.tamper.tampered_batches``, outside ``pretrain``): steps
   skipped, how the run ends, whether the saved state is finite.
 
 Usage:
@@ -43,6 +43,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # the fault tooling lives in tests/support, not in the package
 from support.micro import MICRO as BASE_MICRO  # noqa: E402
+from support.tamper import tampered_batches  # noqa: E402
 SHARED_DATA = Path(os.environ.get("MAMMODINO_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 MICRO = BASE_MICRO
@@ -294,7 +295,8 @@ def scenario_nan(work: Path, cache: Path) -> dict:
         log = io.StringIO()
         try:
             with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-                pretrain(cfg, [cache], run_dir, progress=False, batch_hook=hook)
+                with tampered_batches(hook):
+                    pretrain(cfg, [cache], run_dir, progress=False)
         except NonFiniteLossError as exc:
             outcome = f"stopped: {str(exc)[:90]}..."
         rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]

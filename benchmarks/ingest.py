@@ -151,7 +151,8 @@ def breakdown(files: list[str], size: int) -> dict:
     import numpy as np
     import pydicom
 
-    from mammodino.data.indexer import _crop_resize, expand_box, save_npy_atomic
+    from mammodino.data.indexer import save_npy_atomic
+    from mammodino.data.prepare import crop_resize, expand_box, output_size
     from mammodino.io.dicom_reader import read_dicom
     from mammodino.tissue.orientation import chest_wall_on_left
     from mammodino.tissue.segmentation import segment
@@ -169,11 +170,9 @@ def breakdown(files: list[str], size: int) -> dict:
             t3 = time.perf_counter()
             H, W = img.pixels.shape
             region = expand_box(seg.box(), 0.02, W, H)
-            cw, ch = region[2] - region[0], region[3] - region[1]
-            s = min(1.0, size / max(cw, ch))
-            out_size = (max(1, round(cw * s)), max(1, round(ch * s)))
+            out_size = output_size(region, size)
             flip = not chest_wall_on_left(seg.small_mask)
-            save_npy_atomic(Path(tmp) / f"{i}.npy", _crop_resize(img.pixels, region, out_size, flip))
+            save_npy_atomic(Path(tmp) / f"{i}.npy", crop_resize(img.pixels, region, out_size, flip))
             save_npy_atomic(Path(tmp) / f"{i}m.npy", seg.mask_for_region(region, out_size, flip))
             t4 = time.perf_counter()
             t["bare decode"] += t1 - t0

@@ -67,3 +67,22 @@ def test_attention_on_a_real_rsna_dicom(rsna_dir, tmp_path):
     stats = json.loads((out / "attention_stats.json").read_text())[0]
     assert 0 <= stats["attention_on_tissue"] <= 1 and stats["heads"] == 3
     assert "10011" not in json.dumps(stats)
+
+
+def test_a_dicom_prepared_for_attention_is_what_index_caches(rsna_dir, tmp_path):
+    """One per-image preparation (data/prepare.py): attention on a DICOM sees the cache's pixels."""
+    import shutil
+
+    from mammodino.data.cache import read_manifest
+    from mammodino.data.indexer import index_folder
+    from mammodino.models.preprocess import from_uint16
+
+    dcm = rsna_dir / "train_images" / "10011" / "220375232.dcm"
+    (tmp_path / "src").mkdir()
+    shutil.copy(dcm, tmp_path / "src" / dcm.name)
+    index_folder(tmp_path / "src", tmp_path / "cache", size=1024, workers=1, progress=False, salt="t")
+    row = next(r for r in read_manifest(tmp_path / "cache") if r["status"] == "ok")
+    cached = np.load(tmp_path / "cache" / row["image_file"])
+    mask = np.load(tmp_path / "cache" / row["mask_file"])
+    src = prepare_dicom(dcm)
+    assert np.array_equal(src.image, from_uint16(cached)) and np.array_equal(src.mask, mask)

@@ -11,6 +11,7 @@ from mammodino.train import checkpoint as ckpt
 from mammodino.train.trainer import NonFiniteLossError, pretrain
 
 from support.micro import MICRO
+from support.tamper import tampered_batches
 
 
 def _weights(run_dir):
@@ -61,7 +62,8 @@ def test_nonfinite_batches_are_skipped_then_the_run_stops(phantom_cache, tmp_pat
         return batch
 
     with pytest.raises(NonFiniteLossError, match="3 consecutive"):
-        pretrain(cfg, [phantom_cache], tmp_path / "nan", progress=False, batch_hook=poison)
+        with tampered_batches(poison):
+            pretrain(cfg, [phantom_cache], tmp_path / "nan", progress=False)
     rows = [json.loads(line) for line in (tmp_path / "nan" / "metrics.jsonl").read_text().splitlines()]
     skipped = [r["step"] for r in rows if "skipped" in r]
     assert skipped == [1, 3, 4, 5]

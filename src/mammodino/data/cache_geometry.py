@@ -29,7 +29,7 @@ def cache_geometry(cache_dir: str | Path) -> dict:
 
 def cached_region(row: dict, geometry: dict) -> tuple[int, int, int, int] | None:
     """(x0, y0, x1, y1) of the source that the cached image shows; None without a box."""
-    from mammodino.data.indexer import expand_box
+    from mammodino.data.prepare import expand_box
 
     H, W = int(row["height"]), int(row["width"])
     if geometry.get("whole_image"):

@@ -32,6 +32,7 @@ from mammodino.data.cache import MANIFEST_NAME, image_relpath, mask_relpath
 from mammodino.data.cache_settings import check_or_record
 from mammodino.data.index_walk import Source, WalkStats, iter_sources
 from mammodino.data.manifest_writer import DoneSet, ManifestWriter, repair_tail
+from mammodino.data.prepare import prepare_image
 from mammodino.data import qc
 from mammodino.errors import SkipFile, UserError
 from mammodino.io.dicom_reader import DEFAULT_MAX_PIXELS, read_dicom, read_dicom_series
@@ -39,8 +40,6 @@ from mammodino.io.image_reader import read_image
 from mammodino.locks import FolderLock
 from mammodino.parent_watch import exit_with_parent, process_identity
 from mammodino.privacy import KeyWriter, key_path_for, pseudonym, salt_for_cache
-from mammodino.tissue.orientation import chest_wall_on_left
-from mammodino.tissue.segmentation import segment
 
 
 class CacheWriteError(Exception):
@@ -302,11 +301,10 @@ def _mp_context():
     return mp.get_context("spawn")
 
 
-def _run_pool(tasks, opts: IndexOptions, workers: int, record, work=None) -> None:
+def _run_pool(tasks, opts: IndexOptions, workers: int, record) -> None:
     """Bounded in-flight work on a process pool. When a worker dies (segfault in a native
     decoder, OOM kill) every file that was in flight is retried alone, so only the file that
     kills a worker again is recorded as skipped, and the run goes on."""
-    work = work or process_task  # a module-level function (pickled by reference)
     ctx = _mp_context()
     max_in_flight = 2 * workers + 2
 
@@ -328,7 +326,7 @@ def _run_pool(tasks, opts: IndexOptions, workers: int, record, work=None) -> Non
                 if task.reader == "error":
                     record(_skipped_row(task, task.error))
                     continue
-                pending[pool.submit(work, task)] = task
+                pending[pool.submit(process_task, task)] = task
             if not pending:
                 break
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -344,17 +342,17 @@ def _run_pool(tasks, opts: IndexOptions, workers: int, record, work=None) -> Non
                 pending.clear()
                 pool.shutdown(wait=True, cancel_futures=True)
                 for task in suspects:
-                    record(_run_isolated(task, ctx, opts, work))
+                    record(_run_isolated(task, ctx, opts))
                 pool = new_pool(workers)
         finished = True
     finally:  # on an error or Ctrl-C, do not wait for in-flight files: the workers exit with us
         pool.shutdown(wait=finished, cancel_futures=True)
 
 
-def _run_isolated(task: Task, ctx, opts: IndexOptions, work) -> dict:
+def _run_isolated(task: Task, ctx, opts: IndexOptions) -> dict:
     pool = ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=_init_worker, initargs=(opts,))
     try:
-        return pool.submit(work, task).result()
+        return pool.submit(process_task, task).result()
     except BrokenProcessPool:
         return _skipped_row(task, CRASH_REASON)
     finally:
@@ -431,10 +429,13 @@ def _read(task: Task, opts: IndexOptions):
 def _process(task: Task, opts: IndexOptions) -> dict:
     image = _read(task, opts)
     meta = image.meta
-    pixels = image.pixels
     view = meta.get("view") or task.label_view
-    seg = segment(image.reference_plane(), view=view, remove_pectoral_muscle=opts.remove_pectoral)
-    flipped = not chest_wall_on_left(seg.small_mask)
+    prep = prepare_image(image, opts.size, opts.margin, view=view, remove_pectoral=opts.remove_pectoral,
+                         whole_image=opts.whole_image)
+    del image
+    seg, flipped, cached, mask = prep.seg, prep.flipped, prep.pixels, prep.mask
+    (H, W), box = prep.source_size, seg.box()
+    out_h, out_w = mask.shape
     if meta.get("laterality"):
         laterality, lat_source = meta["laterality"], "tag"
     elif task.label_laterality:
@@ -442,21 +443,6 @@ def _process(task: Task, opts: IndexOptions) -> dict:
     else:
         laterality, lat_source = ("R" if flipped else "L"), "image"
 
-    H, W = pixels.shape[-2:]
-    box = seg.box()
-    region = (0, 0, W, H) if opts.whole_image else expand_box(box, opts.margin, W, H)
-    x0, y0, x1, y1 = region
-    cw, ch = x1 - x0, y1 - y0
-    scale = min(1.0, opts.size / max(cw, ch))
-    out_w, out_h = max(1, round(cw * scale)), max(1, round(ch * scale))
-    if pixels.ndim == 2:
-        cached = _crop_resize(pixels, region, (out_w, out_h), flipped)
-    else:
-        cached = np.empty((pixels.shape[0], out_h, out_w), dtype=np.uint16)
-        for z in range(pixels.shape[0]):
-            cached[z] = _crop_resize(pixels[z], region, (out_w, out_h), flipped)
-    del pixels, image
-    mask = seg.mask_for_region(region, (out_w, out_h), flip=flipped)
 
     out = Path(opts.out)
     try:
@@ -488,24 +474,6 @@ def _process(task: Task, opts: IndexOptions) -> dict:
     )
     row["qc"], row["qc_reason"] = qc.check(row, mask)
     return row
-
-
-def expand_box(box, margin: float, width: int, height: int) -> tuple[int, int, int, int]:
-    """Grow (x0, y0, x1, y1) by ``margin`` x its size on every side, clipped to the image."""
-    x0, y0, x1, y1 = box
-    mx = int(round(margin * (x1 - x0)))
-    my = int(round(margin * (y1 - y0)))
-    return max(0, x0 - mx), max(0, y0 - my), min(width, x1 + mx), min(height, y1 + my)
-
-
-def _crop_resize(img2d: np.ndarray, region, size, flip: bool) -> np.ndarray:
-    x0, y0, x1, y1 = region
-    crop = img2d[y0:y1, x0:x1]
-    if (crop.shape[1], crop.shape[0]) != tuple(size):
-        crop = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
-    if flip:
-        crop = crop[:, ::-1]
-    return np.ascontiguousarray(crop, dtype=np.uint16)
 
 
 def save_npy_atomic(path: Path, arr: np.ndarray) -> None:

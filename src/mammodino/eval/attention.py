@@ -71,34 +71,18 @@ def _mask_of(img01: np.ndarray) -> np.ndarray:
 
 
 def prepare_dicom(path: Path, long_side: int = DISPLAY_LONG_SIDE) -> SourceImage:
-    """read_dicom -> segment -> crop to the breast box (+ margin) -> chest wall left ->
-    long side ``long_side`` (DBT: the middle slice, segmented on the max projection)."""
-    from mammodino.data.indexer import expand_box
+    """The indexer's own preparation (:func:`mammodino.data.prepare.prepare_image`, default
+    margin, long side ``long_side``; DBT: the middle slice), as [0, 1] pixels."""
+    from mammodino.data.prepare import prepare_image
     from mammodino.io.dicom_reader import read_dicom
-    from mammodino.tissue.orientation import chest_wall_on_left
-    from mammodino.tissue.segmentation import segment
+    from mammodino.models.preprocess import from_uint16
 
     try:
-        mi = read_dicom(path)
+        mi = read_dicom(path, dtype=np.uint16)  # as the indexer reads it
+        prep = prepare_image(mi, long_side, CROP_MARGIN, view=mi.meta.get("view") or None, slices="middle")
     except SkipFile as exc:
         raise UserError(f"{path}: {exc.reason}") from exc
-    ref = mi.reference_plane()
-    try:
-        seg = segment(ref, view=mi.meta.get("view") or None)
-    except SkipFile as exc:
-        raise UserError(f"{path}: {exc.reason}") from exc
-    img = mi.pixels if mi.pixels.ndim == 2 else mi.pixels[mi.pixels.shape[0] // 2]
-    H, W = img.shape
-    region = expand_box(seg.box(), CROP_MARGIN, W, H)
-    flip = not chest_wall_on_left(seg.small_mask)
-    crop = img[region[1] : region[3], region[0] : region[2]]
-    scale = min(1.0, long_side / max(crop.shape))
-    out_w, out_h = max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale))
-    crop = cv2.resize(np.ascontiguousarray(crop, dtype=np.float32), (out_w, out_h), interpolation=cv2.INTER_AREA)
-    if flip:
-        crop = crop[:, ::-1].copy()
-    mask = seg.mask_for_region(region, (out_w, out_h), flip=flip)
-    return SourceImage(_public_name(path), np.clip(crop, 0, 1).astype(np.float32), mask)
+    return SourceImage(_public_name(path), from_uint16(prep.pixels), prep.mask)
 
 
 def resolve_inputs(images: list[str], cache: str | Path | None = None) -> list[SourceImage]:

@@ -26,7 +26,7 @@ from mammodino.train import distributed as dist
 from mammodino.train.loader import build_loader
 from mammodino.train.metrics_log import MetricsLog
 from mammodino.train.run_folder import RunFolder
-from mammodino.train.ssl_model import SSLModel
+from mammodino.train.methods import build_model
 from mammodino.train.step import StepResult, build_train_step
 
 
@@ -36,14 +36,13 @@ class NonFiniteLossError(UserError):
 
 class Trainer:
     def __init__(self, cfg, data_dirs: list, run_dir: str | Path, resume: bool = False,
-                 progress: bool = True, stop_at: int | None = None, batch_hook=None, echo_config: bool = True,
+                 progress: bool = True, stop_at: int | None = None, echo_config: bool = True,
                  allow_config_change: bool = False):
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.resume = resume
         self.progress = progress
         self.stop_at = stop_at  # tests: stop after this many steps, as if killed after a save
-        self.batch_hook = batch_hook  # tests: tamper with a batch (e.g. inject NaN)
         self.echo_config = echo_config
         self.data_dirs = [Path(d) for d in data_dirs]
         self.device = dist.setup()
@@ -68,7 +67,7 @@ class Trainer:
         self.plan = BatchPlan(self.dataset, cfg)
         self.collate = collate
         torch.manual_seed(cfg.train.seed)
-        self.model = SSLModel(cfg)
+        self.model = build_model(cfg)  # cfg.method: DINO-family SSLModel or the MAE/SimMIM model
         if cfg.model.pretrained:
             from mammodino.models.dinov2_import import load_dinov2_weights
 
@@ -101,7 +100,7 @@ class Trainer:
         path = None
         if dist.is_main():
             meta = {
-                "state": {"step": step, "world_size": self.world, "monitor_warned": self.monitor.warned,
+                "state": {"step": step, "world_size": self.world, "monitor_warned": getattr(self.monitor, "warned", 0),
                           "data_dirs": [str(d) for d in self.data_dirs]},
                 "config": OmegaConf.to_container(self.cfg, resolve=True),
                 "optimizer": extra["optimizer"],
@@ -212,8 +211,6 @@ class Trainer:
         try:
             for step in range(start, end):
                 micro = itertools.islice(batches, self.train_step.grad_accum)
-                if self.batch_hook is not None:
-                    micro = (self.batch_hook(step, b) for b in micro)
                 result = self.train_step(step, micro)
                 self._imgs_since += result.images
                 bar.update(1)
@@ -295,14 +292,14 @@ class Trainer:
             print("config:\n" + OmegaConf.to_yaml(cfg), flush=True)
 
 
-def pretrain(cfg, data_dirs, run_dir, resume=False, progress=True, stop_at=None, batch_hook=None,
+def pretrain(cfg, data_dirs, run_dir, resume=False, progress=True, stop_at=None,
              echo_config=True, allow_config_change=False) -> dict:
     """Python entry point of ``mammodino pretrain``; returns the last logged metrics."""
     if cfg.train.deterministic:
         torch.use_deterministic_algorithms(True)
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     trainer = Trainer(cfg, data_dirs, run_dir, resume=resume, progress=progress, stop_at=stop_at,
-                      batch_hook=batch_hook, echo_config=echo_config, allow_config_change=allow_config_change)
+                      echo_config=echo_config, allow_config_change=allow_config_change)
     try:
         return trainer.run()
     finally:
