@@ -49,3 +49,13 @@ def test_crafted_pickle_checkpoint_is_refused(tmp_path):
     with pytest.raises(UserError, match="checkpoint-last.safetensors"):
         load_checkpoint(bad)
     assert not marker.exists()
+
+
+def test_a_user_error_raised_in_a_dataloader_worker_prints_its_message_only():
+    from mammodino.cli import user_message
+
+    wrapped = UserError("Caught UserError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n"
+                        '  File "x.py", line 3, in f\n    raise UserError(...)\n'
+                        "mammodino.errors.UserError: 8 cached images in a row could not be read\n(detail)\n")
+    assert user_message(wrapped) == "8 cached images in a row could not be read\n(detail)"
+    assert user_message(UserError("plain")) == "plain"

@@ -62,8 +62,24 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except UserError as exc:  # a clear message, no traceback
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {user_message(exc)}", file=sys.stderr)
         return 2
+
+
+def user_message(exc: BaseException) -> str:
+    """The message of a UserError, also when a DataLoader worker raised it: PyTorch re-raises
+    it in the main process as ``Caught UserError in DataLoader worker process N.\nOriginal
+    Traceback ...``; only the original message (the last lines after the exception name) is
+    meant for the user."""
+    text = str(exc)
+    marker = "\nOriginal Traceback (most recent call last):"
+    if text.startswith("Caught ") and marker in text:
+        import re
+
+        tail = text.split(marker, 1)[1]
+        heads = list(re.finditer(r"^[A-Za-z_][\w.]*(?:Error|Checkpoint): ", tail, re.M))
+        return tail[heads[-1].end():].strip() if heads else tail.strip().splitlines()[-1]
+    return text
 
 
 from mammodino.errors import UserError  # noqa: E402  (kept last: tiny module, no cycles)
