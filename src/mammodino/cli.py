@@ -12,7 +12,7 @@ import importlib
 import sys
 
 # The subcommands, in the order of the pipeline; each one's help is its module's HELP.
-COMMANDS = ("demo", "synth", "index", "preview", "pretrain", "embed", "probe", "attention", "report", "export",
+COMMANDS = ("demo", "synth", "index", "qc", "preview", "pretrain", "embed", "probe", "attention", "report", "export",
             "finetune", "predict")
 
 

@@ -16,6 +16,7 @@ from mammodino import atomic
 from mammodino.errors import ConfigError
 
 CHOICES = {
+    "method": {"mammodino", "dinov2", "mae", "simmim"},
     "model.arch": {"tiny", "small", "base", "large"},
     "dino.centering": {"sinkhorn_knopp", "centering"},
     "crops.sampler": {"tissue", "random"},
@@ -122,14 +123,15 @@ def parse_overrides(overrides: list[str]) -> DictConfig:
         raise ConfigError(f"overrides {overrides}: {exc}") from exc
 
 
-def merge_layers(defaults_file: Path, preset_file: Path | None, overrides=()) -> DictConfig:
-    """defaults <- preset file <- key=value overrides, each layer checked against the defaults
-    (unknown key, wrong type) and every ``???`` a preset leaves set by a later layer.
-    Shared by the pretraining and the fine-tuning configs."""
+def merge_layers(defaults_file: Path, preset_file: Path | None, overrides=(), between=()) -> DictConfig:
+    """defaults <- preset file <- ``between`` files <- key=value overrides, each layer checked
+    against the defaults (unknown key, wrong type) and every ``???`` a preset leaves set by a
+    later layer. Shared by the pretraining and the fine-tuning configs."""
     defaults = _read_yaml(defaults_file, "defaults")
     layers = []
     if preset_file is not None:
         layers.append(_read_yaml(preset_file, "config"))
+    layers += [_read_yaml(Path(f), "method config") for f in between]
     if overrides:
         layers.append(parse_overrides(list(overrides)))
     for layer in layers:
@@ -139,9 +141,26 @@ def merge_layers(defaults_file: Path, preset_file: Path | None, overrides=()) ->
     return cfg
 
 
+def method_layer(method: str) -> Path | None:
+    """The thin file a ``method`` applies after the preset (``configs/methods/<method>.yaml``);
+    None for ``mammodino`` (the defaults are MammoDINO's)."""
+    path = preset_dir() / "methods" / f"{method}.yaml"
+    return path if path.exists() else None
+
+
 def load_config(preset: str | None = None, overrides: list[str] | tuple = ()) -> DictConfig:
-    """defaults <- preset file <- key=value overrides, validated."""
-    cfg = merge_layers(preset_dir() / "default.yaml", resolve_preset(preset), overrides)
+    """defaults <- preset file <- the method's file <- key=value overrides, validated.
+
+    ``method`` (set in the preset or an override) picks the objective; its file sets what that
+    method implies (``dinov2``: random crops and masks, no slice loss; ``mae`` / ``simmim``:
+    their own crops, augmentation and optimiser), and explicit overrides still win over it.
+    """
+    preset_file = resolve_preset(preset)
+    cfg = merge_layers(preset_dir() / "default.yaml", preset_file, overrides)
+    check_choices(cfg, {"method": CHOICES["method"]})
+    layer = method_layer(cfg.method)
+    if layer is not None:
+        cfg = merge_layers(preset_dir() / "default.yaml", preset_file, overrides, between=[layer])
     check_choices(cfg)
     _check_ranges(cfg)
     return cfg
@@ -188,6 +207,7 @@ def _check_ranges(cfg: DictConfig) -> None:
         lo, hi = OmegaConf.select(cfg, key)
         if not 0.0 <= lo <= hi <= 1.0:
             raise ConfigError(f"config key {key!r}: expected 0 <= low <= high <= 1, got {[lo, hi]}")
+    _check_mim(cfg)
     if cfg.train.batch_size % cfg.train.grad_accum:
         raise ConfigError("config keys 'train.batch_size' / 'train.grad_accum': batch size must divide evenly")
     if cfg.crops.global_crop_size % cfg.model.patch_size or cfg.crops.local_crop_size % cfg.model.patch_size:
@@ -195,6 +215,19 @@ def _check_ranges(cfg: DictConfig) -> None:
             f"config keys 'crops.*_crop_size' ({cfg.crops.global_crop_size}, {cfg.crops.local_crop_size}) "
             f"must be multiples of 'model.patch_size' ({cfg.model.patch_size})"
         )
+
+
+def _check_mim(cfg: DictConfig) -> None:
+    for key in ("mae.mask_ratio", "simmim.mask_ratio"):
+        value = OmegaConf.select(cfg, key)
+        if not 0.0 < value < 1.0:
+            raise ConfigError(f"config key {key!r}: must be within (0, 1), got {value!r}")
+    for key in ("mae.decoder_dim", "mae.decoder_depth", "mae.decoder_heads", "simmim.mask_block_px"):
+        if not OmegaConf.select(cfg, key) > 0:
+            raise ConfigError(f"config key {key!r}: must be > 0, got {OmegaConf.select(cfg, key)!r}")
+    if cfg.mae.decoder_dim % cfg.mae.decoder_heads:
+        raise ConfigError(f"config keys 'mae.decoder_dim' ({cfg.mae.decoder_dim}) / 'mae.decoder_heads' "
+                          f"({cfg.mae.decoder_heads}): the width must divide evenly into the heads")
 
 
 def save_config(cfg: DictConfig, path: str | Path) -> None:

@@ -69,13 +69,13 @@ def calibrate_step_seconds(cfg, cache: Path, n_steps: int = 3) -> float:
     from mammodino.data.batch_plan import BatchPlan
     from mammodino.train import distributed as dist
     from mammodino.train.loader import build_loader
-    from mammodino.train.ssl_model import SSLModel
+    from mammodino.train.methods import build_model
     from mammodino.train.step import build_train_step
 
     device = dist.setup()
     dataset = PretrainDataset([str(cache)], cfg)
     plan = BatchPlan(dataset, cfg)
-    train_step = build_train_step(cfg, SSLModel(cfg).to(device), device)
+    train_step = build_train_step(cfg, build_model(cfg).to(device), device)
     loader = build_loader(dataset, plan, cfg, 0, dist.rank(), dist.world_size(), collate)
     batches = iter(loader)
     times = []

@@ -40,13 +40,21 @@ def test_a_plausible_breast_passes():
     (dict(breast_box="0 0 800 1000", tissue_fraction="0.95"), "whole image", "nearly the whole image (100% x 100%)"),
     (dict(tissue_fraction="0.02"), "tissue fraction", "implausible tissue fraction 0.020"),
     (dict(flipped=1, breast_box="320 150 800 880"), "laterality", "breast on the right side but laterality tag says L"),
-    (dict(breast_box="0 0 480 1000"), "borders", "mask touches 3 image borders"),
+    (dict(breast_box="0 0 800 900", tissue_fraction="0.5"), "borders", "mask touches 3 image borders"),
+    (dict(breast_box="0 0 800 1000", tissue_fraction="0.5"), "borders", "mask touches 4 image borders"),
     (dict(breast_box="300 150 700 880"), "chest wall", "box stops 38% short of the chest-wall edge"),
 ])
 def test_each_check_names_its_reason(changes, name, phrase):
     verdict, reason = qc.check(_row(**changes), half_ellipse())
     assert verdict == "suspect" and phrase in reason, reason
     assert name in qc.reason_names(reason)
+
+
+def test_a_large_breast_on_a_tight_crop_is_not_a_border_problem():
+    """Chest wall, top and bottom touched but not the nipple side: the breast fills the crop."""
+    assert qc.check(_row(breast_box="0 0 480 1000", tissue_fraction="0.6"), half_ellipse()) == ("pass", "")
+    assert qc.check(_row(flipped=1, breast_box="320 0 800 1000", laterality="R", tissue_fraction="0.6"),
+                    half_ellipse()) == ("pass", "")
 
 
 def test_laterality_from_the_image_is_not_checked_against_itself():
@@ -129,3 +137,16 @@ def test_config_key_is_checked():
 
     with pytest.raises(ConfigError, match="keep_qc_suspect"):
         load_config("cpu-tiny", ["data.keep_qc_suspect=3"])
+
+
+def test_tail_check_on_a_mask_leaking_along_an_edge():
+    breast = np.zeros((240, 200), np.uint8)
+    breast[20:220, :150] = half_ellipse(200, 150)
+    leak = breast.copy()
+    leak[100:236, :4] = 1  # down the chest-wall edge, then along the bottom film border
+    leak[232:236, :] = 1
+    assert qc.body_box_iou(breast) > 0.97
+    assert qc.body_box_iou(leak) < 0.9
+    verdict, reason = qc.check(_row(), leak)
+    assert verdict == "suspect" and "thin tail of the mask stretches the box" in reason
+    assert "tail" in qc.reason_names(reason)

@@ -181,3 +181,27 @@ def test_layerscale_and_linear_stochastic_depth():
     torch.manual_seed(2)
     assert not torch.allclose(a, vit(x))
 
+
+
+def test_forward_features_visible_equals_a_model_on_the_kept_patches_only():
+    """Running on a subset of patches = running on those tokens alone, each at its true position."""
+    import torch
+
+    from mammodino.models.vit import build_vit
+
+    torch.manual_seed(0)
+    vit = build_vit("tiny", patch_size=16, num_register_tokens=2, img_size=64, layerscale_init=1.0).eval()
+    x = torch.randn(2, 1, 64, 64)
+    keep = torch.tensor([[0, 5, 10, 15], [1, 2, 3, 12]])
+    out = vit.forward_features_visible(x, keep)
+    assert out["x_norm_patchtokens"].shape == (2, 4, 192)
+    tokens = vit.prepare_tokens_with_masks(x)
+    ref = torch.cat((tokens[:, :3], torch.stack([tokens[i, 3 + keep[i]] for i in range(2)])), 1)
+    for blk in vit.blocks:
+        ref = blk(ref)
+    ref = vit.norm(ref)
+    torch.testing.assert_close(out["x_norm_patchtokens"], ref[:, 3:])
+    torch.testing.assert_close(out["x_norm_clstoken"], ref[:, 0])
+    # all patches kept in order: identical to forward_features
+    full = vit.forward_features_visible(x, torch.arange(16).expand(2, -1))
+    torch.testing.assert_close(full["x_norm_clstoken"], vit.forward_features(x)["x_norm_clstoken"])

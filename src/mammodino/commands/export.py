@@ -20,7 +20,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("checkpoint", help="training checkpoint (.safetensors) or a run folder (its newest checkpoint)")
     parser.add_argument("out", help="output folder (created; refused when it holds an earlier export)")
     parser.add_argument("--which", choices=["teacher", "student"], default="teacher",
-                        help="which network's backbone (default: teacher, the one DINOv2 evaluates)")
+                        help="which network's backbone (default: teacher, the one DINOv2 evaluates; "
+                             "MAE / SimMIM runs have no teacher and export their encoder either way)")
     parser.add_argument("--timm", action="store_true", help="write timm's key names and a 3-channel patch embedding")
 
 
@@ -32,9 +33,10 @@ def run(args) -> int:
     output_folder(args.out, "OUT", will_write=(MODEL_FILE, CONFIG_FILE, MODEL_FILE + ".partial", CONFIG_FILE + ".partial"))
     path = resolve_checkpoint(args.checkpoint)
     backbone, config = backbone_from_checkpoint(path, which=args.which)
-    out = export_backbone(backbone, config, args.out, timm_layout=args.timm, source=f"{path.name} [{args.which}]")
+    which = "student" if config.get("method") in ("mae", "simmim") else args.which  # no teacher there
+    out = export_backbone(backbone, config, args.out, timm_layout=args.timm, source=f"{path.name} [{which}]")
     n_params = sum(p.numel() for p in backbone.parameters())
     layout = "timm" if args.timm else "mammodino"
-    print(f"exported the {args.which} backbone of {path} ({backbone.arch}, patch {backbone.patch_size}, "
+    print(f"exported the {which} backbone of {path} ({backbone.arch}, patch {backbone.patch_size}, "
           f"{backbone.num_register_tokens} registers, {n_params / 1e6:.1f} M parameters, {layout} layout) to {out}/")
     return 0

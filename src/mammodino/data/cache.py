@@ -88,6 +88,8 @@ def read_manifest(cache_dir: str | Path, only_ok: bool = True, check_files: bool
         raise UserError(f"{path}: not a regular file")
     rows = []
     problems = ManifestProblems(path)
+    first_line: dict[str, tuple[int, dict]] = {}  # id -> (line, row) of its first ok row
+    repeated: list[int] = []
     try:
         with path.open(newline="", encoding="utf-8") as fh:
             reader = csv.DictReader(fh)
@@ -100,6 +102,15 @@ def read_manifest(cache_dir: str | Path, only_ok: bool = True, check_files: bool
                     continue
                 if only_ok and row.get("status") != "ok":
                     continue
+                if row.get("status") == "ok" and row.get("id"):
+                    seen = first_line.get(row["id"])
+                    if seen is not None:
+                        if seen[1] == row:  # the same row twice (two writers, a concatenated copy)
+                            repeated.append(line)
+                            continue
+                        problems.add(line, [f"id {row['id'][:40]!r} repeats line {seen[0]} with other values"])
+                        continue
+                    first_line[row["id"]] = (line, dict(row))
                 found = row_problems(cache_dir, row, check_files=check_files)
                 if found:
                     problems.add(line, found)
@@ -113,6 +124,12 @@ def read_manifest(cache_dir: str | Path, only_ok: bool = True, check_files: bool
     except (csv.Error, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: not a readable CSV manifest ({exc})") from None
     problems.raise_if_any()
+    if repeated:
+        import sys
+
+        shown = ", ".join(map(str, repeated[:10])) + (" ..." if len(repeated) > 10 else "")
+        print(f"warning: {path}: {len(repeated)} repeated row(s) of an id already listed left out (line {shown})",
+              file=sys.stderr, flush=True)
     return rows
 
 
@@ -154,19 +171,44 @@ class CachedImage:
     def image(self, slice_index: int | None = None) -> np.ndarray:
         """uint16 (H, W). For DBT, ``slice_index`` picks one slice (memory-mapped read);
         ``None`` gives the middle slice."""
-        path = self._path("image_file")
         if self.is_dbt:
-            vol = np.load(path, mmap_mode="r")
+            vol = self._load("image_file", mmap=True)
             z = vol.shape[0] // 2 if slice_index is None else int(slice_index)
             return np.array(vol[z])
-        return np.load(path)
+        return self._load("image_file")
 
     def volume(self) -> np.ndarray:
-        return np.load(self._path("image_file"), mmap_mode="r")
+        return self._load("image_file", mmap=True)
 
     def breast_mask(self) -> np.ndarray:
         """uint8 (H, W) 0/1 breast-tissue mask (not an iBOT patch mask: those are ``masks``)."""
-        return np.load(self._path("mask_file"))
+        return self._load("mask_file")
+
+    def _load(self, key: str, mmap: bool = False) -> np.ndarray:
+        """The array of ``key``, opened without blocking and checked to be a regular file on
+        the open descriptor (a file swapped for a FIFO after the manifest check cannot hang
+        the reader); never unpickled. Any failure is a UserError naming the file."""
+        import os
+        import stat
+
+        path = self._path(key)
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        except OSError as exc:
+            raise UserError(f"{path}: cannot be opened ({exc.strerror or exc})") from None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise UserError(f"{path}: is not a regular file")
+            proc = f"/proc/self/fd/{fd}"
+            source = proc if os.path.exists(proc) else path
+            if mmap:
+                return np.load(source, mmap_mode="r", allow_pickle=False)
+            with os.fdopen(os.dup(fd), "rb") as fh:
+                return np.load(fh, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            raise UserError(f"{path}: not a readable .npy array ({type(exc).__name__}: {str(exc)[:120]})") from None
+        finally:
+            os.close(fd)
 
     def _path(self, key: str) -> Path:
         """Checked again at every read: only regular files inside the cache are opened."""

@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -34,8 +35,11 @@ from mammodino.data.augment import GrayAugment, normalize
 from mammodino.data.cache import CachedImage, open_cache
 from mammodino.data.crops import Box, CropSampler, TissueMap, crop_resize
 from mammodino.data.masking import sample_patch_mask
+from mammodino.data.mim_masks import mae_masks, simmim_block_size, simmim_mask
 from mammodino.data.batch_plan import BatchPlan, SampleKey
 from mammodino.errors import UserError
+
+MAX_STAND_INS = 8  # unreadable images in a row before a run stops
 
 __all__ = ["PretrainDataset", "BatchPlan", "SampleKey", "collate", "dbt_slice_pair"]
 
@@ -142,11 +146,19 @@ class PretrainDataset(torch.utils.data.Dataset):
         # Random sampler = plain DINOv2: masks anywhere, ratio of all patches.
         self.mask_min_tissue = float(cfg.crops.mask_min_tissue) if self.crops.tissue_aware else None
         self.mask_probability = float(cfg.ibot.mask_sample_probability)
+        # method: mae | simmim replace the iBOT masks by their own (data.mim_masks); every
+        # global crop is masked, with the same tissue rule as iBOT.
+        self.method = str(cfg.get("method", "mammodino"))
+        self.mae_ratio = float(cfg.mae.mask_ratio) if "mae" in cfg else 0.75
+        self.simmim_ratio = float(cfg.simmim.mask_ratio) if "simmim" in cfg else 0.6
+        self.simmim_block = simmim_block_size(int(cfg.simmim.mask_block_px) if "simmim" in cfg else 32,
+                                              self.patch_size)
         self.mask_ratio = tuple(float(v) for v in cfg.ibot.mask_ratio_min_max)
         self.dbt_edge = int(cfg.data.dbt_edge_slices)
         self.dbt_max_offset = int(cfg.data.dbt_max_offset)
         self.ffdm_indices = np.flatnonzero(~self._is_dbt)
         self.dbt_indices = np.flatnonzero(self._is_dbt)
+        self.unreadable: dict[str, str] = {}  # id -> why (this process), reported once
 
     def __len__(self) -> int:
         return len(self._is_dbt)
@@ -177,8 +189,28 @@ class PretrainDataset(torch.utils.data.Dataset):
         return SampleKey(index if position is None else int(position), index, bool(self._is_dbt[index]), None)
 
     def __getitem__(self, key) -> dict:
+        """The sample of ``key``. An image that cannot be read any more (deleted, truncated or
+        replaced since the manifest was checked) does not stop the run: it is reported once
+        (stderr) and the next image of the same kind stands in for this sample; after
+        ``MAX_STAND_INS`` unreadable images in a row the run stops with a clear error."""
         if not isinstance(key, SampleKey):
             key = self.make_key(key) if np.isscalar(key) else SampleKey(*key)
+        pool = self.dbt_indices if self._is_dbt[int(key.index)] else self.ffdm_indices
+        start = int(np.searchsorted(pool, int(key.index)))
+        reasons = []
+        for attempt in range(min(MAX_STAND_INS, len(pool))):
+            index = int(pool[(start + attempt) % len(pool)])
+            try:
+                return self._sample(key._replace(index=index) if index != key.index else key)
+            except UserError as exc:
+                reasons.append(str(exc))
+                if self.item(index).id not in self.unreadable:
+                    self.unreadable[self.item(index).id] = str(exc)
+                    print(f"warning: {exc}; another image stands in for it", file=sys.stderr, flush=True)
+        raise UserError(f"{len(reasons)} cached images in a row could not be read (last: {reasons[-1]}); "
+                        "re-run `mammodino index` on the sources")
+
+    def _sample(self, key: SampleKey) -> dict:
         item = self.item(key.index)
         rng = sample_rng(self.seed, key.position)
         breast = item.breast_mask()
@@ -200,12 +232,13 @@ class PretrainDataset(torch.utils.data.Dataset):
         if img1.shape != breast.shape:
             raise UserError(f"{item.cache_dir}: image {item.id} is {img1.shape} but its breast mask is {breast.shape}")
 
-        globals_, masks, patch_tissue = [], [], []
+        globals_, masks, visible, patch_tissue = [], [], [], []
         for c, (img, box, kind) in enumerate(((img1, box1, "global1"), (img2, box2, "global2"))):
             crop, frac = self._view(img, box, self.global_size, rng, kind, tissue)
-            patch_mask = sample_patch_mask(frac, mask_ranges[c], rng, self.mask_min_tissue)
+            patch_mask, patch_visible = self._patch_masks(frac, mask_ranges[c], rng)
             globals_.append(torch.from_numpy(crop)[None])
             masks.append(patch_mask.reshape(-1))
+            visible.append(patch_visible.reshape(-1))
             patch_tissue.append(frac.reshape(-1))
 
         locals_, local_boxes = [], []
@@ -215,7 +248,7 @@ class PretrainDataset(torch.utils.data.Dataset):
             locals_.append(torch.from_numpy(crop)[None])
             local_boxes.append(tuple(box))
 
-        return {
+        sample = {
             "global_crops": globals_,
             "local_crops": locals_,
             "masks": torch.from_numpy(np.stack(masks)),
@@ -227,6 +260,21 @@ class PretrainDataset(torch.utils.data.Dataset):
             "global_boxes": [tuple(box1), tuple(box2)],
             "local_boxes": local_boxes,
         }
+        if self.method == "mae":
+            sample["visible"] = torch.from_numpy(np.stack(visible))
+        return sample
+
+    def _patch_masks(self, frac: np.ndarray, mask_range, rng) -> tuple[np.ndarray, np.ndarray]:
+        """(masked, visible) patches of one global crop: iBOT's block mask (mammodino, dinov2;
+        visible = not masked), MAE's random mask with its visible set, or SimMIM's block mask."""
+        if self.method == "mae":
+            eligible = np.ones(frac.shape, dtype=bool) if self.mask_min_tissue is None else frac >= self.mask_min_tissue
+            return mae_masks(eligible, self.mae_ratio, rng)
+        if self.method == "simmim":
+            mask = simmim_mask(frac, self.simmim_ratio, self.simmim_block, rng, self.mask_min_tissue)
+        else:
+            mask = sample_patch_mask(frac, mask_range, rng, self.mask_min_tissue)
+        return mask, ~mask
 
     def _draw_mask_ranges(self, rng: np.random.Generator):
         """Outside a sampler: each global crop masked with ``mask_sample_probability``."""
@@ -266,7 +314,8 @@ def collate(samples: list[dict]) -> dict:
     patches in ``masks.flatten()``); ``masks_weight`` (1 / masked patches of its crop, per
     masked patch); ``n_masked_patches`` long (1,); ``upperbound`` (int, = the exact count,
     since masks are exact); ``patch_tissue`` float (2B, N); ``is_dbt`` bool (B,); ``index`` and
-    ``position`` long (B,); ``slices`` long (B, 2) (``-1`` for FFDM).
+    ``position`` long (B,); ``slices`` long (B, 2) (``-1`` for FFDM); with ``method: mae``
+    also ``visible_indices`` long (2B, K), the patches each global crop's encoder sees.
     """
     B = len(samples)
     n_global = len(samples[0]["global_crops"])
@@ -281,7 +330,11 @@ def collate(samples: list[dict]) -> dict:
     mask_indices_list = masks.flatten().nonzero().flatten()
     masks_weight = (1 / masks.sum(-1).clamp(min=1.0)).unsqueeze(-1).expand_as(masks)[masks]
     n_masked = int(mask_indices_list.shape[0])
-    return {
+    extra = {}
+    if "visible" in samples[0]:  # MAE: the patches the encoder sees, (2B, K) in row-major order
+        visible = torch.stack([s["visible"][i] for i in range(n_global) for s in samples])
+        extra["visible_indices"] = visible.nonzero()[:, 1].reshape(visible.shape[0], -1)
+    return {**extra,
         "global_crops": global_crops,
         "local_crops": local_crops,
         "masks": masks,

@@ -18,8 +18,13 @@ Checks (thresholds are module constants; see README "Quality control"):
 - ``tissue fraction``: outside 4-90 % of the image;
 - ``laterality``: the breast leans on the side opposite its laterality tag or label
   (a left breast is displayed with its chest wall on the left);
-- ``borders``: the mask touches three or four image borders;
+- ``borders``: the mask touches all four image borders, or three including the side
+  opposite the chest wall (chest wall + top + bottom alone is a large breast on a tight
+  crop: 6 of the 66 real DDSM films here, all correctly segmented);
 - ``shape``: the mask is far from a breast shape (solidity, area / convex-hull area, < 0.80);
+- ``tail``: a thin tail of the mask (a leak along a film border or edge strip) stretches the
+  box: the box of the mask opened with a disc of 3 % of its long side has IoU < 0.90 with
+  the box of the mask;
 - ``chest wall``: the box stops short of the chest-wall edge by more than 15 % of the width
   (a breast floats free of the edge it is pressed against: a label or marker was taken).
 """
@@ -41,10 +46,12 @@ TISSUE_RANGE = (0.04, 0.90)  # RSNA's smallest real breast here: 0.087 of a 5355
 BORDER_TOL = 0.005  # a box edge within this share of the side counts as touching
 MAX_BORDERS = 2
 MIN_SOLIDITY = 0.80
+TAIL_RADIUS = 0.03  # opening radius / long side of the mask: removes thin tails, keeps the breast
+MIN_BODY_BOX_IOU = 0.90  # box of the opened mask vs box of the mask (real breasts here: >= 0.94)
 CHEST_WALL_GAP = 0.15  # box gap to the chest-wall edge / image width
 
 # the check names, in the order reasons are written (also the summary's groups)
-CHECKS = ("strip", "whole image", "tissue fraction", "laterality", "borders", "shape", "chest wall")
+CHECKS = ("strip", "whole image", "tissue fraction", "laterality", "borders", "shape", "tail", "chest wall")
 
 
 def parse_box(text) -> tuple[int, int, int, int] | None:
@@ -110,7 +117,10 @@ def findings(row: dict, mask: np.ndarray | None = None) -> list[tuple[str, str]]
         x0, y0, x1, y1 = box
         tx, ty = BORDER_TOL * W + 1, BORDER_TOL * H + 1
         touching = [x0 <= tx, y0 <= ty, x1 >= W - tx, y1 >= H - ty]
-        if sum(touching) > MAX_BORDERS:
+        far_side = touching[0] if flipped else touching[2]
+        # chest wall + top + bottom is a large breast on a tight crop (7 of 66 DDSM films here);
+        # three borders with the nipple side, or all four, is a film border or strip taken
+        if sum(touching) == 4 or (sum(touching) > MAX_BORDERS and far_side):
             out.append(("borders", f"mask touches {sum(touching)} image borders"))
         gap = (W - x1) if flipped else x0
         if flipped is not None and gap > CHEST_WALL_GAP * W:
@@ -119,7 +129,32 @@ def findings(row: dict, mask: np.ndarray | None = None) -> list[tuple[str, str]]
         s = solidity(mask)
         if s < MIN_SOLIDITY:
             out.append(("shape", f"mask far from a breast shape (solidity {s:.2f})"))
+        body = body_box_iou(mask)
+        if body < MIN_BODY_BOX_IOU:
+            out.append(("tail", f"thin tail of the mask stretches the box (body box IoU {body:.2f})"))
     return out
+
+
+def body_box_iou(mask: np.ndarray) -> float:
+    """IoU of the box of the mask's body (opened by a disc of TAIL_RADIUS x its long side)
+    with the box of the whole mask: 1 when no thin part reaches beyond the body."""
+    m = np.ascontiguousarray(np.asarray(mask) > 0, dtype=np.uint8)
+    r = max(1, int(TAIL_RADIUS * max(m.shape)))
+    body = cv2.morphologyEx(m, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    whole, core = _mask_box(m), _mask_box(body)
+    if whole is None:
+        return 1.0
+    if core is None:
+        return 0.0
+    ix = max(0, min(whole[2], core[2]) - max(whole[0], core[0]))
+    iy = max(0, min(whole[3], core[3]) - max(whole[1], core[1]))
+    union = (whole[2] - whole[0]) * (whole[3] - whole[1]) + (core[2] - core[0]) * (core[3] - core[1]) - ix * iy
+    return float(ix * iy / union) if union else 1.0
+
+
+def _mask_box(m: np.ndarray):
+    rows, cols = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
+    return None if rows.size == 0 else (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
 
 
 def reason_names(reason: str) -> list[str]:
@@ -138,7 +173,7 @@ def reason_names(reason: str) -> list[str]:
 
 
 _PHRASES = {"strip": "is a strip", "whole image": "nearly the whole image", "tissue fraction": "tissue fraction",
-            "laterality": "laterality", "borders": "image borders", "shape": "breast shape",
+            "laterality": "laterality", "borders": "image borders", "shape": "breast shape", "tail": "thin tail",
             "chest wall": "chest-wall edge"}
 
 

@@ -174,8 +174,10 @@ def backbone_from_checkpoint(path: str | Path, which: str = "teacher") -> tuple[
     """(backbone in eval mode, resolved training config) from a training checkpoint.
 
     ``path`` is a ``checkpoint-*.safetensors`` file (or a run folder: its newest checkpoint);
-    ``which`` is ``teacher`` (the network to use) or ``student``. The header, the config
-    metadata and every backbone shape are checked before any tensor is read.
+    ``which`` is ``teacher`` (the network to use) or ``student``. A checkpoint of a method
+    without a teacher (``method: mae | simmim``) holds only the student's encoder, which is then
+    the network to use for either value. The header, the config metadata and every backbone
+    shape are checked before any tensor is read.
     """
     from safetensors import safe_open
 
@@ -185,6 +187,9 @@ def backbone_from_checkpoint(path: str | Path, which: str = "teacher") -> tuple[
     prefix = f"{which}.backbone."
     header = weight_checks.read_header(path, "checkpoint")
     config = weight_checks.json_metadata(header.metadata.get("config"), path)
+    if (which == "teacher" and not any(k.startswith("teacher.") for k in header.tensors)
+            and any(k.startswith("student.backbone.") for k in header.tensors)):
+        prefix = "student.backbone."  # MAE / SimMIM: no teacher, the student is the encoder
     names = {k: _strip_wrappers(k[len(prefix):]) for k in header.tensors if k.startswith(prefix)}
     if not names:
         tops = sorted({".".join(k.split(".")[:2]) for k in header.tensors})
@@ -204,7 +209,7 @@ def backbone_from_checkpoint(path: str | Path, which: str = "teacher") -> tuple[
 def load_encoder(path: str | Path, map_location="cpu") -> nn.Module:
     """An exported encoder (folder or its ``model.safetensors``), ready in eval mode.
 
-    Also accepts a training checkpoint (its teacher backbone). The returned ViT carries the
+    Also accepts a training checkpoint (its teacher backbone; MAE / SimMIM: the student's). The returned ViT carries the
     export's config as ``encoder_config``; feed it ``preprocess.normalize(x)`` of one-channel
     images in [0, 1] (see ``encoder_config["preprocessing"]``).
 
@@ -218,7 +223,7 @@ def load_encoder(path: str | Path, map_location="cpu") -> nn.Module:
         raise UserError(f"{path}: no {MODEL_FILE} here (expected an export folder written by `mammodino export`)")
     header = weight_checks.read_header(model_file)
     meta = header.metadata
-    if "config" in meta and any(k.startswith("teacher.backbone.") for k in header.tensors):
+    if "config" in meta and any(k.startswith(("teacher.backbone.", "student.backbone.")) for k in header.tensors):
         vit, config = backbone_from_checkpoint(model_file, "teacher")
         vit.encoder_config = {"format": "training-checkpoint", **backbone_config(vit),
                               "preprocessing": preprocess.describe(), "training_config": config}

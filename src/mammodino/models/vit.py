@@ -151,6 +151,25 @@ class VisionTransformer(nn.Module):
             tokens = blk(tokens)
         return self._split(self.norm(tokens), tokens, masks)
 
+    def forward_features_visible(self, x: Tensor, visible_indices: Tensor) -> dict:
+        """``forward_features`` on a subset of the patches (MAE's encoder sees visible ones only).
+
+        ``visible_indices`` (B, K) long: row-major patch indices kept per image (the same K for
+        every image). Patches are embedded and given their position embeddings first, then
+        gathered, so a kept patch carries its true position; CLS and registers are always kept.
+        ``x_norm_patchtokens`` is (B, K, D) in the order of ``visible_indices``.
+        """
+        tokens = self.prepare_tokens_with_masks(x)
+        n_prefix = 1 + self.num_register_tokens
+        idx = visible_indices.to(device=tokens.device, dtype=torch.long)
+        if idx.ndim != 2 or idx.shape[0] != tokens.shape[0]:
+            raise ValueError(f"visible_indices must be (B, K) with B = {tokens.shape[0]}, got {tuple(idx.shape)}")
+        patches = tokens[:, n_prefix:].gather(1, idx.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
+        tokens = torch.cat((tokens[:, :n_prefix], patches), dim=1)
+        for blk in self.blocks:
+            tokens = blk(tokens)
+        return self._split(self.norm(tokens), tokens, None)
+
     def forward_features_list(self, x_list: Sequence[Tensor], masks_list: Sequence | None = None) -> list[dict]:
         masks_list = masks_list if masks_list is not None else [None] * len(x_list)
         return [self.forward_features(x, m) for x, m in zip(x_list, masks_list)]

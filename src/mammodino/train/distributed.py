@@ -55,7 +55,9 @@ def _wrap(model, cfg, device: torch.device):
     if use_fsdp:
         from torch.distributed.fsdp import fully_shard
 
-        for net in (model.student, model.teacher):
+        for net in (model.student, getattr(model, "teacher", None)):  # MAE / SimMIM have no teacher
+            if net is None:
+                continue
             for block in net.backbone.blocks:
                 fully_shard(block)
             # the teacher has no backward: its root must reshard right after its forward,

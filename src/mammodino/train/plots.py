@@ -18,7 +18,7 @@ def plot_loss_curves(metrics_path: str | Path, out_png: str | Path) -> Path | No
         return None
     steps = [r["step"] for r in rows]
     panels = [
-        ("losses", ["loss", "dino_loss", "ibot_loss", "koleo_loss", "slice_loss"]),
+        ("losses", ["loss", "dino_loss", "ibot_loss", "koleo_loss", "slice_loss", "mae_loss", "simmim_loss"]),
         ("collapse monitor", ["prototypes_in_use", "cls_std"]),
         ("schedules", ["lr", "teacher_temp"]),
     ]
@@ -36,7 +36,8 @@ def plot_loss_curves(metrics_path: str | Path, out_png: str | Path) -> Path | No
             ax.plot(steps, ys, label=key)
         ax.set_title(title)
         ax.set_xlabel("step")
-        ax.legend(loc="best", fontsize=8)
+        if ax.get_legend_handles_labels()[0]:  # MAE / SimMIM log no collapse figures
+            ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     fig.savefig(out_png, dpi=90)
     plt.close(fig)

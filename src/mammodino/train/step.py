@@ -168,4 +168,4 @@ def build_train_step(cfg, model, device: torch.device) -> TrainStep:
         param_groups(modules, n_blocks, cfg.optim.layerwise_decay, cfg.optim.patch_embed_lr_mult), cfg.optim.betas,
         fused=not fsdp and device.type in ("cpu", "cuda"))
     return TrainStep(cfg, model, optimizer, build_schedules(cfg), device, student=student,
-                     monitor=build_monitor(cfg), fsdp=fsdp)
+                     monitor=build_monitor(cfg) if hasattr(model, "teacher") else None, fsdp=fsdp)

@@ -29,7 +29,7 @@ from mammodino.train import distributed as dist
 from mammodino.train.loader import build_loader
 from mammodino.train.metrics_log import MetricsLog
 from mammodino.train.run_folder import RunFolder
-from mammodino.train.ssl_model import SSLModel
+from mammodino.train.methods import build_model
 from mammodino.train.step import StepResult, build_train_step
 
 
@@ -67,7 +67,7 @@ class Trainer:
         self.plan = BatchPlan(self.dataset, cfg)
         self.collate = collate
         torch.manual_seed(cfg.train.seed)
-        self.model = SSLModel(cfg)
+        self.model = build_model(cfg)  # cfg.method: DINO-family SSLModel or the MAE/SimMIM model
         if cfg.model.pretrained:
             report = load_dinov2_weights(self.model.student.backbone, cfg.model.pretrained)
             self.model.sync_teacher_from_student()
@@ -98,7 +98,7 @@ class Trainer:
         path = None
         if dist.is_main():
             meta = {
-                "state": {"step": step, "world_size": self.world, "monitor_warned": self.monitor.warned,
+                "state": {"step": step, "world_size": self.world, "monitor_warned": getattr(self.monitor, "warned", 0),
                           "data_dirs": [str(d) for d in self.data_dirs]},
                 "config": OmegaConf.to_container(self.cfg, resolve=True),
                 "optimizer": extra["optimizer"],
