@@ -155,7 +155,7 @@ def ddsm_scores(model, out: Path, args) -> dict:
         return {}
     cache, _, _ = ddsm_task(out / "ddsm", args.size)
     fs = embed_cache(model, cache, resolution=args.eval_resolution, progress=False)
-    rho = ddsm_density.spearman_score(fs.features, fs.stem, DDSM, n_boot=200)
+    rho = ddsm_density.spearman_score(fs, DDSM, cache, n_boot=200)
     entries = run_probe(fs, "ddsm-percent-density", labels=str(DDSM), label_fractions=[1.0], probes=("logistic",),
                         plots=False, n_boot=200, log=lambda *_: None)
     e = headline(entries)
