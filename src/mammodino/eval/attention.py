@@ -57,7 +57,7 @@ def _public_name(path: Path) -> str:
 
 def _to_unit(img: np.ndarray) -> np.ndarray:
     if img.dtype == np.uint16:
-        return img.astype(np.float32) / 65535.0
+        return from_uint16(img)
     if img.dtype == np.uint8:
         return img.astype(np.float32) / 255.0
     img = img.astype(np.float32)
