@@ -128,6 +128,8 @@ def run_job(variant: str, seed: int, out: Path, args) -> dict:
 
         rows, _ = read_metrics(out / "runs" / f"{variant}-s{seed}" / "metrics.jsonl")
         last = rows[-1]
+        if "dino_global_loss" not in last:  # method mae / simmim: a reconstruction loss, no DINO terms
+            last = {**last, "dino_global_loss": float("nan")}
         k = np.log(cfg.dino.n_prototypes)
         n_terms = 2 + 2 * cfg.crops.local_crops_number
         result["dino_global_ce_over_lnK"] = round(last["dino_global_loss"] * n_terms / 2 / k, 3)
@@ -153,7 +155,7 @@ def ddsm_scores(model, out: Path, args) -> dict:
         return {}
     cache, _, _ = ddsm_task(out / "ddsm", args.size)
     fs = embed_cache(model, cache, resolution=args.eval_resolution, progress=False)
-    rho = ddsm_density.spearman_score(fs.features, fs.stem, DDSM, n_boot=200)
+    rho = ddsm_density.spearman_score(fs, DDSM, cache, n_boot=200)
     entries = run_probe(fs, "ddsm-percent-density", labels=str(DDSM), label_fractions=[1.0], probes=("logistic",),
                         plots=False, n_boot=200, log=lambda *_: None)
     e = headline(entries)

@@ -55,9 +55,10 @@ def test_spearman_score_separates_an_informative_feature_from_noise(tmp_path):
     stems = [f"A_{i:04d}_1.RIGHT_MLO" for i in range(40)]
     pd = np.array([dd.percent_density(root)[s] for s in stems])
     good = np.c_[pd + 0.02 * rng.standard_normal(40), rng.standard_normal((40, 3))]
-    s = dd.spearman_score(good, stems, root, n_boot=200)
+    groups = np.array([dd.patient_of(s) for s in stems])
+    s = dd.spearman_of(good, pd, groups, n_boot=200)
     assert s["value"] > 0.9 and s["ci_low"] > 0.8 and s["n"] == 40
-    noise = dd.spearman_score(rng.standard_normal((40, 4)), stems, root, n_boot=200)
+    noise = dd.spearman_of(rng.standard_normal((40, 4)), pd, groups, n_boot=200)
     assert noise["value"] < 0.5 and noise["ci_low"] < 0.2 < s["ci_low"]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 BOXED = [
@@ -29,3 +31,27 @@ def rsna_boxed(rsna_dir):
         ref = ((cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h)
         out[name] = (img.pixels, img.meta, ref)
     return out
+
+
+@pytest.fixture(scope="session")
+def rsna_views(rsna_dir):
+    """{name: view} from train.csv (the RSNA DICOMs carry no ViewPosition)."""
+    import csv
+
+    with open(rsna_dir / "train.csv", newline="") as f:
+        return {f"{r['patient_id']}@{r['image_id']}": r["view"] for r in csv.DictReader(f)}
+
+
+@pytest.fixture(scope="session")
+def ddsm_results(shared_data):
+    """Per-film IoU of the production segment() on the 66 DDSM films (benchmark code path):
+    list of dicts with breast / no_pec IoU and the held-out flag."""
+    import sys
+
+    root = shared_data / "ddsm_tissue"
+    if not root.exists():
+        pytest.skip(f"DDSM films not found at {root}")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from segmentation import run_ddsm
+
+    return run_ddsm(root)

@@ -14,17 +14,35 @@ def _iou(a, b):
     return inter / union
 
 
-def test_breast_box_matches_hand_drawn_boxes(rsna_boxed):
-    """Quality bar: mean IoU >= 0.85 over the 7 images (plain Otsu + largest component: ~0.80)."""
-    ious = {}
+def test_breast_box_matches_hand_drawn_boxes(rsna_boxed, rsna_views):
+    """Quality bar: mean IoU >= 0.85 over the 7 images (plain Otsu + largest component: 0.81),
+    >= 0.93 on the CC views. On MLO the hand-drawn boxes leave out the upper axilla, which
+    our mask keeps (the DDSM annotators include it, and lesions project there): there the
+    reference box must lie inside ours instead (see test_mlo_box_holds_the_reference)."""
+    ious, cc = {}, []
     for name, (pixels, meta, ref) in rsna_boxed.items():
-        box = segment(pixels, view=meta["view"]).box()
+        box = segment(pixels, view=rsna_views[name]).box()
         ious[name] = _iou(box, ref)
+        if rsna_views[name] == "CC":
+            cc.append(ious[name])
     report = "\n".join(f"  {name:20s} IoU {v:.3f}" for name, v in ious.items())
     mean = float(np.mean(list(ious.values())))
     print(f"breast box IoU per image:\n{report}\n  mean {mean:.3f}")
     assert mean >= 0.85, f"mean IoU {mean:.3f} < 0.85\n{report}"
     assert min(ious.values()) >= 0.75, f"one image is far off\n{report}"
+    assert np.mean(cc) >= 0.93, f"CC mean IoU {np.mean(cc):.3f} < 0.93\n{report}"
+
+
+def test_mlo_box_holds_the_reference(rsna_boxed, rsna_views):
+    """MLO: every side of the hand-drawn box lies inside ours (2 % of the image tolerance)."""
+    for name, (pixels, meta, ref) in rsna_boxed.items():
+        if rsna_views[name] != "MLO":
+            continue
+        h, w = pixels.shape
+        x0, y0, x1, y1 = segment(pixels, view="MLO").box()
+        tol_x, tol_y = 0.02 * w, 0.02 * h
+        assert x0 <= ref[0] + tol_x and y0 <= ref[1] + tol_y, (name, (x0, y0, x1, y1), ref)
+        assert x1 >= ref[2] - tol_x and y1 >= ref[3] - tol_y, (name, (x0, y0, x1, y1), ref)
 
 
 def _box_vs_outside(pixels, ref):

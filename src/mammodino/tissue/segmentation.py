@@ -17,7 +17,7 @@ borders, scanner strips, burned-in labels and tape. The recipe here:
    detaches thin bridges, the largest component is the breast, holes filled (burned-in
    labels and markers away from the breast are separate components and dropped).
 5. The skin line is refined by a marker watershed on the gradient magnitude: the mask
-   eroded by 10 px is sure breast, everything outside the generous mask is sure air, and
+   eroded by 4 px is sure breast, everything outside the generous mask is sure air, and
    the boundary settles on the strongest edge between them. Film halos (the glow that
    scatter leaves outside the skin) are thereby not counted as breast.
 6. Rows at the top/bottom narrower than 20% of the widest row (a thin skin fold) are cut.
@@ -45,7 +45,7 @@ MIN_SIDE = 16  # an image smaller than this on either side cannot show a breast
 MIN_TISSUE_FRACTION = 0.005  # below: "no breast tissue found"
 BACKGROUND_STEP = 0.10  # threshold = background + this x (Otsu - background)
 END_WIDTH_FRACTION = 0.20  # top/bottom rows narrower than this x max width are cut
-SNAP_BAND = 10  # skin-line refinement searches this many pixels (at 512) inside the generous mask
+SNAP_BAND = 4  # skin-line refinement searches this many pixels (at 512) inside the generous mask
 SNAP_SIGMA = 2.0  # gradient smoothing for the refinement (pixels at 512)
 
 

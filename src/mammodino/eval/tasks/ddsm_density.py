@@ -82,26 +82,34 @@ def dense(labels) -> TaskLabels:
                       notes=[f"median percent density {median:.3f} of {len(rows)} films"])
 
 
-def spearman_score(features: np.ndarray, stems, root, n_boot: int = 1000, seed: int = 0) -> dict:
-    """Spearman correlation of cross-validated ridge predictions with the percent density.
+def spearman_score(fs, root, cache=None, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Spearman correlation of patient-cross-validated ridge predictions with the percent
+    density, for the films of FeatureSet ``fs`` (matched to the masks through the cache's
+    private key file, as every task is: the cache itself carries no file names)."""
+    from mammodino.eval.join import join_labels
 
-    Folds and bootstrap are by patient. Returns value, CI and n; features and stems are
-    aligned (a :class:`~mammodino.eval.features.FeatureSet`'s ``features`` and ``stem``).
-    """
+    pds = percent_density(root)
+    stems = list(pds)
+    table = TaskLabels("ddsm-percent-density", stems,
+                       [LabelRow(key=s, label=i, patient=patient_of(s)) for i, s in enumerate(stems)], str(_root(root)))
+    joined = join_labels(fs, table, cache or fs.cache)
+    y = np.array([pds[stems[i]] for i in joined.y])
+    return spearman_of(fs.features[joined.index], y, joined.groups, n_boot=n_boot, seed=seed)
+
+
+def spearman_of(X: np.ndarray, y: np.ndarray, groups: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Ridge regression of ``y`` on ``X``, 5-fold cross-validated predictions with folds by
+    ``groups`` (patients), their Spearman correlation with ``y`` and a patient bootstrap 95 % CI."""
     from scipy.stats import spearmanr
     from sklearn.linear_model import RidgeCV
     from sklearn.model_selection import GroupKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    pds = percent_density(root)
-    stems = [str(s) for s in stems]
-    keep = [i for i, s in enumerate(stems) if s in pds]
-    if len(keep) < 10:
-        raise UserError(f"task ddsm-percent-density: only {len(keep)} embedded films carry a mask (need >= 10)")
-    X = np.asarray(features, dtype=np.float64)[keep]
-    y = np.array([pds[stems[i]] for i in keep])
-    groups = np.array([patient_of(stems[i]) for i in keep])
+    if len(y) < 10:
+        raise UserError(f"task ddsm-percent-density: only {len(y)} embedded films carry a mask (need >= 10)")
+    X = np.asarray(X, dtype=np.float64)
+    groups = np.asarray(groups)
     reg = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 4, 13)))
     pred = cross_val_predict(reg, X, y, cv=GroupKFold(5), groups=groups)
     rho = float(spearmanr(pred, y).statistic)
@@ -115,4 +123,4 @@ def spearman_score(features: np.ndarray, stems, root, n_boot: int = 1000, seed: 
         if np.isfinite(r):
             boots.append(r)
     lo, hi = (np.quantile(boots, [0.025, 0.975]) if boots else (float("nan"), float("nan")))
-    return {"metric": "spearman", "value": rho, "ci_low": float(lo), "ci_high": float(hi), "n": len(keep)}
+    return {"metric": "spearman", "value": rho, "ci_low": float(lo), "ci_high": float(hi), "n": int(len(y))}

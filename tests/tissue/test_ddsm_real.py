@@ -1,0 +1,39 @@
+"""DDSM digitised films with manual tissue masks: breast mask and pectoral removal against
+the annotation (plain Otsu + largest component: breast mean 0.756)."""
+
+import numpy as np
+import pytest
+
+
+def _summary(rows, key):
+    return "\n".join(f"  {r['name']:24s} {'held' if r['held'] else 'tune'} {r[key]:.3f}" for r in rows)
+
+
+@pytest.mark.parametrize("split", ["all", "held"])
+def test_breast_mask_matches_the_annotation(ddsm_results, split):
+    rows = [r for r in ddsm_results if split == "all" or r["held"]]
+    mean = float(np.mean([r["breast"] for r in rows]))
+    assert mean >= 0.93, f"{split}: breast mean IoU {mean:.3f} < 0.93\n{_summary(rows, 'breast')}"
+    assert min(r["breast"] for r in rows) >= 0.80, _summary(rows, "breast")
+
+
+def test_pectoral_removal_quality_bar_reached_today(ddsm_results):
+    """Today: mean 0.894 (issue target 0.90, see the strict xfail below)."""
+    mean = float(np.mean([r["no_pec"] for r in ddsm_results]))
+    assert mean >= 0.88, f"no-pec mean IoU {mean:.3f}\n{_summary(ddsm_results, 'no_pec')}"
+    assert min(r["no_pec"] for r in ddsm_results) >= 0.60
+
+
+@pytest.mark.xfail(strict=True, reason="issue 9 target not met yet: pectoral-removed mean 0.894, 5 films < 0.80")
+def test_pectoral_removal_issue_target(ddsm_results):
+    mean = float(np.mean([r["no_pec"] for r in ddsm_results]))
+    assert mean >= 0.90 and min(r["no_pec"] for r in ddsm_results) >= 0.80
+
+
+def test_removal_takes_the_muscle_out_of_what_the_sampler_sees(ddsm_results):
+    """The sampler decision: muscle share of the tissue mask falls from ~18 % to < 5 %,
+    at the cost of < 2 % of the true breast on average."""
+    with_muscle = np.mean([r["pec_share"] for r in ddsm_results])
+    removed = np.mean([r["pec_share_removed"] for r in ddsm_results])
+    lost = np.mean([r["lost"] for r in ddsm_results])
+    assert with_muscle > 0.10 and removed < 0.05 and lost < 0.02, (with_muscle, removed, lost)

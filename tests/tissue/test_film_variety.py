@@ -1,0 +1,110 @@
+"""Real-variety cases on generated film-like inputs with a known breast: bright film borders
+on any side, scanner edge strips, burned-in labels and markers (also touching the breast),
+the breast on either side, a dense breast touching the image edge, an implant, and tiny or
+cropped views (a clear SkipFile reason, no crash)."""
+
+import numpy as np
+import pytest
+
+from mammodino.errors import SkipFile
+from mammodino.tissue.segmentation import segment
+
+
+def _film(h=600, w=400, seed=0, right=False, dense=False):
+    """Fatty film breast (half ellipse on the chest-wall side) on a grey film base with
+    grain; returns (float image, true mask)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    r = 0.55 * w if not dense else 1.1 * w
+    breast = ((yy - h / 2) / (0.4 * h)) ** 2 + (xx / r) ** 2 <= 1
+    img = np.full((h, w), 0.12, np.float32)
+    depth = np.clip(1 - xx / r, 0, 1)
+    img[breast] = (0.35 + 0.25 * np.sqrt(depth[breast]) + 0.15 * rng.random(breast.sum())).astype(np.float32)
+    if dense:
+        img[breast] += 0.2
+    img += rng.normal(0, 0.01, img.shape).astype(np.float32)
+    if right:
+        img, breast = img[:, ::-1].copy(), breast[:, ::-1].copy()
+    return np.clip(img, 0, 1), breast
+
+
+def _iou(mask, truth):
+    mask, truth = mask.astype(bool), truth.astype(bool)
+    return np.count_nonzero(mask & truth) / np.count_nonzero(mask | truth)
+
+
+@pytest.mark.parametrize("right", [False, True], ids=["breast-left", "breast-right"])
+@pytest.mark.parametrize("side", ["top", "bottom", "far", "chest"])
+def test_bright_film_border_on_any_side(side, right):
+    img, truth = _film(right=right)
+    h, w = img.shape
+    far_col = slice(w - 25, w) if not right else slice(0, 25)
+    chest_col = slice(0, 12) if not right else slice(w - 12, w)
+    region = {"top": (slice(0, 25), slice(None)), "bottom": (slice(h - 25, h), slice(None)),
+              "far": (slice(None), far_col), "chest": (slice(None), chest_col)}[side]
+    img[region] = 0.97  # unexposed film: brighter than any tissue
+    truth = truth.copy()
+    truth[region] = False
+    iou = _iou(segment(img).full_mask(), truth)
+    assert iou > 0.9, (side, right, iou)
+
+
+def test_partial_border_and_edge_strip():
+    img, truth = _film(seed=1)
+    img[:200, 380:] = 0.97  # a partial border along part of the far side
+    img[590:, :] = 0.8  # a scanner edge strip along the bottom
+    truth[590:, :] = False
+    assert _iou(segment(img).full_mask(), truth) > 0.9
+
+
+@pytest.mark.parametrize("touching", [False, True])
+def test_label_and_marker_are_not_breast(touching):
+    img, truth = _film(seed=2)
+    x0 = 225 if touching else 300  # the ellipse reaches x=220 at mid height
+    img[290:310, x0:x0 + 40] = 1.0  # burned-in "RMLO" (0.3 % of the film)
+    img[100:110, 330:345] = 1.0  # a lead marker
+    m = segment(img).full_mask().astype(bool)
+    assert not m[292:308, x0 + 6:x0 + 40].any()
+    assert not m[100:110, 330:345].any()
+    assert _iou(m, truth) > 0.9
+
+
+def test_dense_breast_touching_the_far_edge():
+    img, truth = _film(seed=3, dense=True)
+    assert truth[:, -1].any()
+    assert _iou(segment(img).full_mask(), truth) > 0.9
+
+
+def test_implant_is_inside_the_breast():
+    img, truth = _film(seed=4)
+    yy, xx = np.mgrid[0:600, 0:400]
+    implant = ((yy - 300) / 120.0) ** 2 + ((xx - 60) / 90.0) ** 2 <= 1
+    img[implant] = 0.99  # saturated silicone
+    m = segment(img).full_mask().astype(bool)
+    assert m[implant].mean() > 0.95
+    assert _iou(m, truth) > 0.9
+
+
+@pytest.mark.parametrize("shape", [(10, 400), (400, 12)])
+def test_tiny_view_is_skipped_with_a_reason(shape):
+    img = np.random.default_rng(0).random(shape).astype(np.float32)
+    with pytest.raises(SkipFile, match="too small"):
+        segment(img)
+
+
+def test_cropped_view_with_only_a_sliver_of_tissue():
+    img = np.full((300, 300), 0.1, np.float32)
+    img[:, :1] = 0.6  # one column of tissue at the edge: not a breast
+    with pytest.raises(SkipFile, match="no breast tissue"):
+        segment(img)
+
+
+def test_cropped_view_all_tissue_does_not_crash():
+    img, _ = _film(seed=5)
+    crop = img[200:400, 0:120]  # a view cropped inside the breast
+    try:
+        seg = segment(crop)
+    except SkipFile as err:
+        assert "tissue" in str(err)
+    else:
+        assert seg.tissue_fraction > 0.5
