@@ -18,6 +18,9 @@ Scenarios (each timed):
 - ``disk``: the cache and a checkpoint written to a "full disk" (RLIMIT_FSIZE: EFBIG) and a
   full disk hitting metrics.jsonl (ENOSPC): exit code, message, ok rows without files,
   partial files left, whether the same command completes the job afterwards.
+- ``inputs``: round two -- crafted weight files through every loader, an existing file as
+  every writer's output, 25 hostile caches (tests/support/cache_faults.py) through embed and
+  pretrain in subprocesses: clear errors, tracebacks, hangs, planted-secret bytes, peak RSS.
 - ``nan``: NaN / inf injected into training batches (``support.tamper.tampered_batches``, outside ``pretrain``): steps
   skipped, how the run ends, whether the saved state is finite.
 
@@ -313,6 +316,80 @@ def scenario_nan(work: Path, cache: Path) -> dict:
             "passed": all(r["checkpoint_finite"] is not False for r in results.values())}
 
 
+def scenario_inputs(work: Path, cache: Path, args) -> dict:
+    """Round two: crafted weight files (in process, every loader), hostile caches (the CLI in
+    subprocesses with a timeout: embed and pretrain), an existing --out for every writer.
+    Figures: cases, clear errors, tracebacks, hangs, bytes of the planted secret found, peak
+    RSS per command."""
+    import contextlib
+    import io
+
+    from mammodino.cli import main
+    from mammodino.errors import UserError
+    from mammodino.models.loading import load_backbone
+    from support import cache_faults as cf
+    from support import weight_cases as wc
+
+    t0 = time.perf_counter()
+    weights = {"cases": 0, "clear": 0, "raw_error": [], "loaded": []}
+    for name, build in wc.CASES.items():
+        path = build(work / "weights" / name)
+        weights["cases"] += 1
+        try:
+            load_backbone(path)
+            weights["loaded"].append(name)
+        except UserError:
+            weights["clear"] += 1
+        except BaseException as exc:  # noqa: BLE001 - the finding
+            weights["raw_error"].append(f"{name}: {type(exc).__name__}")
+    print(f"  weights: {weights['clear']}/{weights['cases']} clear, raw {weights['raw_error']}, loaded {weights['loaded']}",
+          flush=True)
+
+    outs = {"cases": 0, "clear": 0, "overwritten": 0, "traceback": 0}
+    ckpt = wc.write_training_checkpoint(work / "outs" / "run" / "checkpoint-last.safetensors")
+    for cmd in ("export", "embed", "attention", "preview", "probe", "report"):
+        target = work / "outs" / (f"{cmd}.existing" + (".npz" if cmd == "embed" else ""))
+        target.write_bytes(b"precious")
+        argv = {"export": ["export", str(ckpt), str(target)],
+                "embed": ["embed", str(ckpt), str(cache), str(target), "--no-progress"],
+                "attention": ["attention", str(ckpt), "x", "--cache", str(cache), "--out", str(target)],
+                "preview": ["preview", str(cache), "--out", str(target)],
+                "probe": ["probe", str(target), "--task", "phantom-lesion", "--out", str(target)],
+                "report": ["report", str(ckpt.parent), "--out", str(target)]}[cmd]
+        err = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+                rc = main(argv)
+        except BaseException:  # noqa: BLE001
+            outs["traceback"] += 1
+            rc = None
+        outs["cases"] += 1
+        outs["clear"] += int(rc == 2 and err.getvalue().startswith("error:"))
+        outs["overwritten"] += int(target.read_bytes() != b"precious")
+    print(f"  --out naming an existing file: {outs}", flush=True)
+
+    results = []
+    for name in cf.MANIFEST_CASES:
+        case_cache = cf.make_case(name, cache, work / "caches")
+        for command in args.input_commands.split(","):
+            o = cf.run_case(name, command, case_cache, work / "caches", timeout=120, peak_rss=True)
+            results.append(o)
+            print(f"  {o.verdict:9s} {command:8s} {name:34s} {o.seconds:5.1f} s  secret {o.secret_bytes} B  "
+                  f"{o.peak_rss_mb} MiB  {o.message[:110]}", flush=True)
+    by = __import__("collections").Counter(o.verdict for o in results)
+    rss = {}
+    for o in results:
+        if o.peak_rss_mb is not None:
+            rss[o.command] = max(rss.get(o.command, 0), o.peak_rss_mb)
+    unexpected = [f"{o.command}: {o.case}: {o.verdict}" for o in results
+                  if o.verdict != ("ok" if o.case in cf.MAY_COMPLETE else "clear")
+                  and not (o.case in cf.MAY_COMPLETE and o.verdict == "clear")]
+    return {"weights": weights, "outs": outs, "cache_runs": len(results), "cache_cases": len(cf.MANIFEST_CASES),
+            "verdicts": dict(by), "tracebacks": by.get("traceback", 0) + len(weights["raw_error"]) + outs["traceback"],
+            "hangs": by.get("hang", 0), "secret_bytes": sum(o.secret_bytes for o in results),
+            "peak_rss_mb_per_command": rss, "unexpected": unexpected, "s": round(time.perf_counter() - t0, 1)}
+
+
 # --------------------------------------------------------------------------- table
 
 
@@ -348,12 +425,24 @@ def figures_table(fig: dict) -> str:
         for name, v in fig["nan"]["runs"].items():
             rows.append((f"NaN: {name}", f"skipped {v['skipped_steps']}, {v['outcome']}, checkpoint step "
                          f"{v['checkpoint_step']} finite {v['checkpoint_finite']}", str(v["s"])))
+    if "inputs" in fig:
+        v = fig["inputs"]
+        w, o = v["weights"], v["outs"]
+        rows.append(("crafted weight files", f"{w['cases']} cases: {w['clear']} clear errors, {len(w['raw_error'])} raw "
+                     f"errors, {len(w['loaded'])} loaded", ""))
+        rows.append(("--out naming a file", f"{o['cases']} commands: {o['clear']} clear errors, {o['overwritten']} "
+                     f"overwritten, {o['traceback']} tracebacks", ""))
+        rows.append(("hostile caches", f"{v['cache_cases']} cases x {v['cache_runs'] // max(v['cache_cases'], 1)} commands: "
+                     f"{v['verdicts']}; tracebacks {v['tracebacks']}, hangs {v['hangs']}, secret bytes found "
+                     f"{v['secret_bytes']}; peak RSS {v['peak_rss_mb_per_command']} MiB; unexpected {v['unexpected']}",
+                     str(v["s"])))
     return "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows[:1] + [("---", "---", "---")] + rows[1:])
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--only", default="kill,fuzz,config,disk,nan")
+    p.add_argument("--only", default="kill,fuzz,config,disk,nan,inputs")
+    p.add_argument("--input-commands", default="embed,pretrain", help="commands run on each hostile cache")
     p.add_argument("--kills", type=int, default=8)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--mutants", type=int, default=1500)
@@ -375,7 +464,7 @@ def main(argv=None) -> int:
     phantoms, cache = make_phantoms(work)
     for name, fn in (("kill", lambda: scenario_kill(work, cache, args)), ("fuzz", lambda: scenario_fuzz(work, args)),
                      ("config", lambda: scenario_config(work, cache)), ("disk", lambda: scenario_disk(work, phantoms, cache)),
-                     ("nan", lambda: scenario_nan(work, cache))):
+                     ("nan", lambda: scenario_nan(work, cache)), ("inputs", lambda: scenario_inputs(work, cache, args))):
         if name not in only:
             continue
         print(f"\n== {name}", flush=True)

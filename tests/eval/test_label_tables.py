@@ -76,6 +76,14 @@ def test_binary_junk_is_refused(tmp_path):
         read_table(tmp_path / "junk.csv")
 
 
+
+def test_a_binary_header_is_not_echoed_to_the_terminal(tmp_path):
+    (tmp_path / "junk.csv").write_bytes(bytes(range(1, 9)) + "\ufffd\u0007é".encode() + b"\n1\n")
+    with pytest.raises(UserError, match="no column") as err:
+        load_task("rsna-cancer", tmp_path / "junk.csv")
+    assert all(ch.isprintable() and ch != "\ufffd" for ch in str(err.value)) and "é" in str(err.value)
+
+
 STREAM = """
 import resource, sys
 from mammodino.eval.tasks import read_table

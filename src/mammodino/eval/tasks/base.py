@@ -183,7 +183,7 @@ def find_col(header: list[str], *candidates: str, required: bool = True, table: 
     if required:
         raise UserError(
             f"label table {table}: no column {' / '.join(repr(c) for c in candidates)} "
-            f"(columns: {', '.join(header)})"
+            f"(columns: {_printable(', '.join(header))})"
         )
     return None
 
@@ -232,3 +232,10 @@ def single_table(labels, task: str) -> Path:
     if len(paths) != 1:
         raise UserError(f"task {task}: needs exactly one label table (--labels), got {len(paths)}")
     return paths[0]
+
+
+def _printable(text: str, limit: int = 300) -> str:
+    """``text`` with control and non-printable characters shown as '?' (a binary file given
+    as a table must not write its bytes to the terminal), cut to ``limit``."""
+    out = "".join(ch if ch.isprintable() and ch != "\ufffd" else "?" for ch in text)
+    return out if len(out) <= limit else out[: limit - 3] + "..."
