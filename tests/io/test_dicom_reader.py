@@ -297,3 +297,22 @@ def test_plain_patient_id_is_kept_and_tags_win(tmp_path):
     assert (meta["laterality"], meta["view"], meta["patient_id"]) == ("R", "CC", "P_00001")
     path = write_mammo_dicom(tmp_path / "b.dcm", film, patient_id="ANON-0042")
     assert read_dicom(path).meta["patient_id"] == "ANON-0042"
+
+
+@pytest.mark.parametrize("dtype,bits", [(np.uint8, 8), (np.uint16, 12), (np.uint16, 16)])
+def test_secondary_capture_film_8_12_16_bit_without_window_uses_the_data_range(tmp_path, dtype, bits):
+    """Digitised film as Secondary Capture MG (8-bit MIAS-style conversions, 12-in-16 and
+    16-bit CBIS-DDSM): no window, so the data range maps to [0, 1], like any other MG file."""
+    from mammodino.io.uids import SECONDARY_CAPTURE
+
+    top = (1 << bits) - 1
+    film = np.full((64, 48), top // 20, dtype)
+    film[10:50, :30] = top // 2
+    film[:, -4:] = top  # a bright unexposed border
+    path = write_mammo_dicom(tmp_path / "f.dcm", film, laterality=None, view=None, bits_stored=bits,
+                             patient_id="Calc-Test_P_00042_RIGHT_MLO", sop_class=SECONDARY_CAPTURE)
+    img = read_dicom(path)
+    assert img.pixels.shape == (64, 48)
+    assert img.pixels.min() == pytest.approx(0.0, abs=1e-6) and img.pixels.max() == pytest.approx(1.0, abs=1e-6)
+    assert img.pixels[30, 10] == pytest.approx((top // 2 - top // 20) / (top - top // 20), abs=1e-3)
+    assert (img.meta["laterality"], img.meta["view"], img.meta["patient_id"]) == ("R", "MLO", "P_00042")

@@ -135,3 +135,11 @@ def test_empty_and_zero_sized(tmp_path):
     np.save(tmp_path / "z.npy", np.zeros((0, 10), np.uint8))
     with pytest.raises(SkipFile, match="zero-sized"):
         read_image(tmp_path / "z.npy")
+
+
+@pytest.mark.parametrize("hi,bits", [(4095, 12), (16383, 14), (1023, 10)])
+def test_tiff_holding_fewer_bits_than_16_is_scaled_by_its_bit_depth(tmp_path, hi, bits):
+    """Film scanners write 12-bit (Lumisys) or 14-bit values in 16-bit TIFFs."""
+    arr = _breast(hi=hi, dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "s.tif", arr)
+    np.testing.assert_allclose(read_image(tmp_path / "s.tif").pixels, arr / float(2**bits - 1), atol=1e-7)

@@ -64,3 +64,14 @@ def test_losses_have_gradients_only_through_masked_patches():
         g = pred.grad.abs().sum(-1)[0]
         assert g[0] > 0 and g[3] > 0 and g[1] == 0 and g[2] == 0
         assert math.isfinite(float(g.sum()))
+
+
+def test_losses_are_fp32_for_bf16_predictions():
+    """Under CPU/GPU bf16 autocast the decoder output is bf16; the loss must still be computed in fp32."""
+    img = torch.tensor([[[[0.0, 1.0, 4.0, 6.0], [2.0, 3.0, 8.0, 10.0]]]])
+    pred = torch.zeros(1, 2, 4, dtype=torch.bfloat16)
+    mask = torch.tensor([[0, 1]])
+    loss = mae_loss(pred, img, mask, 2, norm_pix=True)
+    assert loss.dtype == torch.float32
+    assert loss.item() == pytest.approx((20.0 / (20.0 / 3.0 + 1e-6)) / 4.0, rel=1e-6)
+    assert simmim_loss(pred, img, mask, 2).dtype == torch.float32

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from mammodino.data.cache_settings import read_settings
+from mammodino.data.prepare import expand_box
 from mammodino.data.qc import parse_box
 
 DEFAULT_MARGIN = 0.02  # index's default, for caches that recorded no settings
@@ -29,8 +30,6 @@ def cache_geometry(cache_dir: str | Path) -> dict:
 
 def cached_region(row: dict, geometry: dict) -> tuple[int, int, int, int] | None:
     """(x0, y0, x1, y1) of the source that the cached image shows; None without a box."""
-    from mammodino.data.prepare import expand_box
-
     H, W = int(row["height"]), int(row["width"])
     if geometry.get("whole_image"):
         return 0, 0, W, H

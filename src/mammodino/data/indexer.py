@@ -28,15 +28,16 @@ import cv2
 import numpy as np
 
 from mammodino import atomic
+from mammodino.data import qc
 from mammodino.data.cache import MANIFEST_NAME, image_relpath, mask_relpath
 from mammodino.data.cache_settings import check_or_record
 from mammodino.data.index_walk import Source, WalkStats, iter_sources
 from mammodino.data.manifest_writer import DoneSet, ManifestWriter, repair_tail
 from mammodino.data.prepare import prepare_image
-from mammodino.data import qc
 from mammodino.errors import SkipFile, UserError
 from mammodino.io.dicom_reader import DEFAULT_MAX_PIXELS, read_dicom, read_dicom_series
 from mammodino.io.image_reader import read_image
+from mammodino.io.labels import load_label_table
 from mammodino.locks import FolderLock
 from mammodino.parent_watch import exit_with_parent, process_identity
 from mammodino.privacy import KeyWriter, key_path_for, pseudonym, salt_for_cache
@@ -135,8 +136,6 @@ def _index_folder(src, out, size: int = 1024, workers: int = 1, labels=None, inc
     salt = salt_for_cache(out, salt, has_rows=manifest_path.exists() and manifest_path.stat().st_size > 0)
     label_table = {}
     if labels:
-        from mammodino.io.labels import load_label_table
-
         label_table = load_label_table(labels)
 
     repair_tail(manifest_path)

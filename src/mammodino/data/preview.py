@@ -22,6 +22,7 @@ import numpy as np
 from mammodino import atomic
 from mammodino.data.augment import NORM_MEAN, NORM_STD
 from mammodino.data.batch_plan import BatchPlan, SampleKey
+from mammodino.models.preprocess import from_uint16
 
 GREEN = (60, 200, 60)
 BLUE = (255, 150, 30)
@@ -84,7 +85,7 @@ def _source_panel(dataset, sample: dict, height: int) -> np.ndarray:
     h, w = image.shape
     s = height / h
     width = max(int(round(w * s)), 1)
-    panel = _gray_to_bgr(cv2.resize(image.astype(np.float32) / 65535.0, (width, height), interpolation=cv2.INTER_AREA))
+    panel = _gray_to_bgr(cv2.resize(from_uint16(image), (width, height), interpolation=cv2.INTER_AREA))
     small = cv2.resize(mask.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST)
     contours, _ = cv2.findContours(small, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     cv2.drawContours(panel, contours, -1, MAGENTA, 1)

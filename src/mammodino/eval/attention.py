@@ -23,8 +23,14 @@ import cv2
 import numpy as np
 import torch
 
+from mammodino.data.cache import open_cache
+from mammodino.data.prepare import prepare_image
 from mammodino.errors import SkipFile, UserError
 from mammodino.eval.embedding import fit_to_square, input_size, pad_to_square
+from mammodino.io.dicom_reader import read_dicom
+from mammodino.models.preprocess import from_uint16, normalize
+from mammodino.privacy import load_key_for_cache
+from mammodino.tissue.segmentation import breast_mask
 
 DISPLAY_LONG_SIDE = 1024  # what a DICOM is resized to before embedding (the cache default)
 CROP_MARGIN = 0.02  # of the box side: the indexer's default margin
@@ -51,7 +57,7 @@ def _public_name(path: Path) -> str:
 
 def _to_unit(img: np.ndarray) -> np.ndarray:
     if img.dtype == np.uint16:
-        return img.astype(np.float32) / 65535.0
+        return from_uint16(img)
     if img.dtype == np.uint8:
         return img.astype(np.float32) / 255.0
     img = img.astype(np.float32)
@@ -62,8 +68,6 @@ def _to_unit(img: np.ndarray) -> np.ndarray:
 
 
 def _mask_of(img01: np.ndarray) -> np.ndarray:
-    from mammodino.tissue.segmentation import breast_mask
-
     try:
         return breast_mask(img01)
     except SkipFile:
@@ -73,10 +77,6 @@ def _mask_of(img01: np.ndarray) -> np.ndarray:
 def prepare_dicom(path: Path, long_side: int = DISPLAY_LONG_SIDE) -> SourceImage:
     """The indexer's own preparation (:func:`mammodino.data.prepare.prepare_image`, default
     margin, long side ``long_side``; DBT: the middle slice), as [0, 1] pixels."""
-    from mammodino.data.prepare import prepare_image
-    from mammodino.io.dicom_reader import read_dicom
-    from mammodino.models.preprocess import from_uint16
-
     try:
         mi = read_dicom(path, dtype=np.uint16)  # as the indexer reads it
         prep = prepare_image(mi, long_side, CROP_MARGIN, view=mi.meta.get("view") or None, slices="middle")
@@ -114,10 +114,6 @@ def resolve_inputs(images: list[str], cache: str | Path | None = None) -> list[S
         if cache is None:
             raise UserError(f"{item}: no such file (to name a cached image by id or stem, pass --cache CACHE)")
         if cached is None:
-            from mammodino.data.cache import open_cache
-
-            from mammodino.privacy import load_key_for_cache
-
             cached = open_cache(cache)
             key = load_key_for_cache(cache)  # file stems are only in the private key file
             stems = {i: stem for i, (_, stem) in key.entries.items()} if key is not None else {}
@@ -132,8 +128,6 @@ def resolve_inputs(images: list[str], cache: str | Path | None = None) -> list[S
 def cls_attention(model: torch.nn.Module, image01: np.ndarray, resolution: int, device="cpu"):
     """(heads, gh, gw) attention of the CLS token to the patches covering the image, each
     head normalised to sum 1 over all patches; plus the (h, w) of the resized image."""
-    from mammodino.models.preprocess import normalize
-
     patch = int(model.patch_size)
     size = input_size(resolution, patch)
     resized, place = fit_to_square(image01, size)

@@ -34,6 +34,7 @@ from mammodino.data.cache import CachedImage, open_cache
 from mammodino.errors import UserError
 from mammodino.eval.features import FeatureSet
 from mammodino.eval.perturb import Perturbation
+from mammodino.models.preprocess import from_uint16, normalize
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -66,8 +67,6 @@ def prepare_input(
     img: np.ndarray, size: int, perturbation: Perturbation | None = None, key: str = ""
 ) -> np.ndarray:
     """Cache pixels (uint16 or [0, 1] float) -> normalised (size, size) float32 model input."""
-    from mammodino.models.preprocess import from_uint16, normalize
-
     x = from_uint16(img) if img.dtype == np.uint16 else np.asarray(img, dtype=np.float32)
     resized, place = fit_to_square(x, size)
     if perturbation is not None:

@@ -21,16 +21,18 @@ from pathlib import Path
 import numpy as np
 
 from mammodino.errors import UserError
+from mammodino.eval.classifiers import make_probe
+from mammodino.eval.embedding import embed_cache
 from mammodino.eval.features import FeatureSet, load_features
 from mammodino.eval.join import compact_classes, join_labels
 from mammodino.eval.levels import breast_level
 from mammodino.eval.perturb import Perturbation, parse_perturbations
-from mammodino.eval.classifiers import make_probe
 from mammodino.eval.results import class_counts as _class_counts
 from mammodino.eval.results import markdown_table, write_results
 from mammodino.eval.results import metric_entries as _entries
 from mammodino.eval.splits import FractionSkipped, label_fraction_subset, task_split
 from mammodino.eval.tasks import load_task
+from mammodino.models.loading import load_backbone
 
 DEFAULT_FRACTIONS = (0.01, 0.1, 1.0)
 
@@ -56,9 +58,6 @@ def parse_fractions(spec) -> list[float]:
 
 def _reembed(fs: FeatureSet, rows: np.ndarray, pert: Perturbation, checkpoint, cache_dir, batch_size, device, log):
     """Features of ``fs`` rows recomputed from ``cache_dir`` with ``pert`` applied."""
-    from mammodino.eval.embedding import embed_cache
-    from mammodino.models.loading import load_backbone
-
     meta = fs.meta or {}
     enc = meta.get("encoder", {})
     if not isinstance(enc, dict):  # features written before the encoder was recorded as a dict

@@ -18,6 +18,7 @@ import math
 from pathlib import Path
 
 from mammodino import atomic
+from mammodino.eval.metrics import evaluate
 
 REQUIRED_KEYS = (
     "task",
@@ -121,8 +122,6 @@ def metric_entries(base: dict, level: str, y, probs, groups, n_classes, n_boot, 
     bootstrap CI) at ``level``, with the test counts: the entries ``probe`` and ``finetune``
     write alike."""
     import numpy as np
-
-    from mammodino.eval.metrics import evaluate
 
     groups = np.asarray(groups)
     out = []

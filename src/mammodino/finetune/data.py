@@ -25,6 +25,7 @@ from mammodino.data.crops import TissueMap, sample_tissue_box
 from mammodino.data.dataset import sample_rng
 from mammodino.eval.embedding import fit_to_square, input_size, pad_to_square
 from mammodino.models.preprocess import from_uint16, normalize
+from mammodino.train.loader import worker_init
 
 ASPECT = (3 / 4, 4 / 3)
 
@@ -141,8 +142,6 @@ class BatchPlan:
 
 def eval_loader(dataset: FineTuneDataset, rows, batch_size: int, workers: int = 0):
     """Batches of whole images of ``rows``, in order."""
-    from mammodino.train.loader import worker_init
-
     return torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, [int(r) for r in rows]), batch_size=batch_size,
                                        shuffle=False, num_workers=workers, worker_init_fn=worker_init if workers else None)
 

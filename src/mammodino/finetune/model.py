@@ -26,6 +26,7 @@ from mammodino.finetune.heads import build_head
 from mammodino.models.layers import DropPath
 from mammodino.models.loading import backbone_config, build_from_config
 from mammodino.models.weight_checks import check_arch_config, read_config_json
+from mammodino.train.checkpoint import load_checkpoint, save_checkpoint
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -142,8 +143,6 @@ def model_description(model: FineTuneModel) -> dict:
 def save_finetuned(model: FineTuneModel, out_dir: str | Path, info: dict) -> Path:
     """``out_dir/model.safetensors`` (weights + calibration) and ``out_dir/config.json``
     (``model_description`` + ``info``: task, classes, preprocessing, provenance)."""
-    from mammodino.train.checkpoint import save_checkpoint
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     config = {"format": FORMAT, **model_description(model), **info}
@@ -166,8 +165,6 @@ def read_config(model_dir: str | Path) -> dict:
 
 def load_finetuned(model_dir: str | Path, device: str | torch.device = "cpu") -> tuple[FineTuneModel, dict]:
     """(model in eval mode, config.json) of a ``mammodino finetune`` output folder."""
-    from mammodino.train.checkpoint import load_checkpoint
-
     path = Path(model_dir)
     config = read_config(path)
     model_file = path / MODEL_FILE if path.is_dir() else path

@@ -30,12 +30,15 @@ from omegaconf import OmegaConf
 from mammodino import atomic
 from mammodino.config import save_config
 from mammodino.errors import UserError
+from mammodino.eval.results import markdown_table, write_results
 from mammodino.finetune import evaluate as ev
 from mammodino.finetune.calibration import expected_calibration_error, fit_calibration
 from mammodino.finetune.data import BatchPlan, FineTuneDataset, eval_loader
 from mammodino.finetune.labels import load_labelled, make_splits
 from mammodino.finetune.losses import classification_loss
 from mammodino.finetune.model import build_model, save_finetuned
+from mammodino.models.loading import load_backbone
+from mammodino.models.preprocess import describe
 from mammodino.train import checkpoint as ckpt
 from mammodino.train import distributed as dist
 from mammodino.train.loader import StepBatches, step_loader
@@ -85,8 +88,6 @@ class FineTuner:
         dist.barrier()
 
     def _build(self) -> None:
-        from mammodino.models.loading import load_backbone
-
         cfg = self.cfg
         log = self.log if dist.is_main() else (lambda *_: None)
         self.ls = load_labelled(self.cache, self.tasks, self.labels, self.task_options, log=log)
@@ -348,8 +349,6 @@ class FineTuner:
 
     def _write_outputs(self, entries, curves, summary) -> None:
         from mammodino.eval.plots import plot_roc
-        from mammodino.eval.results import markdown_table, write_results
-        from mammodino.models.preprocess import describe
 
         cfg = self.cfg
         info = {

@@ -38,7 +38,9 @@ def mae_loss(pred: Tensor, imgs: Tensor, mask: Tensor, patch_size: int, norm_pix
         norm_pix: standardise each target patch by its own mean and unbiased variance.
         eps: MAE's 1e-6 inside the square root.
     """
-    target = patchify(imgs, patch_size).to(pred.dtype)
+    # fp32 whatever the autocast: per-patch standardisation and the mean are precision-sensitive
+    pred = pred.float()
+    target = patchify(imgs, patch_size).float()
     if norm_pix:
         mean = target.mean(dim=-1, keepdim=True)
         var = target.var(dim=-1, keepdim=True)

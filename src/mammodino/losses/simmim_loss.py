@@ -15,7 +15,8 @@ from mammodino.losses.mae_loss import patchify
 
 def simmim_loss(pred: Tensor, imgs: Tensor, mask: Tensor, patch_size: int, in_chans: int = 1) -> Tensor:
     """Args: pred (B, N, p*p*C); imgs (B, C, H, W); mask (B, N) 1 / True on masked patches."""
-    target = patchify(imgs, patch_size).to(pred.dtype)
+    pred = pred.float()  # fp32 whatever the autocast (the loss is a mean over many pixels)
+    target = patchify(imgs, patch_size).float()
     m = mask.to(pred.dtype).unsqueeze(-1)
     masked_pixels = m.sum() * patch_size * patch_size
     return ((pred - target).abs() * m).sum() / (masked_pixels + 1e-5) / in_chans

@@ -40,6 +40,7 @@ import torch
 from torch import Tensor, nn
 
 from mammodino.errors import UserError
+from mammodino.models import weight_checks
 from mammodino.models.vit import grid_of, resample_patch_pos_embed
 
 # Model keys that may legitimately be absent from a checkpoint (kept at their init).
@@ -92,8 +93,6 @@ def read_weights(path: str | Path) -> tuple[dict[str, Tensor], list[str]]:
 
     Returns ``(tensors, skipped)`` where ``skipped`` lists non-tensor entries.
     """
-    from mammodino.models import weight_checks
-
     path = Path(path)
     if not os.path.lexists(path):
         raise UserError(f"weight file {path} does not exist (nothing is downloaded: give a local file)")

@@ -25,6 +25,7 @@ from safetensors.torch import save_file
 
 from mammodino import atomic
 from mammodino.errors import UserError
+from mammodino.models.weight_checks import read_header
 
 LAST = "checkpoint-last.safetensors"
 TMP_SUFFIX = ".partial"
@@ -135,8 +136,6 @@ def load_checkpoint(path: str | Path, verify: bool = True) -> tuple[dict[str, to
         raise UserError(f"checkpoint {path} does not exist")
     if not path.is_file():
         raise UserError(f"checkpoint {path} is not a regular file")
-    from mammodino.models.weight_checks import read_header
-
     try:  # sizes and structure from the header, before any tensor is allocated
         read_header(path, "checkpoint")
     except UserError as exc:

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from mammodino import atomic
+from mammodino.errors import UserError
 
 REJECTED_SUFFIX = ".rejected"
 
@@ -34,8 +35,6 @@ def parse_line(raw: bytes) -> dict | None:
 def _lines(path: Path) -> list[tuple[int, bytes, dict | None, bool]]:
     """(line number, raw bytes, row or None, has its newline) of each non-empty line; [] when
     the file is absent. A folder, FIFO or device there is a clear error (a FIFO would hang)."""
-    from mammodino.errors import UserError
-
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
@@ -116,8 +115,6 @@ class MetricsLog:
             self.fh.write(json.dumps(row) + "\n")
             self.fh.flush()
         except OSError as exc:
-            from mammodino.errors import UserError
-
             raise UserError(f"cannot write {self.path}: {exc.strerror or exc} (disk full or read-only?); "
                             "checkpoint-last is the last complete state: --resume when there is space") from None
         if self.tb is not None and "skipped" not in row:

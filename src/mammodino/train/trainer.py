@@ -20,7 +20,10 @@ from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from mammodino.config import save_config
+from mammodino.data.batch_plan import BatchPlan
+from mammodino.data.dataset import PretrainDataset, collate
 from mammodino.errors import UserError
+from mammodino.models.dinov2_import import load_dinov2_weights
 from mammodino.train import checkpoint as ckpt
 from mammodino.train import distributed as dist
 from mammodino.train.loader import build_loader
@@ -57,9 +60,6 @@ class Trainer:
 
     def _build(self):
         cfg = self.cfg
-        from mammodino.data.dataset import PretrainDataset, collate
-        from mammodino.data.batch_plan import BatchPlan
-
         for d in self.data_dirs:
             if not d.exists():
                 raise UserError(f"--data {d}: no such folder")
@@ -69,8 +69,6 @@ class Trainer:
         torch.manual_seed(cfg.train.seed)
         self.model = build_model(cfg)  # cfg.method: DINO-family SSLModel or the MAE/SimMIM model
         if cfg.model.pretrained:
-            from mammodino.models.dinov2_import import load_dinov2_weights
-
             report = load_dinov2_weights(self.model.student.backbone, cfg.model.pretrained)
             self.model.sync_teacher_from_student()
             if dist.is_main():
