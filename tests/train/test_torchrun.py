@@ -18,7 +18,7 @@ from support.micro import MICRO
 # KoLeo's nearest neighbours are taken within each process's share of the batch (as in
 # DINOv2), so it depends on the number of processes, and so do the per-rank drop-path draws:
 # both off here.
-EXACT = MICRO + ["model.drop_path_rate=0.0", "dino.koleo_loss_weight=0.0", "train.steps=4", "train.checkpoint_every=1"]
+EXACT = MICRO + ["train.precision=fp32", "model.drop_path_rate=0.0", "dino.koleo_loss_weight=0.0", "train.steps=4", "train.checkpoint_every=1"]
 
 
 def _torchrun(cache, out, *extra):
