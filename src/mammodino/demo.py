@@ -129,7 +129,7 @@ def run_demo(out=None, minutes: float = 10.0, seed: int = 0, workers: int | None
     summary = {"tasks": {}, "steps": steps, "step_seconds": round(step_s, 4),
                "machine": machine.describe(), "out": str(out)}
     summary["tasks"] = _probe(feats, eval_labels, run_dir, seed)
-    att_dir, pngs = _attention(out, run_dir, pretrained, device)
+    att_dir, pngs = _attention(out, run_dir, pretrained[0], device)
 
     _say("[7/7] report")
     from mammodino.eval.report import write_report
@@ -217,7 +217,7 @@ def _probe(feats: dict, eval_labels, run_dir: Path, seed: int) -> dict:
     return tasks
 
 
-def _attention(out: Path, run_dir: Path, pretrained, device: str):
+def _attention(out: Path, run_dir: Path, model, device: str):
     """Stage 6: attention maps of a few evaluation images; returns ``(folder, mean-map PNGs)``."""
     from mammodino.eval.attention import render_attention, resolve_inputs
 
@@ -226,7 +226,7 @@ def _attention(out: Path, run_dir: Path, pretrained, device: str):
     sources = resolve_inputs(_example_images(out / "cache" / "eval"), cache=out / "cache" / "eval")
     pngs = []
     for src in sources:
-        mean_png, _heads_png, _ = render_attention(pretrained, src, att_dir, resolution=DEMO_SIZE, device=device)
+        mean_png, _heads_png, _ = render_attention(model, src, att_dir, resolution=DEMO_SIZE, device=device)
         pngs.append(mean_png)
     return att_dir, pngs
 
