@@ -125,30 +125,49 @@ class _CacheInfo:
         return key.salt if key is not None else None
 
 
-def join_labels(fs: FeatureSet, labels: TaskLabels, cache_dir: str | Path | None = None) -> JoinedTask:
-    """Attach ``labels`` to the rows of ``fs``. Image-level tasks use the image-level rows
-    (DBT: middle slice); slice-level tasks use every DBT slice row."""
-    cache = _CacheInfo(cache_dir or fs.cache)
-    if labels.slice_level:
-        candidates = np.flatnonzero((fs.kind == "dbt") & (fs.slice >= 0))
-    else:
-        candidates = np.flatnonzero(fs.image_level_mask())
-    notes = list(labels.notes)
-    cand_set = set(candidates.tolist())
+def _candidates(fs: FeatureSet, slice_level: bool) -> np.ndarray:
+    """Rows a label may attach to: every DBT slice for slice-level tasks, else the
+    image-level rows (DBT: middle slice)."""
+    if slice_level:
+        return np.flatnonzero((fs.kind == "dbt") & (fs.slice >= 0))
+    return np.flatnonzero(fs.image_level_mask())
 
-    by_stem: dict[str, list[int]] = defaultdict(list)
-    by_prefix: dict[str, list[int]] = defaultdict(list)
-    real_stems = cache.stems()
-    stem_of = {i: real_stems.get(fs.id[i], fs.stem[i]) for i in candidates}
-    for i in candidates:
-        s = stem_of[i]
-        by_stem[s].append(i)
-        by_prefix[s.split("_")[0]].append(i)
 
-    kinds = {r.key_kind for r in labels.rows}
-    by_suffix: dict[str, list[int]] = defaultdict(list)
-    by_component: dict[str, set[int]] = defaultdict(set)
-    if kinds & {"path", "patient"}:
+class _Matcher:
+    """The candidate rows indexed by every key a label row can name, built once per join so
+    that matching a row is a few dict look-ups."""
+
+    def __init__(self, fs: FeatureSet, labels: TaskLabels, candidates: np.ndarray, cache: _CacheInfo,
+                 notes: list[str]):
+        self.fs = fs
+        self._index_stems(candidates, cache)
+        kinds = {r.key_kind for r in labels.rows}
+        self.by_suffix: dict[str, list[int]] = defaultdict(list)
+        self.by_component: dict[str, set[int]] = defaultdict(set)
+        if kinds & {"path", "patient"}:
+            self._index_sources(candidates, cache, notes)
+        self.label_stem_counts = _label_stem_counts(labels)
+        self.by_patient: dict[str, list[int]] = defaultdict(list)
+        self.salt = cache.salt() if "patient" in kinds else None
+        if "patient" in kinds:
+            for i in candidates:
+                self.by_patient[fs.patient_key[i]].append(i)
+            if self.salt is None:
+                notes.append("the key file of the cache is not at hand: patients matched by folder name only")
+
+    def _index_stems(self, candidates: np.ndarray, cache: _CacheInfo) -> None:
+        """``stem``/``prefix`` keys name the real file stem (from the key file when at hand)."""
+        self.by_stem: dict[str, list[int]] = defaultdict(list)
+        self.by_prefix: dict[str, list[int]] = defaultdict(list)
+        real_stems = cache.stems()
+        self.stem_of = {i: real_stems.get(self.fs.id[i], self.fs.stem[i]) for i in candidates}
+        for i in candidates:
+            s = self.stem_of[i]
+            self.by_stem[s].append(i)
+            self.by_prefix[s.split("_")[0]].append(i)
+
+    def _index_sources(self, candidates: np.ndarray, cache: _CacheInfo, notes: list[str]) -> None:
+        """``path``/``patient`` keys name trailing parts or folders of the source path."""
         if not cache.available():
             notes.append(
                 f"the cache the features came from ({cache.cache_dir or 'not recorded'}) is not at hand: "
@@ -156,55 +175,65 @@ def join_labels(fs: FeatureSet, labels: TaskLabels, cache_dir: str | Path | None
             )
         sources = cache.sources()
         for i in candidates:
-            parts = _parts(sources.get(fs.id[i], ""))
+            parts = _parts(sources.get(self.fs.id[i], ""))
             for k in range(1, len(parts) + 1):
-                by_suffix["/".join(parts[-k:])].append(i)
+                self.by_suffix["/".join(parts[-k:])].append(i)
             for comp in parts:
-                by_component[comp].add(i)
-    label_stem_counts: dict[str, int] = defaultdict(int)
+                self.by_component[comp].add(i)
+
+    def match(self, r) -> list[int]:
+        """Rows label row ``r`` names (see the module docstring for each key kind)."""
+        if r.key_kind == "stem":
+            return self.by_stem.get(r.key, [])
+        if r.key_kind == "prefix":
+            return [i for i in self.by_prefix.get(r.key, [])
+                    if self.stem_of[i] == r.key or self.stem_of[i].startswith(r.key + "_")]
+        if r.key_kind == "path":
+            return self._match_path(r.key)
+        if r.key_kind == "patient":
+            return self._match_patient(r)
+        raise ValueError(f"unknown key kind {r.key_kind!r}")
+
+    def _match_path(self, key: str) -> list[int]:
+        parts = _parts(key)
+        for k in range(len(parts), 1, -1):
+            hit = self.by_suffix.get("/".join(parts[-k:]))
+            if hit:
+                return hit
+        if parts:
+            comp_hit = self.by_component.get(parts[0], set())
+            if len(comp_hit) == 1:
+                return list(comp_hit)
+            stem_hit = self.by_stem.get(parts[-1], [])
+            if len(stem_hit) == 1 and self.label_stem_counts[parts[-1]] == 1:
+                return stem_hit
+        return []
+
+    def _match_patient(self, r) -> list[int]:
+        hits = set(self.by_patient.get(pseudonym(r.key, self.salt), [])) if self.salt else set()
+        hits |= self.by_component.get(r.key, set())
+        return sorted(i for i in hits if not r.laterality or self.fs.laterality[i] == r.laterality)
+
+
+def _label_stem_counts(labels: TaskLabels) -> dict[str, int]:
+    """How many ``path`` label rows end in each file stem: a stem match must be unique on both sides."""
+    counts: dict[str, int] = defaultdict(int)
     for r in labels.rows:
         if r.key_kind == "path":
             p = _parts(r.key)
             if p:
-                label_stem_counts[p[-1]] += 1
-    by_patient: dict[str, list[int]] = defaultdict(list)
-    salt = cache.salt() if "patient" in kinds else None
-    if "patient" in kinds:
-        for i in candidates:
-            by_patient[fs.patient_key[i]].append(i)
-        if salt is None:
-            notes.append("the key file of the cache is not at hand: patients matched by folder name only")
+                counts[p[-1]] += 1
+    return counts
 
-    def match(r) -> list[int]:
-        if r.key_kind == "stem":
-            return by_stem.get(r.key, [])
-        if r.key_kind == "prefix":
-            return [i for i in by_prefix.get(r.key, []) if stem_of[i] == r.key or stem_of[i].startswith(r.key + "_")]
-        if r.key_kind == "path":
-            parts = _parts(r.key)
-            for k in range(len(parts), 1, -1):
-                hit = by_suffix.get("/".join(parts[-k:]))
-                if hit:
-                    return hit
-            if parts:
-                comp_hit = by_component.get(parts[0], set())
-                if len(comp_hit) == 1:
-                    return list(comp_hit)
-                stem_hit = by_stem.get(parts[-1], [])
-                if len(stem_hit) == 1 and label_stem_counts[parts[-1]] == 1:
-                    return stem_hit
-            return []
-        if r.key_kind == "patient":
-            hits = set(by_patient.get(pseudonym(r.key, salt), [])) if salt else set()
-            hits |= by_component.get(r.key, set())
-            return sorted(i for i in hits if not r.laterality or fs.laterality[i] == r.laterality)
-        raise ValueError(f"unknown key kind {r.key_kind!r}")
 
+def _assign(fs: FeatureSet, labels: TaskLabels, matcher: _Matcher, cand_set: set):
+    """Label of each matched row and the label row it came from; rows named by conflicting
+    label rows keep the higher class. Returns ``(label_of, row_of, unmatched, conflicts)``."""
     label_of: dict[int, int] = {}
     row_of: dict[int, object] = {}
     unmatched = conflicts = 0
     for r in labels.rows:
-        hits = [i for i in match(r) if i in cand_set]
+        hits = [i for i in matcher.match(r) if i in cand_set]
         if not hits:
             unmatched += 1
             continue
@@ -218,9 +247,11 @@ def join_labels(fs: FeatureSet, labels: TaskLabels, cache_dir: str | Path | None
                 lab = max(lab, label_of[i])
             label_of[i] = lab
             row_of[i] = r
+    return label_of, row_of, unmatched, conflicts
 
-    index = np.array(sorted(label_of), dtype=np.int64)
-    y = np.array([label_of[i] for i in index], dtype=np.int64)
+
+def _groups(fs: FeatureSet, index: np.ndarray, row_of: dict):
+    """Patient (table's, else the cache's pseudonym, else the image), breast and split of each row."""
     groups, breast, split = [], [], []
     for i in index:
         r = row_of[i]
@@ -234,7 +265,20 @@ def join_labels(fs: FeatureSet, labels: TaskLabels, cache_dir: str | Path | None
         lat = fs.laterality[i] or r.laterality
         breast.append(f"{g}|{lat}" if lat else f"{g}|img:{fs.id[i]}")
         split.append(normalise_split(r.split))
-    split = np.array(split, dtype=object)
+    return groups, breast, np.array(split, dtype=object)
+
+
+def join_labels(fs: FeatureSet, labels: TaskLabels, cache_dir: str | Path | None = None) -> JoinedTask:
+    """Attach ``labels`` to the rows of ``fs``. Image-level tasks use the image-level rows
+    (DBT: middle slice); slice-level tasks use every DBT slice row."""
+    cache = _CacheInfo(cache_dir or fs.cache)
+    candidates = _candidates(fs, labels.slice_level)
+    notes = list(labels.notes)
+    matcher = _Matcher(fs, labels, candidates, cache, notes)
+    label_of, row_of, unmatched, conflicts = _assign(fs, labels, matcher, set(candidates.tolist()))
+    index = np.array(sorted(label_of), dtype=np.int64)
+    y = np.array([label_of[i] for i in index], dtype=np.int64)
+    groups, breast, split = _groups(fs, index, row_of)
     if len(split) and (split != "").any() and (split == "").any():
         notes.append(f"{int((split == '').sum())} rows have no split value: the table's split column is ignored")
         split[:] = ""
