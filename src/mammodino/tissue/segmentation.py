@@ -37,6 +37,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from mammodino.errors import SkipFile
+from mammodino.pixels import to_unit_float
 from mammodino.tissue.film import film_borders, label_blobs
 from mammodino.tissue.pectoral import pectoral_mask
 
@@ -97,15 +98,6 @@ class Segmentation:
     def full_mask(self) -> np.ndarray:
         H, W = self.source_shape
         return self.mask_for_region((0, 0, W, H), (W, H))
-
-
-def to_unit_float(img: np.ndarray) -> np.ndarray:
-    """uint16 0..65535 / uint8 0..255 / float [0, 1] -> float32 [0, 1]."""
-    if img.dtype == np.uint16:
-        return img.astype(np.float32) * (1.0 / 65535.0)
-    if img.dtype == np.uint8:
-        return img.astype(np.float32) * (1.0 / 255.0)
-    return np.clip(img.astype(np.float32, copy=False), 0.0, 1.0)
 
 
 def downsample(img2d: np.ndarray, long_side: int = SEG_LONG_SIDE) -> tuple[np.ndarray, float]:
