@@ -77,7 +77,7 @@ def adjacent_slice_retrieval(fs) -> float:
 
 def probe_encoder(model, name: str, out: Path, args) -> dict:
     from mammodino.eval.embedding import embed_cache
-    from mammodino.eval.probing import run_probe
+    from mammodino.eval.probing import ProbeOptions, run_probe
     from mammodino.eval.results import headline
 
     labels = out / "phantoms-eval" / "labels.csv"
@@ -88,8 +88,8 @@ def probe_encoder(model, name: str, out: Path, args) -> dict:
                                     progress=False)
     for task in TASKS[:3]:
         fs = feats["all" if task == "phantom-dbt-slice-lesion" else "middle"]
-        entries = run_probe(fs, task, labels=labels, label_fractions=[1.0], probes=("logistic",), plots=False,
-                            n_boot=200, log=lambda *_: None)
+        entries = run_probe(fs, task, labels, ProbeOptions(label_fractions=[1.0], probes=("logistic",), plots=False,
+                                                           n_boot=200), log=lambda *_: None)
         e = headline(entries, levels=("image", "slice"))
         scores[task] = float(e["value"]) if e else float("nan")
     scores["dbt-adjacent-retrieval"] = adjacent_slice_retrieval(feats["all"])
@@ -147,7 +147,7 @@ def ddsm_scores(model, out: Path, args) -> dict:
     AUC for above / below the median. Empty when the data is absent (the columns are skipped)."""
     from finetune_eval import DDSM, ddsm_task
     from mammodino.eval.embedding import embed_cache
-    from mammodino.eval.probing import run_probe
+    from mammodino.eval.probing import ProbeOptions, run_probe
     from mammodino.eval.results import headline
     from mammodino.eval.tasks import ddsm_density
 
@@ -156,8 +156,9 @@ def ddsm_scores(model, out: Path, args) -> dict:
     cache, _, _ = ddsm_task(out / "ddsm", args.size)
     fs = embed_cache(model, cache, resolution=args.eval_resolution, progress=False)
     rho = ddsm_density.spearman_score(fs, DDSM, cache, n_boot=200)
-    entries = run_probe(fs, "ddsm-percent-density", labels=str(DDSM), label_fractions=[1.0], probes=("logistic",),
-                        plots=False, n_boot=200, log=lambda *_: None)
+    entries = run_probe(fs, "ddsm-percent-density", str(DDSM),
+                        ProbeOptions(label_fractions=[1.0], probes=("logistic",), plots=False, n_boot=200),
+                        log=lambda *_: None)
     e = headline(entries)
     return {"ddsm-percent-density-spearman": rho["value"], "ddsm-dense-auc": float(e["value"]) if e else float("nan")}
 

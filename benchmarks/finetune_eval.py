@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from mammodino.eval.embedding import embed_cache  # noqa: E402
-from mammodino.eval.probing import run_probe  # noqa: E402
+from mammodino.eval.probing import ProbeOptions, run_probe  # noqa: E402
 from mammodino.finetune import finetune, load_finetune_config  # noqa: E402
 from mammodino.models.loading import load_backbone  # noqa: E402
 
@@ -123,8 +123,10 @@ def main() -> int:
     for task in tasks:
         label = "ddsm-dense" if args.ddsm else task
         for name in ("pretrained", "random-init"):
-            entries = run_probe(feats[name], task, labels=labels, out=out / f"probe-{name}-{label}", label_fractions=[1.0],
-                                seed=args.seed, task_options=task_options, log=lambda *_: None, plots=False)
+            entries = run_probe(feats[name], task, labels,
+                                ProbeOptions(label_fractions=[1.0], seed=args.seed, task_options=task_options,
+                                             plots=False),
+                                out=out / f"probe-{name}-{label}", log=lambda *_: None)
             for probe in ("logistic", "knn"):
                 h = _headline(entries, probe)
                 if h:

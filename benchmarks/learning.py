@@ -52,7 +52,7 @@ def probe_checkpoints(run_dir: Path, cache: Path, labels: Path, resolution: int)
     """kNN and logistic lesion AUC of the teacher at every kept checkpoint and at the end."""
     from mammodino.eval.embedding import embed_cache
     from mammodino.models.loading import load_backbone
-    from mammodino.eval.probing import run_probe
+    from mammodino.eval.probing import ProbeOptions, run_probe
 
     out = []
     paths = sorted(run_dir.glob("checkpoint-[0-9]*.safetensors")) + [run_dir / "checkpoint-last.safetensors"]
@@ -65,7 +65,7 @@ def probe_checkpoints(run_dir: Path, cache: Path, labels: Path, resolution: int)
         with safe_open(str(path), framework="pt") as fh:
             step = json.loads(fh.metadata()["state"])["step"]
         fs = embed_cache(model, cache, resolution=resolution, progress=False)
-        entries = run_probe(fs, "phantom-lesion", labels=labels, label_fractions=[1.0], plots=False, n_boot=200,
+        entries = run_probe(fs, "phantom-lesion", labels, ProbeOptions(label_fractions=[1.0], plots=False, n_boot=200),
                             log=lambda *_: None)
         row = {"step": int(step)}
         for e in entries:

@@ -109,7 +109,7 @@ def run_demo(out=None, minutes: float = 10.0, seed: int = 0, workers: int | None
     from mammodino.data.indexer import index_folder
     from mammodino.eval.attention import render_attention, resolve_inputs
     from mammodino.eval.embedding import embed_cache
-    from mammodino.eval.probing import run_probe
+    from mammodino.eval.probing import ProbeOptions, run_probe
     from mammodino.eval.report import write_report
     from mammodino.models.loading import load_backbone
     from mammodino.synth.generate import generate_phantoms
@@ -166,8 +166,8 @@ def run_demo(out=None, minutes: float = 10.0, seed: int = 0, workers: int | None
     for task in TASKS:
         summary["tasks"][task] = {}
         for name, path in feats.items():
-            entries = run_probe(path, task, labels=eval_labels, out=run_dir / f"probe-{name}-{task}",
-                                label_fractions=[1.0], seed=seed, log=lambda *_: None)
+            entries = run_probe(path, task, eval_labels, ProbeOptions(label_fractions=[1.0], seed=seed),
+                                out=run_dir / f"probe-{name}-{task}", log=lambda *_: None)
             best = _headline(entries)
             summary["tasks"][task][name] = best
 

@@ -7,7 +7,7 @@ import pytest
 from eval_helpers import synthetic_features, write_label_csv
 
 from mammodino.errors import UserError
-from mammodino.eval import run_probe
+from mammodino.eval import ProbeOptions, run_probe
 from mammodino.eval.results import REQUIRED_KEYS, markdown_table, read_results, validate_entries
 
 OPTS = dict(path_col="file", label_col="label", patient_col="patient")
@@ -20,7 +20,7 @@ def probe_run(tmp_path_factory):
     fs.save(tmp / "f.npz")
     labels = write_label_csv(tmp / "labels.csv", rows, extra_rows=[("ghost.png", 1, "patient-9999")])
     messages = []
-    entries = run_probe(tmp / "f.npz", "generic", labels, out=tmp / "out", task_options=OPTS, n_boot=200,
+    entries = run_probe(tmp / "f.npz", "generic", labels, ProbeOptions(task_options=OPTS, n_boot=200), out=tmp / "out",
                         log=messages.append)
     return tmp, entries, messages
 
@@ -67,7 +67,7 @@ def test_outputs_hold_no_patient_ids(probe_run):
 def test_noise_features_score_near_chance(tmp_path):
     fs, rows = synthetic_features(n_patients=200, shift=0.0, seed=5)
     labels = write_label_csv(tmp_path / "l.csv", rows)
-    entries = run_probe(fs, "generic", labels, label_fractions="1", task_options=OPTS, n_boot=100,
+    entries = run_probe(fs, "generic", labels, ProbeOptions(label_fractions="1", task_options=OPTS, n_boot=100),
                         log=lambda m: None)
     for e in entries:
         assert 0.3 < e["value"] < 0.7
@@ -80,8 +80,9 @@ def test_table_split_is_honoured(tmp_path):
         fh.write("file,label,patient,part\n")
         for stem, patient, _lat, _v, lab in rows:
             fh.write(f"{stem},{lab},{patient},{'test' if int(patient[-4:]) < 10 else 'training'}\n")
-    entries = run_probe(fs, "generic", tmp_path / "l.csv", label_fractions="1", n_boot=50, log=lambda m: None,
-                        task_options=dict(OPTS, split_col="part"))
+    entries = run_probe(fs, "generic", tmp_path / "l.csv",
+                        ProbeOptions(label_fractions="1", n_boot=50, task_options=dict(OPTS, split_col="part")),
+                        log=lambda m: None)
     img = [e for e in entries if e["level"] == "image"]
     assert all(e["n_test"] == 10 * 4 and e["split"] == "label table split column" for e in img)
 
@@ -92,7 +93,7 @@ def test_rare_class_fraction_is_skipped_with_a_message(tmp_path):
             for r in rows]
     labels = write_label_csv(tmp_path / "l.csv", rows)
     messages = []
-    entries = run_probe(fs, "generic", labels, n_boot=50, log=messages.append, task_options=OPTS)
+    entries = run_probe(fs, "generic", labels, ProbeOptions(n_boot=50, task_options=OPTS), log=messages.append)
     assert {e["label_fraction"] for e in entries} == {1.0}
     assert any("skipped label fraction 0.01: class 1 has" in m for m in messages)
 
@@ -101,7 +102,7 @@ def test_one_class_is_a_clear_error(tmp_path):
     fs, rows = synthetic_features(n_patients=10, positive_rate=0.0)
     labels = write_label_csv(tmp_path / "l.csv", rows + [("x", "p", "L", "CC", 1)])
     with pytest.raises(UserError, match="a probe needs two"):
-        run_probe(fs, "generic", labels, task_options=OPTS, log=lambda m: None)
+        run_probe(fs, "generic", labels, ProbeOptions(task_options=OPTS), log=lambda m: None)
 
 
 def test_multiclass_task_reports_macro_auc_and_balanced_accuracy(tmp_path):
@@ -111,7 +112,7 @@ def test_multiclass_task_reports_macro_auc_and_balanced_accuracy(tmp_path):
     fs.features[:, :3] += 3 * np.eye(3)[cls]
     rows = [r[:4] + (int(c),) for r, c in zip(rows, cls)]
     labels = write_label_csv(tmp_path / "l.csv", rows)
-    entries = run_probe(fs, "generic", labels, label_fractions=[1.0], n_boot=100, task_options=OPTS,
+    entries = run_probe(fs, "generic", labels, ProbeOptions(label_fractions=[1.0], n_boot=100, task_options=OPTS),
                         out=tmp_path / "o", log=lambda m: None)
     metrics = {(e["probe"], e["level"], e["metric"]): e["value"] for e in entries}
     assert metrics[("logistic", "image", "macro_auc")] > 0.95

@@ -194,15 +194,15 @@ def test_multilabel_and_weighted_loss_run_end_to_end(lesion_data, tmp_path):
 def test_report_has_a_finetune_section_beside_the_probe(finished, lesion_data, tmp_path):
     from mammodino.eval.embedding import embed_cache
     from mammodino.models.loading import load_backbone
-    from mammodino.eval.probing import run_probe
+    from mammodino.eval.probing import ProbeOptions, run_probe
     from mammodino.eval.report import build_report
 
     (_tuner, _), out = finished
     cache, labels = lesion_data
     model, _ = load_backbone(random_init=True, arch="tiny", patch_size=16)
     fs = embed_cache(model, cache, resolution=64, progress=False)
-    run_probe(fs, "phantom-lesion", labels, out=tmp_path / "probe-lesion", label_fractions=[1.0], n_boot=50,
-              plots=False, log=_quiet)
+    run_probe(fs, "phantom-lesion", labels, ProbeOptions(label_fractions=[1.0], n_boot=50, plots=False),
+              out=tmp_path / "probe-lesion", log=_quiet)
     page = build_report(tmp_path, finetune_dirs=[out])
     section = page[page.index(">Fine-tuning</h2>"):page.index(">Attention maps</h2>")]
     assert "Fine-tuned vs probes" in section and f"logistic probe: {tmp_path.name}/probe-lesion" in section

@@ -54,7 +54,7 @@ def run(args) -> int:
     import torch
 
     from mammodino.errors import UserError
-    from mammodino.eval.probing import run_probe
+    from mammodino.eval.probing import ProbeOptions, run_probe
     from mammodino.eval.results import markdown_table
 
     probes = [x.strip() for x in args.probes.split(",") if x.strip()]
@@ -68,13 +68,9 @@ def run(args) -> int:
 
         output_folder(args.out, "--out", will_write=("results.json", "results.md", "summary.json", "roc_*.png"))
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    entries = run_probe(
-        args.features,
-        args.task,
-        args.labels,
+    options = ProbeOptions(
         label_fractions=args.label_fraction,
         probes=probes,
-        out=args.out,
         seed=args.seed,
         n_boot=args.n_boot,
         test_size=args.test_size,
@@ -92,6 +88,7 @@ def run(args) -> int:
             "split_col": args.split_col,
         },
     )
+    entries = run_probe(args.features, args.task, args.labels, options, out=args.out)
     print(markdown_table(entries))
     if args.out:
         print(f"\nresults: {args.out}/results.json")

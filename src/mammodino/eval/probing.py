@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -24,7 +26,7 @@ from mammodino.errors import UserError
 from mammodino.eval.classifiers import make_probe
 from mammodino.eval.embedding import embed_cache
 from mammodino.eval.features import FeatureSet, load_features
-from mammodino.eval.join import compact_classes, join_labels
+from mammodino.eval.join import JoinedTask, compact_classes, join_labels
 from mammodino.eval.levels import breast_level
 from mammodino.eval.perturb import Perturbation, parse_perturbations
 from mammodino.eval.results import class_counts as _class_counts
@@ -32,6 +34,7 @@ from mammodino.eval.results import markdown_table, write_results
 from mammodino.eval.results import metric_entries as _entries
 from mammodino.eval.splits import FractionSkipped, label_fraction_subset, task_split
 from mammodino.eval.tasks import load_task
+from mammodino.eval.tasks.base import TaskLabels
 from mammodino.models.loading import load_backbone
 
 DEFAULT_FRACTIONS = (0.01, 0.1, 1.0)
@@ -111,36 +114,81 @@ def _reembed(fs: FeatureSet, rows: np.ndarray, pert: Perturbation, checkpoint, c
     return pf.features[np.array(idx)]
 
 
-def run_probe(
-    features,
-    task: str,
-    labels=None,
-    *,
-    label_fractions=DEFAULT_FRACTIONS,
-    probes=("logistic", "knn"),
-    out: str | Path | None = None,
-    seed: int = 0,
-    n_boot: int = 1000,
-    test_size: float = 0.3,
-    perturb: str | list[Perturbation] | None = None,
-    checkpoint: str | Path | None = None,
-    cache: str | Path | None = None,
-    task_options: dict | None = None,
-    batch_size: int = 32,
-    device: str = "cpu",
-    plots: bool = True,
-    log=_stderr,
-) -> list[dict]:
+@dataclass(frozen=True)
+class ProbeOptions:
+    """How :func:`run_probe` fits and scores: one value the CLI, the demo and the benchmarks
+    build, instead of a dozen keyword arguments each must thread through.
+
+    ``label_fractions``: fractions of the training patients (numbers or ``"0.01,0.1,1"``).
+    ``perturb``: spec string or :class:`Perturbation` list; re-embedding needs the encoder
+    (``checkpoint``, else the one the features record) and the ``cache`` (else the features').
+    ``task_options``: keyword arguments of the task's label table loader.
+    """
+
+    label_fractions: str | Sequence[float] = DEFAULT_FRACTIONS
+    probes: Sequence[str] = ("logistic", "knn")
+    seed: int = 0
+    n_boot: int = 1000
+    test_size: float = 0.3
+    perturb: str | Sequence[Perturbation] | None = None
+    checkpoint: str | Path | None = None
+    cache: str | Path | None = None
+    task_options: dict | None = None
+    batch_size: int = 32
+    device: str = "cpu"
+    plots: bool = True
+
+
+@dataclass
+class _Problem:
+    """A joined task with its patient split: what every fit and score of one run shares."""
+
+    task: str
+    table: TaskLabels
+    joined: JoinedTask
+    X: np.ndarray
+    train: np.ndarray
+    test: np.ndarray
+    split_desc: object
+    level: str
+    features_name: str
+
+
+def run_probe(features, task: str, labels=None, options: ProbeOptions | None = None, *,
+              out: str | Path | None = None, log=_stderr) -> list[dict]:
     """Probe ``features`` (NPZ path or :class:`FeatureSet`) on ``task``; returns the entries
     of ``results.json`` (also written, with ROC PNGs, a Markdown table and a summary, to
     ``out`` when given)."""
+    opts = options or ProbeOptions()
     fs = features if isinstance(features, FeatureSet) else load_features(features)
-    cache_dir = cache or fs.cache
+    cache_dir = opts.cache or fs.cache
     if labels is None:
         raise UserError(f"task {task}: give the label table with --labels")
-    fractions = parse_fractions(label_fractions)
+    fractions = parse_fractions(opts.label_fractions)
+    perturb = opts.perturb
     perturbations = parse_perturbations(perturb) if isinstance(perturb, str) or perturb is None else list(perturb)
-    table = load_task(task, labels, **(task_options or {}))
+    problem = _problem(fs, features, task, labels, opts, cache_dir, log)
+    entries, skipped, fitted, roc = _clean_entries(problem, fractions, opts, log)
+    for pert in perturbations:
+        if not fitted:
+            break
+        Xp = _reembed(fs, problem.joined.index[problem.test], pert, opts.checkpoint, cache_dir, opts.batch_size,
+                      opts.device, log)
+        for name, (model, base) in fitted.items():
+            probs = model.predict_proba(Xp)
+            new = _score(problem, dict(base, perturbation=pert.label), probs, opts)
+            _set_drops(new, entries, name)
+            entries += new
+            roc[name].append((pert.label, problem.joined.y[problem.test], probs))
+    if out is not None:
+        _write_outputs(Path(out), entries, problem.joined, problem.table, roc, problem.split_desc, skipped, fs,
+                       opts.plots, problem.test)
+    return entries
+
+
+def _problem(fs: FeatureSet, features, task: str, labels, opts: ProbeOptions, cache_dir, log) -> _Problem:
+    """Join the task's labels and split its patients, refusing what no probe can score."""
+    table = load_task(task, labels, **(opts.task_options or {}))
     joined = compact_classes(join_labels(fs, table, cache_dir))
     log(joined.summary())
     if table.n_no_label:
@@ -149,10 +197,8 @@ def run_probe(
         log(f"note: {note}")
     if joined.n_classes < 2 or len(joined) == 0:
         raise UserError(f"task {task}: the labelled images hold {joined.n_classes} class(es); a probe needs two")
-    n_classes = joined.n_classes
-    X = fs.features[joined.index]
     y, groups = joined.y, joined.groups
-    train, test, split_desc = task_split(joined, test_size, seed, log)
+    train, test, split_desc = task_split(joined, opts.test_size, opts.seed, log)
     if len(test) == 0 or len(train) == 0:
         raise UserError(
             f"task {task}: {len(set(groups.tolist()))} labelled patients are too few to hold out test patients "
@@ -163,77 +209,94 @@ def run_probe(
             f"task {task}: the test split holds only class {joined.classes[int(y[test][0])]!r} "
             f"({len(set(groups[test]))} patients); more labelled patients are needed"
         )
-    level = "slice" if table.slice_level else "image"
-    features_name = Path(str(features)).name if not isinstance(features, FeatureSet) else "features"
+    return _Problem(
+        task=task, table=table, joined=joined, X=fs.features[joined.index], train=train, test=test,
+        split_desc=split_desc, level="slice" if table.slice_level else "image",
+        features_name=Path(str(features)).name if not isinstance(features, FeatureSet) else "features",
+    )
+
+
+def _clean_entries(p: _Problem, fractions: list[float], opts: ProbeOptions, log):
+    """Fit every probe on every label fraction of the training patients and score the test
+    patients. Returns ``(entries, skipped, fitted, roc)``; ``fitted`` and ``roc`` hold the
+    largest fraction's probes, which the perturbations reuse."""
+    y, groups, n_classes = p.joined.y, p.joined.groups, p.joined.n_classes
     entries: list[dict] = []
     skipped: list[str] = []
     fitted: dict[str, object] = {}
     roc: dict[str, list] = {}
     top = max(fractions)
     for frac in fractions:
-        try:
-            sub = train[label_fraction_subset(groups[train], y[train], frac, seed=seed)]
-        except FractionSkipped as exc:
-            msg = f"{task}: skipped {exc}"
-            log(msg)
-            skipped.append(msg)
+        sub = _fraction_rows(p, frac, opts.seed, log, skipped)
+        if sub is None:
             continue
-        if len(np.unique(y[sub])) < 2:
-            msg = f"{task}: skipped label fraction {frac:g}: the training patients hold a single class"
-            log(msg)
-            skipped.append(msg)
-            continue
-        for name in probes:
-            model = make_probe(name, n_classes, seed=seed).fit(X[sub], y[sub], groups[sub])
-            probs = model.predict_proba(X[test])
+        for name in opts.probes:
+            model = make_probe(name, n_classes, seed=opts.seed).fit(p.X[sub], y[sub], groups[sub])
+            probs = model.predict_proba(p.X[p.test])
             base = {
-                "task": task,
+                "task": p.task,
                 "probe": name,
                 "label_fraction": float(frac),
                 "n_train": int(len(sub)),
                 "n_train_patients": int(len(set(groups[sub].tolist()))),
                 "train_class_counts": _class_counts(y[sub], n_classes),
-                "classes": list(joined.classes),
+                "classes": list(p.joined.classes),
                 "perturbation": None,
                 "drop": None,
-                "split": split_desc,
-                "seed": seed,
-                "features": features_name,
+                "split": p.split_desc,
+                "seed": opts.seed,
+                "features": p.features_name,
                 "probe_info": model.info(),
             }
-            entries += _entries(base, level, y[test], probs, groups[test], n_classes, n_boot, seed)
-            if level == "image":
-                yb, pb, gb, _ = breast_level(y[test], probs, joined.breast[test], groups[test])
-                if len(np.unique(yb)) >= 2:
-                    entries += _entries(base, "breast", yb, pb, gb, n_classes, n_boot, seed)
+            entries += _score(p, base, probs, opts)
             if frac == top:
                 fitted[name] = (model, base)
-                roc[name] = [("clean", y[test], probs)]
-    for pert in perturbations:
-        if not fitted:
-            break
-        Xp = _reembed(fs, joined.index[test], pert, checkpoint, cache_dir, batch_size, device, log)
-        for name, (model, base) in fitted.items():
-            probs = model.predict_proba(Xp)
-            pbase = dict(base, perturbation=pert.label)
-            new = _entries(pbase, level, y[test], probs, groups[test], n_classes, n_boot, seed)
-            if level == "image":
-                yb, pb, gb, _ = breast_level(y[test], probs, joined.breast[test], groups[test])
-                if len(np.unique(yb)) >= 2:
-                    new += _entries(pbase, "breast", yb, pb, gb, n_classes, n_boot, seed)
-            for e in new:
-                clean = next(
-                    (c for c in entries if c["perturbation"] is None and c["probe"] == name and c["level"] == e["level"]
-                     and c["metric"] == e["metric"] and c["label_fraction"] == e["label_fraction"]),
-                    None,
-                )
-                if clean is not None and clean["value"] is not None and e["value"] is not None:
-                    e["drop"] = float(clean["value"] - e["value"])
-            entries += new
-            roc[name].append((pert.label, y[test], probs))
-    if out is not None:
-        _write_outputs(Path(out), entries, joined, table, roc, split_desc, skipped, fs, plots, test)
+                roc[name] = [("clean", y[p.test], probs)]
+    return entries, skipped, fitted, roc
+
+
+def _fraction_rows(p: _Problem, frac: float, seed: int, log, skipped: list[str]) -> np.ndarray | None:
+    """The training rows of label fraction ``frac``, or None (logged, and noted in ``skipped``)
+    when the fraction cannot be fitted."""
+    y, groups = p.joined.y, p.joined.groups
+    try:
+        sub = p.train[label_fraction_subset(groups[p.train], y[p.train], frac, seed=seed)]
+    except FractionSkipped as exc:
+        msg = f"{p.task}: skipped {exc}"
+        log(msg)
+        skipped.append(msg)
+        return None
+    if len(np.unique(y[sub])) < 2:
+        msg = f"{p.task}: skipped label fraction {frac:g}: the training patients hold a single class"
+        log(msg)
+        skipped.append(msg)
+        return None
+    return sub
+
+
+def _score(p: _Problem, base: dict, probs: np.ndarray, opts: ProbeOptions) -> list[dict]:
+    """Entries of one probe's test scores: at the task's level, and at breast level (mean of a
+    breast's image scores) for image-level tasks whose breasts hold both classes."""
+    y, groups, n_classes = p.joined.y[p.test], p.joined.groups[p.test], p.joined.n_classes
+    entries = _entries(base, p.level, y, probs, groups, n_classes, opts.n_boot, opts.seed)
+    if p.level == "image":
+        yb, pb, gb, _ = breast_level(y, probs, p.joined.breast[p.test], groups)
+        if len(np.unique(yb)) >= 2:
+            entries += _entries(base, "breast", yb, pb, gb, n_classes, opts.n_boot, opts.seed)
     return entries
+
+
+def _set_drops(new: list[dict], entries: list[dict], name: str) -> None:
+    """``drop`` of each perturbed entry: the clean value of the same probe, level, metric and
+    label fraction minus the perturbed one."""
+    for e in new:
+        clean = next(
+            (c for c in entries if c["perturbation"] is None and c["probe"] == name and c["level"] == e["level"]
+             and c["metric"] == e["metric"] and c["label_fraction"] == e["label_fraction"]),
+            None,
+        )
+        if clean is not None and clean["value"] is not None and e["value"] is not None:
+            e["drop"] = float(clean["value"] - e["value"])
 
 
 def _write_outputs(out: Path, entries, joined, table, roc, split_desc, skipped, fs, plots, test) -> None:
