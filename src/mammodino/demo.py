@@ -145,6 +145,7 @@ def run_demo(out=None, minutes: float = 10.0, seed: int = 0, workers: int | None
     steps = int(max(20, min(20000, train_budget / max(step_s, 1e-3))))
     cfg = load_config("cpu-tiny", [f"train.seed={seed}", f"train.steps={steps}",
                                    f"train.checkpoint_every={max(10, steps // 10)}", *overrides])
+    steps = int(cfg.train.steps)  # a train.steps override wins over the budget: report what trains
     _say(f"[3/7] pretrain cpu-tiny: {steps} steps (~{step_s:.2f} s/step measured, ~{steps * step_s / 60:.1f} min)")
     run_dir = out / "run"
     pretrain(cfg, [out / "cache" / "pretrain"], run_dir, progress=progress, echo_config=False)
@@ -176,7 +177,8 @@ def run_demo(out=None, minutes: float = 10.0, seed: int = 0, workers: int | None
     sources = resolve_inputs(_example_images(out / "cache" / "eval"), cache=out / "cache" / "eval")
     pngs = []
     for src in sources:
-        mean_png, _heads_png, _ = render_attention(pretrained, src, att_dir, resolution=size, device=device)
+        # load_backbone gives (model, info): the model alone is rendered
+        mean_png, _heads_png, _ = render_attention(pretrained[0], src, att_dir, resolution=size, device=device)
         pngs.append(mean_png)
 
     _say("[7/7] report")
