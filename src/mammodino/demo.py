@@ -129,7 +129,7 @@ def run_demo(out=None, minutes: float = 10.0, seed: int = 0, workers: int | None
     summary = {"tasks": {}, "steps": steps, "step_seconds": round(step_s, 4),
                "machine": machine.describe(), "out": str(out)}
     summary["tasks"] = _probe(feats, eval_labels, run_dir, seed)
-    att_dir, pngs = _attention(out, run_dir, pretrained[0], device)
+    att_dir, pngs = _attention(out, run_dir, pretrained[0], device)  # load_backbone gives (model, info)
 
     _say("[7/7] report")
     from mammodino.eval.report import write_report
@@ -179,6 +179,7 @@ def _pretrain(out: Path, minutes: float, t_start: float, seed: int, overrides: t
     steps = int(max(20, min(20000, train_budget / max(step_s, 1e-3))))
     cfg = load_config("cpu-tiny", [f"train.seed={seed}", f"train.steps={steps}",
                                    f"train.checkpoint_every={max(10, steps // 10)}", *overrides])
+    steps = int(cfg.train.steps)  # a train.steps override wins over the budget: report what trains
     _say(f"[3/7] pretrain cpu-tiny: {steps} steps (~{step_s:.2f} s/step measured, ~{steps * step_s / 60:.1f} min)")
     pretrain(cfg, [out / "cache" / "pretrain"], out / "run", progress=progress, echo_config=False)
     return cfg, steps, step_s

@@ -73,3 +73,22 @@ def test_arch_of_names_presets_by_shape_with_or_without_heads():
     for name, (dim, depth, heads) in ARCHS.items():
         assert arch_of(dim, depth, heads) == name and arch_of(dim, depth) == name
     assert arch_of(192, 12, 4) is None and arch_of(200, 12) is None
+
+
+def test_a_dinov2_weight_file_is_read_once(tmp_path, monkeypatch):
+    """The model is sized from the file and loaded from the same tensors: a multi-GB ViT-g
+    file is not read (and converted from pickle) twice."""
+    from mammodino.models import dinov2_import, loading
+
+    torch.save(_trained_like(5).state_dict(), tmp_path / "dinov2_like.pth")
+    reads = []
+    real = dinov2_import.read_weights
+
+    def counting(path):
+        reads.append(path)
+        return real(path)
+
+    monkeypatch.setattr(loading, "read_weights", counting)
+    monkeypatch.setattr(dinov2_import, "read_weights", counting)
+    model, info = load_backbone(tmp_path / "dinov2_like.pth")
+    assert info["source"] == "dinov2-import" and len(reads) == 1

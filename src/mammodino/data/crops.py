@@ -32,6 +32,8 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from mammodino.pixels import to_unit_float
+
 
 class Box(NamedTuple):
     """Half-open pixel box: columns ``x0..x1-1``, rows ``y0..y1-1``."""
@@ -281,9 +283,5 @@ def crop_resize(image: np.ndarray, box: Box, size: int) -> np.ndarray:
         out = _area_resize(region, size)
     else:
         out = cv2.resize(region, (size, size), interpolation=cv2.INTER_LINEAR)
-    if out.dtype == np.uint16:
-        return out.astype(np.float32) * np.float32(1.0 / 65535.0)
-    if out.dtype == np.uint8:
-        return out.astype(np.float32) * np.float32(1.0 / 255.0)
-    return out
+    return out if out.dtype == np.float32 else to_unit_float(out)
 

@@ -29,6 +29,7 @@ from mammodino.errors import SkipFile, UserError
 from mammodino.eval.embedding import fit_to_square, input_size, pad_to_square
 from mammodino.io.dicom_reader import read_dicom
 from mammodino.models.preprocess import from_uint16, normalize
+from mammodino.pixels import to_unit_float
 from mammodino.privacy import load_key_for_cache
 from mammodino.tissue.segmentation import breast_mask
 
@@ -56,10 +57,8 @@ def _public_name(path: Path) -> str:
 
 
 def _to_unit(img: np.ndarray) -> np.ndarray:
-    if img.dtype == np.uint16:
-        return from_uint16(img)
-    if img.dtype == np.uint8:
-        return img.astype(np.float32) / 255.0
+    if img.dtype in (np.uint16, np.uint8):
+        return to_unit_float(img)
     img = img.astype(np.float32)
     if img.max() > 1.0 or img.min() < 0.0:
         lo, hi = float(img.min()), float(img.max())

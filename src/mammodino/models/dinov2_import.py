@@ -297,7 +297,8 @@ def _adapt(key: str, src: Tensor, target: Tensor, model: nn.Module, origin: str,
     return src
 
 
-def load_dinov2_weights(model: nn.Module, path: str | Path, strict: bool = True) -> ImportReport:
+def load_dinov2_weights(model: nn.Module, path: str | Path, strict: bool = True,
+                        weights: tuple[dict[str, Tensor], list[str]] | None = None) -> ImportReport:
     """Import a local DINOv2 / timm / Hugging Face (or mammodino) checkpoint into ``model``.
 
     Args:
@@ -306,6 +307,8 @@ def load_dinov2_weights(model: nn.Module, path: str | Path, strict: bool = True)
         strict: raise when a model weight other than ``register_tokens`` / ``mask_token``
             is absent from the checkpoint, or when the checkpoint has blocks or register
             tokens the model lacks.
+        weights: ``read_weights(path)`` when the caller has already read the file (the
+            model was sized from it), so a multi-GB file is read once.
 
     Returns:
         An :class:`ImportReport`; ``str(report)`` is a one-paragraph summary.
@@ -314,7 +317,7 @@ def load_dinov2_weights(model: nn.Module, path: str | Path, strict: bool = True)
         >>> vit = build_vit("small", num_register_tokens=4)
         >>> print(load_dinov2_weights(vit, "dinov2_vits14_reg4_pretrain.pth"))
     """
-    tensors, skipped = read_weights(path)
+    tensors, skipped = weights if weights is not None else read_weights(path)
     converted, source, report = convert_state_dict(tensors)
     report.path = str(path)
     report.ignored += skipped

@@ -260,10 +260,12 @@ _BACKBONE_KEY = re.compile(r"^(cls_token|pos_embed|register_tokens|patch_embed\.
 _ST_DTYPE = {torch.float16: "F16", torch.bfloat16: "BF16", torch.float32: "F32", torch.float64: "F64"}
 
 
-def plan_dinov2(path: Path) -> dict:
+def plan_dinov2(path: Path, tensors: dict | None = None) -> dict:
     """``build_vit`` arguments of a DINOv2 / timm / HF weight file, from its converted shapes
-    (the importer's own safe reader and key conversion; no pickle)."""
-    tensors, _skipped = read_weights(path)
+    (the importer's own safe reader and key conversion; no pickle). ``tensors``: the file's
+    ``read_weights`` tensors when the caller already has them."""
+    if tensors is None:
+        tensors, _skipped = read_weights(path)
     converted, _source, _report = convert_state_dict(tensors)
     if "cls_token" not in converted:
         raise UserError(f"{path}: no ViT backbone found in the weights (no cls_token)")
@@ -278,10 +280,11 @@ def plan_dinov2(path: Path) -> dict:
 def _from_dinov2(path: Path, arch: str | None, patch_size: int | None):
     if patch_size is not None and (not isinstance(patch_size, int) or not 1 <= patch_size <= 64):
         raise UserError(f"--patch-size {patch_size}: an integer in [1, 64] expected")
-    plan = plan_dinov2(path)
+    weights = read_weights(path)  # read once: sized and loaded from the same tensors
+    plan = plan_dinov2(path, weights[0])
     patch = patch_size or plan["patch_size"]
     grid = plan["img_size"] // plan["patch_size"]
     model = build_vit(arch or plan["arch"], patch_size=patch, num_register_tokens=plan["num_register_tokens"],
                       img_size=grid * patch)
-    report = load_dinov2_weights(model, path)
+    report = load_dinov2_weights(model, path, weights=weights)
     return model, report

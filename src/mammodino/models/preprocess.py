@@ -16,16 +16,17 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from mammodino.pixels import UINT16_MAX, to_unit_float
+
 MEAN = 0.5
 STD = 0.25
-UINT16_MAX = 65535.0
 
 
 def from_uint16(pixels):
-    """uint16 cache pixels (numpy or tensor) -> float32 in [0, 1]."""
+    """uint16 cache pixels (numpy or tensor) -> float32 in [0, 1] (``mammodino.pixels``)."""
     if isinstance(pixels, torch.Tensor):
         return pixels.to(torch.float32) / UINT16_MAX
-    return np.asarray(pixels, dtype=np.float32) / np.float32(UINT16_MAX)
+    return to_unit_float(np.asarray(pixels, dtype=np.uint16))
 
 
 def normalize(x):

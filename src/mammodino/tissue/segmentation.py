@@ -37,6 +37,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from mammodino.errors import SkipFile
+from mammodino.pixels import to_unit_float
 from mammodino.tissue.film import film_borders, label_blobs
 from mammodino.tissue.pectoral import pectoral_mask
 
@@ -97,15 +98,6 @@ class Segmentation:
     def full_mask(self) -> np.ndarray:
         H, W = self.source_shape
         return self.mask_for_region((0, 0, W, H), (W, H))
-
-
-def to_unit_float(img: np.ndarray) -> np.ndarray:
-    """uint16 0..65535 / uint8 0..255 / float [0, 1] -> float32 [0, 1]."""
-    if img.dtype == np.uint16:
-        return img.astype(np.float32) * (1.0 / 65535.0)
-    if img.dtype == np.uint8:
-        return img.astype(np.float32) * (1.0 / 255.0)
-    return np.clip(img.astype(np.float32, copy=False), 0.0, 1.0)
 
 
 def downsample(img2d: np.ndarray, long_side: int = SEG_LONG_SIDE) -> tuple[np.ndarray, float]:
@@ -209,7 +201,18 @@ def _largest_component(mask: np.ndarray) -> np.ndarray | None:
     if n <= 1:
         return None
     largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    return ndi.binary_fill_holes(labels == largest)
+    return fill_holes(labels == largest)
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``scipy.ndimage.binary_fill_holes`` (4-connected background) by one OpenCV flood fill
+    from a 1-px frame: the same result at ~10x the speed (it ran twice per image, 20 % of
+    the segmentation)."""
+    h, w = mask.shape
+    outside = np.zeros((h + 2, w + 2), np.uint8)
+    outside[1:-1, 1:-1] = mask.astype(bool)
+    cv2.floodFill(outside, None, (0, 0), 2, flags=4)
+    return outside[1:-1, 1:-1] != 2
 
 
 def _snap_to_skin_line(small: np.ndarray, generous: np.ndarray, inside: np.ndarray) -> np.ndarray | None:
