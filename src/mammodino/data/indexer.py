@@ -31,7 +31,7 @@ from mammodino import atomic
 from mammodino.data import qc
 from mammodino.data.cache import MANIFEST_NAME, image_relpath, mask_relpath
 from mammodino.data.cache_settings import check_or_record
-from mammodino.data.index_walk import Source, WalkStats, iter_sources
+from mammodino.data.index_walk import Source, WalkStats, iter_sources, name_text
 from mammodino.data.manifest_writer import DoneSet, ManifestWriter, repair_tail
 from mammodino.data.prepare import prepare_image
 from mammodino.errors import SkipFile, UserError
@@ -165,6 +165,8 @@ def _index_folder(src, out, size: int = 1024, workers: int = 1, labels=None, inc
     keys = KeyWriter(key_path_for(out), salt).open()
     with ManifestWriter(out) as writer:
         def record(row: dict) -> None:
+            # a reader's error text may quote a path whose name is not UTF-8 (lone surrogates)
+            row = {k: name_text(v) if isinstance(v, str) else v for k, v in row.items()}
             keys.add(row["id"], row.get("source", ""), row.get("stem", ""))
             writer.write(private_row(row, keep_source))
             status = row.get("status", "skipped")
@@ -217,6 +219,7 @@ def _index_folder(src, out, size: int = 1024, workers: int = 1, labels=None, inc
 
 
 def format_summary(summary: dict, src, out) -> str:
+    src, out = name_text(str(src)), name_text(str(out))
     lines = [f"indexed {src} -> {out} in {summary['seconds']:.1f} s: {summary['ok']} ok, "
              f"{summary['skipped']} skipped, {summary['already_done']} already done, "
              f"{summary['ignored']} ignored by extension"]
