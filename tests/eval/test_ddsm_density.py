@@ -62,6 +62,30 @@ def test_spearman_score_separates_an_informative_feature_from_noise(tmp_path):
     assert noise["value"] < 0.5 and noise["ci_low"] < 0.2 < s["ci_low"]
 
 
+def test_spearman_score_joins_a_feature_set_to_the_masks_and_refuses_the_old_call(tmp_path):
+    """The ablation's DDSM pass: a FeatureSet (here matched by file stem: no cache at hand)
+    in, the Spearman of its films out; the old call shape (features, stems, root) once reached
+    ``_root`` with an array and crashed there, now it is a clear TypeError."""
+    from mammodino.eval.features import FeatureSet
+
+    rng = np.random.default_rng(1)
+    root = _fake_root(tmp_path, list(rng.uniform(0.05, 0.9, 30)))
+    pds = dd.percent_density(root)
+    stems = list(pds)[::-1] + ["not_a_ddsm_film"]  # order differs from the masks; one film has none
+    pd = np.array([pds.get(s, 0.5) for s in stems])
+    n = len(stems)
+    fs = FeatureSet(features=np.c_[pd + 0.02 * rng.standard_normal(n), rng.standard_normal((n, 3))].astype(np.float32),
+                    id=np.array([f"{i:016x}" for i in range(n)]), patient_key=np.array([""] * n),
+                    laterality=np.array(["R"] * n), view=np.array(["MLO"] * n), kind=np.array(["ffdm"] * n),
+                    stem=np.array(stems), slice=np.full(n, -1), n_slices=np.ones(n, dtype=np.int64))
+    s = dd.spearman_score(fs, root, n_boot=100)
+    assert s["n"] == 30 and s["value"] > 0.9
+    with pytest.raises(TypeError, match="FeatureSet"):
+        dd.spearman_score(fs.features, fs.stem, root)
+    with pytest.raises(TypeError, match="must be a path"):
+        dd.percent_density(fs.features)
+
+
 def test_real_ddsm_masks(shared_data):
     root = shared_data / "ddsm_tissue"
     if not dd.available(root):

@@ -100,20 +100,28 @@ def mask_assignment(
     return [(ranges[j], ranges[batch_size + j]) for j in range(batch_size)]
 
 
-class _EpochStream:
-    """An endless sequence of item indices: per epoch a seeded permutation of ``items``."""
+class EpochStream:
+    """An endless sequence of item indices: per epoch a seeded permutation of ``items``,
+    read at any position without iterating from the start (the pretraining plan's FFDM and
+    DBT streams, the fine-tune plan's rows).
 
-    def __init__(self, items: Sequence[int], seed: int, stream: int, cache_epochs: int = 4):
+    Epoch ``e`` is permuted by the generator seeded with ``[*seed_words, e, *suffix_words]``
+    (each plan keeps the words its runs were started with, so resumed runs continue exactly).
+    """
+
+    def __init__(self, items: Sequence[int], seed_words: Sequence[int], suffix_words: Sequence[int] = (),
+                 cache_epochs: int = 4):
         self.items = np.asarray(items, dtype=np.int64)
-        self.seed = seed
-        self.stream = stream
+        self.seed_words = [int(w) for w in seed_words]
+        self.suffix_words = [int(w) for w in suffix_words]
         self._perms: OrderedDict[int, np.ndarray] = OrderedDict()
         self._cache_epochs = cache_epochs
 
     def _perm(self, epoch: int) -> np.ndarray:
         perm = self._perms.get(epoch)
         if perm is None:
-            rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([self.seed, self.stream, epoch])))
+            words = [*self.seed_words, epoch, *self.suffix_words]
+            rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(words)))
             perm = self.items[rng.permutation(len(self.items))]
             self._perms[epoch] = perm
             while len(self._perms) > self._cache_epochs:
@@ -185,8 +193,8 @@ class BatchPlan:
         self.n_dbt = dbt_per_batch(self.batch_size, self.dbt_fraction, len(ffdm_indices), len(dbt_indices))
         self.n_ffdm = self.batch_size - self.n_dbt
         self._dbt_slot = dbt_slots(self.batch_size, self.n_dbt)
-        self._ffdm = _EpochStream(ffdm_indices, self.seed, _STREAM_FFDM) if len(ffdm_indices) else None
-        self._dbt = _EpochStream(dbt_indices, self.seed, _STREAM_DBT) if len(dbt_indices) else None
+        self._ffdm = EpochStream(ffdm_indices, (self.seed, _STREAM_FFDM)) if len(ffdm_indices) else None
+        self._dbt = EpochStream(dbt_indices, (self.seed, _STREAM_DBT)) if len(dbt_indices) else None
 
     def batch_keys(self, step: int) -> list[SampleKey]:
         """The ``B`` keys of global batch ``step`` (all ranks), in O(B)."""

@@ -78,12 +78,39 @@ class Task:
     label_view: str = ""
 
 
+@dataclass(frozen=True)
+class IndexRequest:
+    """The settings of one ``index_folder`` call, as given: checked by :func:`_index_folder`,
+    which turns the worker-side part into :class:`IndexOptions`."""
+
+    size: int = 1024
+    workers: int = 1
+    labels: object = None
+    include_for_processing: bool = False
+    salt: str | None = None
+    progress: bool = True
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    margin: float = 0.02
+    remove_pectoral: bool = False
+    whole_image: bool = False
+    keep_source: bool = False
+
+    def worker_options(self, out: Path, salt: str) -> IndexOptions:
+        return IndexOptions(out=str(out), size=int(self.size), include_for_processing=bool(self.include_for_processing),
+                            salt=salt, max_pixels=int(self.max_pixels), margin=float(self.margin),
+                            remove_pectoral=bool(self.remove_pectoral), whole_image=bool(self.whole_image),
+                            parent=process_identity(os.getpid()))
+
+
 def index_folder(src, out, size: int = 1024, workers: int = 1, labels=None, include_for_processing: bool = False,
                  salt: str | None = None, progress: bool = True, max_pixels: int = DEFAULT_MAX_PIXELS,
                  margin: float = 0.02, remove_pectoral: bool = False, whole_image: bool = False,
                  keep_source: bool = False) -> dict:
     """Index every image under ``src`` into the cache folder ``out`` (see :func:`_index_folder`),
     holding the cache's lock, after checking this run's settings against the cache's own."""
+    req = IndexRequest(size=size, workers=workers, labels=labels, include_for_processing=include_for_processing,
+                       salt=salt, progress=progress, max_pixels=max_pixels, margin=margin,
+                       remove_pectoral=remove_pectoral, whole_image=whole_image, keep_source=keep_source)
     src_path, out_path = Path(src).expanduser(), Path(out).expanduser()
     if src_path.is_dir() and int(size) >= 16:
         if out_path.exists() and not out_path.is_dir():
@@ -93,22 +120,17 @@ def index_folder(src, out, size: int = 1024, workers: int = 1, labels=None, incl
         except OSError as exc:
             raise UserError(f"{out}: cannot create the cache folder ({exc.strerror or exc})") from None
     if not out_path.is_dir():  # the checks of _index_folder say what is wrong
-        return _index_folder(src, out, size, workers, labels, include_for_processing, salt, progress,
-                             max_pixels, margin, remove_pectoral, whole_image, keep_source)
+        return _index_folder(src, out, req)
     with FolderLock(out_path, "cache", command="mammodino index"):
         manifest = out_path / MANIFEST_NAME
         check_or_record(out_path, {"size": int(size), "margin": float(margin), "remove_pectoral": bool(remove_pectoral),
                                    "include_for_processing": bool(include_for_processing),
                                    "whole_image": bool(whole_image)},
                         has_rows=manifest.exists() and manifest.stat().st_size > 0)
-        return _index_folder(src, out, size, workers, labels, include_for_processing, salt, progress,
-                             max_pixels, margin, remove_pectoral, whole_image, keep_source)
+        return _index_folder(src, out, req)
 
 
-def _index_folder(src, out, size: int = 1024, workers: int = 1, labels=None, include_for_processing: bool = False,
-                  salt: str | None = None, progress: bool = True, max_pixels: int = DEFAULT_MAX_PIXELS,
-                  margin: float = 0.02, remove_pectoral: bool = False, whole_image: bool = False,
-                  keep_source: bool = False) -> dict:
+def _index_folder(src, out, req: IndexRequest) -> dict:
     """Index every image under ``src`` into the cache folder ``out``; returns the summary
     ``{"ok", "skipped", "already_done", "ignored", "reasons": {reason: n}, "seconds", "manifest"}``.
 
@@ -121,101 +143,139 @@ def _index_folder(src, out, size: int = 1024, workers: int = 1, labels=None, inc
     (still oriented and resized, with the breast mask), the input plain DINOv2 sees.
     """
     t0 = time.perf_counter()
-    src = Path(src).expanduser()
-    out = Path(out).expanduser()
-    if not src.is_dir():
-        raise UserError(f"{src}: source folder not found (or not a folder)")
-    if int(size) < 16:
-        raise UserError(f"--size {size}: must be at least 16 pixels")
-    workers = max(1, int(workers or 1))
-    src_real, out_real = src.resolve(), out.resolve()
-    if src_real == out_real:
-        raise UserError(f"{out}: the cache folder must not be the source folder")
-    out.mkdir(parents=True, exist_ok=True)
+    src, out, workers = _check_folders(src, out, req)
     manifest_path = out / MANIFEST_NAME
-    salt = salt_for_cache(out, salt, has_rows=manifest_path.exists() and manifest_path.stat().st_size > 0)
+    salt = salt_for_cache(out, req.salt, has_rows=manifest_path.exists() and manifest_path.stat().st_size > 0)
     label_table = {}
-    if labels:
-        label_table = load_label_table(labels)
+    if req.labels:
+        label_table = load_label_table(req.labels)
 
     repair_tail(manifest_path)
     done = DoneSet.from_manifest(manifest_path)
     _remove_stale_tmp(out)
-    opts = IndexOptions(out=str(out), size=int(size), include_for_processing=bool(include_for_processing),
-                        salt=salt, max_pixels=int(max_pixels), margin=float(margin),
-                        remove_pectoral=bool(remove_pectoral), whole_image=bool(whole_image),
-                        parent=process_identity(os.getpid()))
-    stats = WalkStats()
-    already = [0]
-
-    def is_done(rel: str) -> bool:
-        if pseudonym(rel, salt) in done:
-            already[0] += 1
-            return True
-        return False
-
-    def tasks():
-        for source in iter_sources(src, exclude=[out], stats=stats, is_done=is_done):
-            yield _task_for(source, salt, label_table)
-
-    counts = {"ok": 0, "skipped": 0}
-    reasons: dict[str, int] = {}
-    qc_counts = qc.new_counts()  # this run's ok rows by qc reason
-    bar = _progress_bar(progress)
+    opts = req.worker_options(out, salt)
+    pending = _PendingSources(src, out, salt, label_table, done)
+    recorder = _Recorder(req.progress, req.keep_source)
     keys = KeyWriter(key_path_for(out), salt).open()
     with ManifestWriter(out) as writer:
-        def record(row: dict) -> None:
-            # a reader's error text may quote a path whose name is not UTF-8 (lone surrogates)
-            row = {k: name_text(v) if isinstance(v, str) else v for k, v in row.items()}
-            keys.add(row["id"], row.get("source", ""), row.get("stem", ""))
-            writer.write(private_row(row, keep_source))
-            status = row.get("status", "skipped")
-            counts[status] = counts.get(status, 0) + 1
-            if status == "ok":
-                qc.add_to_counts(qc_counts, row)
-            else:
-                key = _reason_class(row.get("reason", ""))
-                reasons[key] = reasons.get(key, 0) + 1
-            if bar is not None:
-                bar.update(1)
-                if (counts["ok"] + counts["skipped"]) % 8 == 0:
-                    bar.set_postfix(ok=counts["ok"], skipped=counts["skipped"], refresh=False)
-
+        recorder.attach(keys, writer)
         try:
-            if workers == 1:  # in this process: restore the global settings afterwards
-                threads = cv2.getNumThreads()
-                hugepages = _set_numpy_hugepages(False)
-                _init_worker(opts)
-                try:
-                    for task in tasks():
-                        record(process_task(task))
-                finally:
-                    cv2.setNumThreads(threads)
-                    if hugepages is not None:
-                        _set_numpy_hugepages(hugepages)
-            else:
-                _run_pool(tasks(), opts, workers, record)
+            _run_tasks(pending.tasks(), opts, workers, recorder.record)
         except CacheWriteError as exc:
             raise UserError(f"{exc}; run the same command again when there is space (done files are kept)") from None
         finally:
             keys.close()
-            if bar is not None:
-                bar.close()
+            recorder.close_bar()
 
-    summary = {
-        "ok": counts.get("ok", 0),
-        "skipped": counts.get("skipped", 0),
-        "already_done": already[0],
-        "ignored": stats.ignored,
-        "ignored_by_extension": dict(stats.ignored_by_extension),
-        "reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
-        "seconds": round(time.perf_counter() - t0, 3),
-        "manifest": str(manifest_path),
-        "qc": qc_counts,
-    }
-    if progress:
+    summary = recorder.summary(pending, round(time.perf_counter() - t0, 3), manifest_path)
+    if req.progress:
         print(format_summary(summary, src, out))
     return summary
+
+
+def _check_folders(src, out, req: IndexRequest) -> tuple[Path, Path, int]:
+    """``(src, out, workers)`` once the source is a folder, the size sane and the cache
+    folder (created) is not the source."""
+    src = Path(src).expanduser()
+    out = Path(out).expanduser()
+    if not src.is_dir():
+        raise UserError(f"{src}: source folder not found (or not a folder)")
+    if int(req.size) < 16:
+        raise UserError(f"--size {req.size}: must be at least 16 pixels")
+    workers = max(1, int(req.workers or 1))
+    src_real, out_real = src.resolve(), out.resolve()
+    if src_real == out_real:
+        raise UserError(f"{out}: the cache folder must not be the source folder")
+    out.mkdir(parents=True, exist_ok=True)
+    return src, out, workers
+
+
+class _PendingSources:
+    """The sources not yet in the manifest, walked lazily, counting those already done."""
+
+    def __init__(self, src: Path, out: Path, salt: str, label_table: dict, done: DoneSet):
+        self.src, self.out, self.salt, self.label_table, self.done = src, out, salt, label_table, done
+        self.stats = WalkStats()
+        self.already_done = 0
+
+    def _is_done(self, rel: str) -> bool:
+        if pseudonym(rel, self.salt) in self.done:
+            self.already_done += 1
+            return True
+        return False
+
+    def tasks(self):
+        for source in iter_sources(self.src, exclude=[self.out], stats=self.stats, is_done=self._is_done):
+            yield _task_for(source, self.salt, self.label_table)
+
+
+class _Recorder:
+    """Where each finished row goes: the key file, the manifest (private copy), this run's
+    counts by status, skip reason and qc reason, and the progress bar."""
+
+    def __init__(self, progress: bool, keep_source: bool):
+        self.keep_source = keep_source
+        self.counts = {"ok": 0, "skipped": 0}
+        self.reasons: dict[str, int] = {}
+        self.qc_counts = qc.new_counts()  # this run's ok rows by qc reason
+        self.bar = _progress_bar(progress)
+        self.keys = self.writer = None
+
+    def attach(self, keys: KeyWriter, writer: ManifestWriter) -> None:
+        self.keys, self.writer = keys, writer
+
+    def record(self, row: dict) -> None:
+        # a reader's error text may quote a path whose name is not UTF-8 (lone surrogates)
+        row = {k: name_text(v) if isinstance(v, str) else v for k, v in row.items()}
+        self.keys.add(row["id"], row.get("source", ""), row.get("stem", ""))
+        self.writer.write(private_row(row, self.keep_source))
+        counts = self.counts
+        status = row.get("status", "skipped")
+        counts[status] = counts.get(status, 0) + 1
+        if status == "ok":
+            qc.add_to_counts(self.qc_counts, row)
+        else:
+            key = _reason_class(row.get("reason", ""))
+            self.reasons[key] = self.reasons.get(key, 0) + 1
+        if self.bar is not None:
+            self.bar.update(1)
+            if (counts["ok"] + counts["skipped"]) % 8 == 0:
+                self.bar.set_postfix(ok=counts["ok"], skipped=counts["skipped"], refresh=False)
+
+    def close_bar(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def summary(self, pending: _PendingSources, seconds: float, manifest_path: Path) -> dict:
+        return {
+            "ok": self.counts.get("ok", 0),
+            "skipped": self.counts.get("skipped", 0),
+            "already_done": pending.already_done,
+            "ignored": pending.stats.ignored,
+            "ignored_by_extension": dict(pending.stats.ignored_by_extension),
+            "reasons": dict(sorted(self.reasons.items(), key=lambda kv: -kv[1])),
+            "seconds": seconds,
+            "manifest": str(manifest_path),
+            "qc": self.qc_counts,
+        }
+
+
+def _run_tasks(tasks, opts: IndexOptions, workers: int, record) -> None:
+    """Process every task, on a pool of ``workers`` processes or (1) in this process,
+    restoring the process-global settings the worker setup changes."""
+    if workers != 1:
+        _run_pool(tasks, opts, workers, record)
+        return
+    threads = cv2.getNumThreads()
+    hugepages = _set_numpy_hugepages(False)
+    _init_worker(opts)
+    try:
+        for task in tasks:
+            record(process_task(task))
+    finally:
+        cv2.setNumThreads(threads)
+        if hugepages is not None:
+            _set_numpy_hugepages(hugepages)
 
 
 def format_summary(summary: dict, src, out) -> str:

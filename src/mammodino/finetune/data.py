@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from mammodino.data.augment import GrayAugment
+from mammodino.data.batch_plan import EpochStream
 from mammodino.data.crops import TissueMap, sample_tissue_box
 from mammodino.data.dataset import sample_rng
 from mammodino.eval.embedding import fit_to_square, input_size, pad_to_square
@@ -28,6 +29,7 @@ from mammodino.models.preprocess import from_uint16, normalize
 from mammodino.train.loader import worker_init
 
 ASPECT = (3 / 4, 4 / 3)
+_EPOCH_STREAM = 11  # last seed word of the row permutation of each epoch
 
 
 def token_mask_for(size: int, patch: int, placement) -> np.ndarray:
@@ -103,7 +105,8 @@ class BatchPlan:
 
     ``balance="sampler"``: rows drawn with replacement, each class (multi-label: "any
     positive" vs none) equally likely -- a 2 %-positive task sees half positives. Otherwise
-    epochs of a seeded permutation of the rows, cut into consecutive batches.
+    epochs of a seeded permutation of the rows, cut into consecutive batches
+    (:class:`~mammodino.data.batch_plan.EpochStream`, as pretraining reads its streams).
     """
 
     def __init__(self, rows: np.ndarray, strata: np.ndarray, batch_size: int, seed: int, balance: str):
@@ -115,6 +118,8 @@ class BatchPlan:
         counts = {c: int((strata == c).sum()) for c in np.unique(strata)}
         w = np.array([1.0 / counts[c] for c in strata], dtype=np.float64)
         self.p = w / w.sum()
+        # the pretraining plan's epoch stream, with the seed words fine-tune runs have always used
+        self._stream = EpochStream(self.rows, (self.seed,), suffix_words=(_EPOCH_STREAM,))
 
     def batch_keys(self, step: int) -> list[tuple[int, int]]:
         """``[(position, row), ...]`` of step ``step``."""
@@ -123,18 +128,8 @@ class BatchPlan:
         if self.balanced:
             rng = np.random.default_rng([self.seed, int(step), 7])
             picks = rng.choice(n, size=b, replace=True, p=self.p)
-        else:
-            picks = np.empty(b, dtype=np.int64)
-            for j, pos in enumerate(positions):
-                epoch = int(pos // n)
-                picks[j] = self._perm(epoch)[pos % n]
-        return [(int(p), int(self.rows[k])) for p, k in zip(positions, picks)]
-
-    def _perm(self, epoch: int) -> np.ndarray:
-        cache = getattr(self, "_perm_cache", None)
-        if cache is None or cache[0] != epoch:
-            self._perm_cache = (epoch, np.random.default_rng([self.seed, epoch, 11]).permutation(len(self.rows)))
-        return self._perm_cache[1]
+            return [(int(p), int(self.rows[k])) for p, k in zip(positions, picks)]
+        return [(int(p), r) for p, r in zip(positions, self._stream.take(step * b, b))]
 
     def epochs(self, steps: int) -> float:
         return steps * self.batch_size / max(len(self.rows), 1)

@@ -65,6 +65,25 @@ def _device(pref: str) -> torch.device:
     return dev
 
 
+class _LossMeter:
+    """Mean loss and images/s since the last logged row (steps with a non-finite loss count
+    their images but not their loss)."""
+
+    def __init__(self):
+        self.t_last, self.seen, self.loss_sum, self.n_loss = time.perf_counter(), 0, 0.0, 0
+
+    def add(self, loss: torch.Tensor) -> None:
+        self.loss_sum += float(loss.detach())
+        self.n_loss += 1
+
+    def row(self, done: int, lr: float, backbone_grad: bool) -> dict:
+        now = time.perf_counter()
+        row = {"step": done, "loss": round(self.loss_sum / max(self.n_loss, 1), 6), "lr": lr,
+               "backbone_trained": bool(backbone_grad), "images_per_s": round(self.seen / max(now - self.t_last, 1e-9), 3)}
+        self.t_last, self.seen, self.loss_sum, self.n_loss = now, 0, 0.0, 0
+        return row
+
+
 class FineTuner:
     def __init__(self, encoder, cache, tasks: list[str], labels, out, cfg, *, random_init: bool = False,
                  arch: str | None = None, patch_size: int | None = None, which: str = "teacher",
@@ -220,35 +239,13 @@ class FineTuner:
 
         bar = tqdm(total=int(cfg.train.steps), initial=start, desc="finetune", unit="step", dynamic_ncols=True,
                    disable=not (self.progress and dist.is_main()), file=sys.stderr)
-        frozen = cfg.finetune.mode == "frozen"
-        t_last, seen, loss_sum, n_loss = time.perf_counter(), 0, 0.0, 0
+        meter = _LossMeter()
         nonfinite = 0
         try:
             for step in range(start, end):
-                lr = float(self.lr[step])
-                apply_schedules(self.optimizer, {"lr": lr, "last_layer_lr": lr, "wd": float(cfg.optim.weight_decay)})
-                torch.manual_seed(step_seed(cfg.train.seed, step, self.rank))
-                batch = next(batches)
-                self.train_module.train()
-                if frozen:
-                    self.model.backbone.eval()
-                x = batch["x"].to(self.device, non_blocking=True)
-                tm = batch["token_mask"].to(self.device, non_blocking=True)
-                y = batch["y"].to(self.device, non_blocking=True)
-                self.optimizer.zero_grad(set_to_none=True)
-                backbone_grad = not frozen and step >= self.warm_steps
-                with autocast(self.device, str(cfg.train.precision)):
-                    logits = self.train_module(x, tm, backbone_grad=backbone_grad)
-                loss = classification_loss(logits, y, self.ls.multilabel, self.class_weights,
-                                           float(cfg.optim.label_smoothing))
-                finite = bool(torch.isfinite(loss.detach()))
-                if finite:
-                    loss.backward()
-                    finite = all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in self.params)
-                flag = torch.tensor([1.0 if finite else 0.0], device=self.device)
-                dist.all_reduce_sum(flag)
+                lr, n_images, loss, backbone_grad, finite = self._forward_backward(step, batches)
                 done = step + 1
-                if flag.item() < self.world:
+                if not finite:
                     nonfinite += 1
                     log.write({"step": step, "skipped": "non-finite loss or gradient"})
                     if nonfinite >= 5:
@@ -257,37 +254,16 @@ class FineTuner:
                                         "saved checkpoint-last and stopped: lower optim.lr or check the data")
                 else:
                     nonfinite = 0
-                    if cfg.optim.clip_grad > 0:
-                        torch.nn.utils.clip_grad_norm_([p for p in self.params if p.grad is not None],
-                                                       float(cfg.optim.clip_grad))
-                    self.optimizer.step()
-                    loss_sum += float(loss.detach())
-                    n_loss += 1
-                seen += len(x) * self.world
+                    self._apply_gradients()
+                    meter.add(loss)
+                meter.seen += n_images * self.world
                 bar.update(1)
                 row = {}
                 if done % int(cfg.train.log_every) == 0 or done == end:
-                    now = time.perf_counter()
-                    row = {"step": done, "loss": round(loss_sum / max(n_loss, 1), 6), "lr": lr,
-                           "backbone_trained": bool(backbone_grad), "images_per_s": round(seen / max(now - t_last, 1e-9), 3)}
-                    t_last, seen, loss_sum, n_loss = now, 0, 0.0, 0
+                    row = meter.row(done, lr, backbone_grad)
                     bar.set_postfix(loss=f"{row['loss']:.3f}")
                 if has_val and (done % int(cfg.train.eval_every) == 0 or done == int(cfg.train.steps)):
-                    val = self._validate()
-                    row = {"step": done, **row, "val_score": val}
-                    best = state["best_score"]
-                    if np.isfinite(val) and (best is None or val > best + 1e-9):
-                        state.update(best_score=float(val), best_step=done, bad_evals=0)
-                        self._save_best(done, float(val))
-                    else:
-                        state["bad_evals"] = int(state["bad_evals"]) + 1
-                    row["best_val_score"] = state["best_score"]
-                    patience = int(cfg.train.patience)
-                    if patience and state["bad_evals"] >= patience:
-                        state["stopped"] = True
-                        if dist.is_main():
-                            self.log(f"\nearly stop at step {done}: validation score has not improved for "
-                                     f"{patience} evaluations (best {state['best_score']:.4f} at step {state['best_step']})")
+                    row = self._validation_row(done, row, state)
                 if row:
                     log.write(row)
                 if done % int(cfg.train.checkpoint_every) == 0 or done == end or state["stopped"]:
@@ -297,6 +273,61 @@ class FineTuner:
         finally:
             bar.close()
             del batches
+
+    def _forward_backward(self, step: int, batches):
+        """Schedules, reseed, the step's batch, loss and gradients, and whether every rank's
+        loss and gradients are finite. Returns ``(lr, images, loss, backbone_trained, finite)``."""
+        cfg = self.cfg
+        frozen = cfg.finetune.mode == "frozen"
+        lr = float(self.lr[step])
+        apply_schedules(self.optimizer, {"lr": lr, "last_layer_lr": lr, "wd": float(cfg.optim.weight_decay)})
+        torch.manual_seed(step_seed(cfg.train.seed, step, self.rank))
+        batch = next(batches)
+        self.train_module.train()
+        if frozen:
+            self.model.backbone.eval()
+        x = batch["x"].to(self.device, non_blocking=True)
+        tm = batch["token_mask"].to(self.device, non_blocking=True)
+        y = batch["y"].to(self.device, non_blocking=True)
+        self.optimizer.zero_grad(set_to_none=True)
+        backbone_grad = not frozen and step >= self.warm_steps
+        with autocast(self.device, str(cfg.train.precision)):
+            logits = self.train_module(x, tm, backbone_grad=backbone_grad)
+        loss = classification_loss(logits, y, self.ls.multilabel, self.class_weights,
+                                   float(cfg.optim.label_smoothing))
+        finite = bool(torch.isfinite(loss.detach()))
+        if finite:
+            loss.backward()
+            finite = all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in self.params)
+        flag = torch.tensor([1.0 if finite else 0.0], device=self.device)
+        dist.all_reduce_sum(flag)
+        return lr, len(x), loss, backbone_grad, not flag.item() < self.world
+
+    def _apply_gradients(self) -> None:
+        if self.cfg.optim.clip_grad > 0:
+            torch.nn.utils.clip_grad_norm_([p for p in self.params if p.grad is not None],
+                                           float(self.cfg.optim.clip_grad))
+        self.optimizer.step()
+
+    def _validation_row(self, done: int, row: dict, state: dict) -> dict:
+        """Score the validation split: keep the best weights, count evaluations without
+        improvement and set ``state["stopped"]`` at ``train.patience`` of them."""
+        val = self._validate()
+        row = {"step": done, **row, "val_score": val}
+        best = state["best_score"]
+        if np.isfinite(val) and (best is None or val > best + 1e-9):
+            state.update(best_score=float(val), best_step=done, bad_evals=0)
+            self._save_best(done, float(val))
+        else:
+            state["bad_evals"] = int(state["bad_evals"]) + 1
+        row["best_val_score"] = state["best_score"]
+        patience = int(self.cfg.train.patience)
+        if patience and state["bad_evals"] >= patience:
+            state["stopped"] = True
+            if dist.is_main():
+                self.log(f"\nearly stop at step {done}: validation score has not improved for "
+                         f"{patience} evaluations (best {state['best_score']:.4f} at step {state['best_step']})")
+        return row
 
     # ------------------------------------------------------------------ outputs
     def _finish(self, state: dict, has_val: bool) -> dict:

@@ -201,7 +201,18 @@ def _largest_component(mask: np.ndarray) -> np.ndarray | None:
     if n <= 1:
         return None
     largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    return ndi.binary_fill_holes(labels == largest)
+    return fill_holes(labels == largest)
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``scipy.ndimage.binary_fill_holes`` (4-connected background) by one OpenCV flood fill
+    from a 1-px frame: the same result at ~10x the speed (it ran twice per image, 20 % of
+    the segmentation)."""
+    h, w = mask.shape
+    outside = np.zeros((h + 2, w + 2), np.uint8)
+    outside[1:-1, 1:-1] = mask.astype(bool)
+    cv2.floodFill(outside, None, (0, 0), 2, flags=4)
+    return outside[1:-1, 1:-1] != 2
 
 
 def _snap_to_skin_line(small: np.ndarray, generous: np.ndarray, inside: np.ndarray) -> np.ndarray | None:

@@ -16,6 +16,7 @@ Patients: the DDSM case id (``A_0040`` of ``A_0040_1.RIGHT_MLO``); one film per 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,8 @@ def _root(labels) -> Path:
         if len(labels) != 1:
             raise UserError(f"task ddsm-percent-density: give one ddsm_tissue folder, got {len(labels)}")
         labels = labels[0]
+    if not isinstance(labels, (str, os.PathLike)):  # e.g. an array from the old spearman_score call
+        raise TypeError(f"task ddsm-percent-density: the ddsm_tissue folder must be a path, got {type(labels).__name__}")
     return Path(labels)
 
 
@@ -88,6 +91,9 @@ def spearman_score(fs, root, cache=None, n_boot: int = 1000, seed: int = 0) -> d
     private key file, as every task is: the cache itself carries no file names)."""
     from mammodino.eval.join import join_labels
 
+    if not hasattr(fs, "features"):  # the old call shape spearman_score(features, stems, root)
+        raise TypeError("spearman_score(fs, root, cache=None): fs is a FeatureSet (embed_cache's result), "
+                        f"got {type(fs).__name__}")
     pds = percent_density(root)
     stems = list(pds)
     table = TaskLabels("ddsm-percent-density", stems,
