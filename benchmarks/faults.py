@@ -20,7 +20,12 @@ Scenarios (each timed):
   partial files left, whether the same command completes the job afterwards.
 - ``inputs``: round two -- crafted weight files through every loader, an existing file as
   every writer's output, 25 hostile caches (tests/support/cache_faults.py) through embed and
-  pretrain in subprocesses: clear errors, tracebacks, hangs, planted-secret bytes, peak RSS.
+  pretrain in subprocesses: clear errors, tracebacks, hangs, planted-secret bytes, peak RSS;
+  then (tests/support/input_faults.py) hostile label tables, a ~200 MB RSNA-like table
+  streamed and loaded and a 1 GB one with a bad value at line 1000 (peak RSS), DICOM headers
+  declaring huge Rows/Columns/NumberOfFrames (index, attention), file and folder names that
+  are not UTF-8 (index, with planted patient strings), folders of PNG / non-DICOM files
+  given to attention.
 - ``nan``: NaN / inf injected into training batches (``support.tamper.tampered_batches``, outside ``pretrain``): steps
   skipped, how the run ends, whether the saved state is finite.
 
@@ -376,6 +381,7 @@ def scenario_inputs(work: Path, cache: Path, args) -> dict:
             results.append(o)
             print(f"  {o.verdict:9s} {command:8s} {name:34s} {o.seconds:5.1f} s  secret {o.secret_bytes} B  "
                   f"{o.peak_rss_mb} MiB  {o.message[:110]}", flush=True)
+    more = _more_inputs(work, args)
     by = __import__("collections").Counter(o.verdict for o in results)
     rss = {}
     for o in results:
@@ -387,7 +393,141 @@ def scenario_inputs(work: Path, cache: Path, args) -> dict:
     return {"weights": weights, "outs": outs, "cache_runs": len(results), "cache_cases": len(cf.MANIFEST_CASES),
             "verdicts": dict(by), "tracebacks": by.get("traceback", 0) + len(weights["raw_error"]) + outs["traceback"],
             "hangs": by.get("hang", 0), "secret_bytes": sum(o.secret_bytes for o in results),
-            "peak_rss_mb_per_command": rss, "unexpected": unexpected, "s": round(time.perf_counter() - t0, 1)}
+            "peak_rss_mb_per_command": rss, "unexpected": unexpected, "more": more,
+            "s": round(time.perf_counter() - t0, 1)}
+
+
+def _verdict(res) -> tuple[str, str]:
+    from support import cache_faults as cf
+
+    return cf.classify(res)
+
+
+def _mb(res) -> float | None:
+    return None if res.peak_rss_bytes is None else round(res.peak_rss_bytes / 2**20, 1)
+
+
+def _more_inputs(work: Path, args) -> dict:
+    """Round two, second part: label tables (hostile ones in process; a ~200 MB RSNA-like one
+    streamed and loaded, a 1 GB one with a bad value near the top: peak RSS in
+    subprocesses), DICOM headers declaring huge sizes (index and attention), names that are
+    not UTF-8 (index), folders of non-DICOM files (attention). One figures dict per group:
+    cases, clear, ok, tracebacks, hangs, planted-name bytes found, peak RSS."""
+    import contextlib
+    import io
+
+    import numpy as np
+
+    from mammodino.errors import UserError
+    from mammodino.eval.tasks import load_task
+    from support import input_faults as inf
+    from support import procs
+
+    groups = {}
+
+    def group(name):
+        return groups.setdefault(name, {"cases": 0, "clear": 0, "ok": 0, "traceback": 0, "hang": 0, "other": 0,
+                                        "phi_bytes": 0, "peak_rss_mb": 0.0, "not_as_expected": [], "s": 0.0})
+
+    def count(g, name, verdict, expected, message, rss=None, phi=0, seconds=0.0):
+        g["cases"] += 1
+        g[verdict if verdict in g else "other"] += 1
+        g["phi_bytes"] += phi
+        g["s"] = round(g["s"] + seconds, 1)
+        if rss is not None:
+            g["peak_rss_mb"] = max(g["peak_rss_mb"], rss)
+        ok = verdict == expected or (expected == "either" and verdict in ("ok", "clear"))
+        if not ok:
+            g["not_as_expected"].append(f"{name}: {verdict}: {message[:160]}")
+        print(f"  {verdict:9s} {name:52s} {seconds:6.1f} s  {rss if rss is not None else '-':>7} MiB  phi {phi} B  "
+              f"{message[:110]}", flush=True)
+
+    # -- label tables, hostile (in process: every one a UserError)
+    g = group("label tables: hostile")
+    for name, path in inf.hostile_tables(work / "tables").items():
+        t1 = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            try:
+                load_task("rsna-cancer", path)
+                verdict, message = "ok", "loaded"
+            except UserError as exc:
+                verdict, message = "clear", str(exc)
+            except BaseException as exc:  # noqa: BLE001 - the finding
+                verdict, message = "traceback", f"{type(exc).__name__}: {exc}"
+        count(g, name, verdict, "clear", message, seconds=time.perf_counter() - t1)
+
+    # -- label tables, large (subprocesses, peak RSS)
+    g = group("label tables: large")
+    t1 = time.perf_counter()
+    big = work / "tables" / "rsna-200MB.csv"
+    n_big = inf.write_rsna_table(big, args.table_mb * 10**6)
+    huge = work / "tables" / "rsna-1GB-bad-line-1000.csv"
+    inf.write_rsna_table(huge, args.bad_table_mb * 10**6, bad_at_line=1000, bad_value="yes")
+    g["tables"] = {"rows_of_big": n_big, "big_mb": round(big.stat().st_size / 1e6), "bad_mb": round(huge.stat().st_size / 1e6),
+                   "write_s": round(time.perf_counter() - t1, 1)}
+    base = procs.run([sys.executable, "-c", "import mammodino.eval.tasks"], env=procs.quiet_env(), peak_rss=True)
+    g["tables"]["baseline_rss_mb"] = _mb(base)
+    for mode, path, expected, label in (("stream", big, "ok", f"{g['tables']['big_mb']} MB table, read_table streamed"),
+                                        ("load", big, "ok", f"{g['tables']['big_mb']} MB table, load_task"),
+                                        ("load", huge, "clear", f"{g['tables']['bad_mb']} MB table, bad value line 1000")):
+        res = inf.run_table(mode, path, timeout=1800)
+        verdict, message = _verdict(res)
+        count(g, label, verdict, expected, message if verdict != "ok" else res.stdout.strip().replace("\n", "; "),
+              rss=_mb(res), seconds=res.seconds)
+        g["tables"][f"{mode} {path.name}"] = {"rss_mb": _mb(res), "s": round(res.seconds, 1), "verdict": verdict}
+    g["tables"]["bytes_per_labelled_row"] = round(
+        (g["tables"][f"load {big.name}"]["rss_mb"] - g["tables"]["baseline_rss_mb"]) * 2**20 / max(n_big, 1))
+
+    # -- DICOM headers declaring huge sizes: index (workers 2) and attention on each
+    g = group("DICOM headers: huge Rows/Columns/NumberOfFrames")
+    cases = inf.huge_dicoms(work / "huge-dicom")
+    res = procs.run(inf.index_cmd(work / "huge-dicom", work / "huge-dicom-cache"), env=procs.quiet_env(), timeout=600,
+                    peak_rss=True)
+    verdict, message = _verdict(res)
+    rows = (work / "huge-dicom-cache" / "manifest.csv").read_text().splitlines()[1:] if verdict == "ok" else []
+    ok_rows = sum(1 for r in rows if ",ok," in r)
+    refused = sum(1 for r in rows if "too large" in r or "truncated pixel data" in r)
+    if verdict == "ok" and (ok_rows or refused != len(cases)):
+        verdict, message = "other", f"{ok_rows} ok rows, {refused} of {len(cases)} refused for size"
+    count(g, f"index: {len(cases)} files/series", verdict, "ok", message + f" ({refused} refused for size)",
+          rss=_mb(res), seconds=res.seconds)
+    for name, path in cases.items():
+        out = work / "huge-dicom-att" / str(abs(hash(name)))
+        target = path if path.is_file() else sorted(path.glob("*.dcm"))[0]
+        res = procs.run(inf.attention_cmd(target, out), env=procs.quiet_env(), timeout=300, peak_rss=True)
+        verdict, message = _verdict(res)
+        count(g, f"attention: {name}", verdict, "clear", message, rss=_mb(res), seconds=res.seconds)
+
+    # -- names that are not valid UTF-8: index, workers 1 and 2, then resumed
+    g = group("names not valid UTF-8 (index)")
+    from support.dicom_files import write_mammo_dicom
+
+    yy, xx = np.mgrid[0:200, 0:150]
+    breast = np.where(((yy - 100) / 80.0) ** 2 + (xx / 110.0) ** 2 <= 1, 2500 + (xx * 7) % 900, 0).astype(np.uint16)
+    good = write_mammo_dicom(work / "names-seed.dcm", breast, patient_id="ANON-1")
+    src = inf.bad_name_tree(work / "names-src", good)
+    for workers, cache_name, label in ((1, "names-cache-1", "index --workers 1"), (2, "names-cache-2", "index --workers 2"),
+                                       (2, "names-cache-2", "index --workers 2 again (resume)")):
+        cache = work / cache_name
+        res = procs.run(inf.index_cmd(src, cache, workers), env=procs.quiet_env(), timeout=600, peak_rss=True)
+        verdict, message = _verdict(res)
+        rows = (cache / "manifest.csv").read_text(encoding="utf-8").splitlines()[1:] if verdict == "ok" else []
+        if verdict == "ok" and len(rows) != inf.BAD_NAME_SOURCES:
+            verdict, message = "other", f"{len(rows)} manifest rows for {inf.BAD_NAME_SOURCES} sources"
+        count(g, label, verdict, "ok", message, rss=_mb(res), phi=inf.planted_bytes(res.stdout + res.stderr, cache),
+              seconds=res.seconds)
+
+    # -- attention given folders of PNGs / non-DICOM files
+    g = group("attention: folders and non-DICOM files")
+    for name, (target, expected) in inf.attention_folders(work / "att-inputs").items():
+        out = work / "att-out" / str(abs(hash(name)))
+        res = procs.run(inf.attention_cmd(target, out), env=procs.quiet_env(), timeout=300, peak_rss=True)
+        verdict, message = _verdict(res)
+        if verdict == "ok" and not list(out.glob("*_attention.png")):
+            verdict, message = "other", "exit 0 without an attention PNG"
+        count(g, name, verdict, expected, message, rss=_mb(res), phi=inf.planted_bytes(res.stdout + res.stderr, out),
+              seconds=res.seconds)
+    return groups
 
 
 # --------------------------------------------------------------------------- table
@@ -436,6 +576,16 @@ def figures_table(fig: dict) -> str:
                      f"{v['verdicts']}; tracebacks {v['tracebacks']}, hangs {v['hangs']}, secret bytes found "
                      f"{v['secret_bytes']}; peak RSS {v['peak_rss_mb_per_command']} MiB; unexpected {v['unexpected']}",
                      str(v["s"])))
+        for name, m in v.get("more", {}).items():
+            extra = ""
+            if "tables" in m:
+                t = m["tables"]
+                extra = "; " + ", ".join(f"{k}: {b['rss_mb']} MiB {b['s']} s" for k, b in t.items() if isinstance(b, dict)) \
+                    + f"; baseline {t['baseline_rss_mb']} MiB; {t['bytes_per_labelled_row']} B per labelled row"
+            rows.append((name, f"{m['cases']} cases: {m['clear']} clear errors, {m['ok']} handled (exit 0), "
+                         f"{m['traceback']} tracebacks, {m['hang']} hangs, {m['other']} other; planted-name bytes "
+                         f"{m['phi_bytes']}; peak RSS {m['peak_rss_mb']} MiB; not as expected {m['not_as_expected']}{extra}",
+                         str(m["s"])))
     return "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows[:1] + [("---", "---", "---")] + rows[1:])
 
 
@@ -443,6 +593,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--only", default="kill,fuzz,config,disk,nan,inputs")
     p.add_argument("--input-commands", default="embed,pretrain", help="commands run on each hostile cache")
+    p.add_argument("--table-mb", type=int, default=200, help="size of the large label table (inputs)")
+    p.add_argument("--bad-table-mb", type=int, default=1000, help="size of the table with a bad value at line 1000")
     p.add_argument("--kills", type=int, default=8)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--mutants", type=int, default=1500)

@@ -86,3 +86,63 @@ def test_a_dicom_prepared_for_attention_is_what_index_caches(rsna_dir, tmp_path)
     mask = np.load(tmp_path / "cache" / row["mask_file"])
     src = prepare_dicom(dcm)
     assert np.array_equal(src.image, from_uint16(cached)) and np.array_equal(src.mask, mask)
+
+
+def _png_header_only(path, h, w, bit_depth=16):
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, bit_depth, 0, 0, 0, 0))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def test_a_folder_of_pngs_is_read_image_by_image(tmp_path, capsys):
+    import cv2
+
+    folder = tmp_path / "pngs"
+    (folder / "sub").mkdir(parents=True)
+    img = np.zeros((120, 90), np.uint16)
+    img[10:110, :60] = 40000
+    cv2.imwrite(str(folder / "MRN12345_DOE.png"), img)
+    import tifffile
+
+    tifffile.imwrite(folder / "sub" / "b.tif", (img >> 8).astype(np.uint8))
+    (folder / "notes.txt").write_text("a note")  # ignored like index ignores it
+    (folder / "junk.png").write_bytes(b"not a png at all")
+    _png_header_only(folder / "huge.png", 60000, 60000)  # refused from its header, never decoded
+    srcs = resolve_inputs([str(folder)])
+    assert len(srcs) == 2 and all(s.name.startswith("file-") and s.image.dtype == np.float32 for s in srcs)
+    assert srcs[0].image.max() <= 1 and srcs[0].mask.any()
+    err = capsys.readouterr().err
+    assert "skipped 2 of 4 files" in err and "too large" in err and "not a PNG" in err
+
+
+def test_attention_given_folders_of_non_images_is_a_clear_error(tmp_path, capsys):
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "a.dcm").write_bytes(b"not dicom" * 20)
+    (junk / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    (junk / "c.jpg").write_bytes(b"\xff\xd8\xff\xd9")
+    with (junk / "d.npy").open("wb") as fh:  # header: 80 GB
+        np.lib.format.write_array_header_1_0(fh, {"descr": "<u2", "fortran_order": False, "shape": (200_000, 200_000)})
+        fh.write(b"\0" * 64)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "readme.txt").write_text("nothing here")
+    for folder, what in ((junk, "no readable image among its 4 files"), (empty, "no readable image among its 0 files")):
+        rc = main(["attention", "--random-init", "--arch", "tiny", "--patch-size", "16", "--resolution", "32",
+                   str(folder), "--out", str(tmp_path / f"out-{folder.name}")])
+        err = capsys.readouterr().err
+        assert rc == 2 and err.startswith("error:") and what in err and "Traceback" not in err, err
+    for single, what in ((junk / "d.npy", "NPY"), (junk / "b.png", "PNG"), (junk / "a.dcm", "DICOM")):
+        with pytest.raises(UserError, match=what):
+            resolve_inputs([str(single)])
+    import os
+
+    os.mkfifo(tmp_path / "fifo.png")
+    with pytest.raises(UserError, match="not a regular file"):  # and does not block on it
+        resolve_inputs([str(tmp_path / "fifo.png")])

@@ -107,3 +107,43 @@ def test_memory_does_not_grow_with_the_table(tmp_path):
     n, grown_mb = out.stdout.split()
     assert int(n) == 300_000
     assert float(grown_mb) < 5, grown_mb  # a whole-file read grew by ~19x the 20 MB file
+
+
+LOAD = """
+import resource, sys
+from mammodino.eval.tasks import load_task
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+task = load_task("rsna-cancer", sys.argv[1])
+print(len(task.rows), task.n_table_rows, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)
+"""
+
+
+def test_a_loaded_task_holds_a_small_row_per_labelled_row_and_reads_the_file_once(tmp_path):
+    path = tmp_path / "big.csv"
+    with path.open("w") as fh:
+        fh.write(RSNA_HEAD)
+        for i in range(300_000):
+            fh.write(f"2,{10000 + i // 4},{i}000,{'LR'[i % 2]},{('CC', 'MLO')[i % 2]},61,{i % 2},{'ABCD'[i % 4]}\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    out = subprocess.run([sys.executable, "-c", LOAD, str(path)], capture_output=True, text=True, check=True, env=env)
+    n, n_table, grown_mb = out.stdout.split()
+    assert int(n) == int(n_table) == 300_000
+    assert float(grown_mb) < 300_000 * 300 / 2**20, grown_mb  # slotted rows, interned texts: ~170 B a row
+
+
+def test_a_bad_value_near_the_top_of_a_big_table_fails_before_reading_the_rest(tmp_path, monkeypatch):
+    from mammodino.eval.tasks import base
+
+    path = _rsna(tmp_path, ["2,10006,1,L,CC,61,0,\n", "2,10006,2,L,MLO,61,maybe,\n"] + ["2,10007,3,R,CC,60,1,\n"] * 50_000)
+    seen = []
+    real = base.TableRows.__iter__
+
+    def counting(self):
+        for row in real(self):
+            seen.append(row.line)
+            yield row
+
+    monkeypatch.setattr(base.TableRows, "__iter__", counting)
+    with pytest.raises(UserError, match=r"line 3: column 'cancer' has the value 'maybe'"):
+        load_task("rsna-cancer", path)
+    assert seen == [2, 3]

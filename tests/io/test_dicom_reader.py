@@ -316,3 +316,47 @@ def test_secondary_capture_film_8_12_16_bit_without_window_uses_the_data_range(t
     assert img.pixels.min() == pytest.approx(0.0, abs=1e-6) and img.pixels.max() == pytest.approx(1.0, abs=1e-6)
     assert img.pixels[30, 10] == pytest.approx((top // 2 - top // 20) / (top - top // 20), abs=1e-3)
     assert (img.meta["laterality"], img.meta["view"], img.meta["patient_id"]) == ("R", "MLO", "P_00042")
+
+
+@pytest.mark.parametrize("tags, reason", [
+    ({"Rows": 65535, "Columns": 65535}, "too large: 1 x 65535 x 65535"),
+    ({"Rows": 65535, "Columns": 65535, "NumberOfFrames": "2147483647"}, "too large: 2147483647 x 65535 x 65535"),
+    ({"NumberOfFrames": "2147483647"}, "too large: 2147483647 x 8 x 8"),
+    ({"Rows": 14000, "Columns": 14000}, "truncated pixel data"),  # under the pixel limit: the data is too short
+    ({"Rows": 14000, "Columns": 14000, "NumberOfFrames": "2"}, "too large: 2 x 14000 x 14000"),
+])
+def test_huge_declared_sizes_are_refused_before_any_allocation(tmp_path, tags, reason):
+    import tracemalloc
+
+    path = write_mammo_dicom(tmp_path / "big.dcm", _ramp())
+    ds = pydicom.dcmread(path)
+    for k, v in tags.items():
+        setattr(ds, k, v)
+    ds.save_as(path, enforce_file_format=True)
+    tracemalloc.start()
+    try:
+        with pytest.raises(SkipFile, match=reason):
+            read_dicom(path, dtype=np.uint16)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20e6, peak  # the header claims up to 9e18 bytes; nothing near it is allocated
+
+
+def test_a_slice_series_declaring_huge_slices_is_refused_before_stacking(tmp_path):
+    import tracemalloc
+
+    paths = write_dbt_series(tmp_path / "series", np.stack([_ramp() for _ in range(4)]))
+    for p in paths:
+        ds = pydicom.dcmread(p)
+        ds.Rows, ds.Columns = 9000, 9000  # 81 M pixels per slice: each under the limit, the series over it
+        ds.PixelData = b"\0" * 128
+        ds.save_as(p, enforce_file_format=True)
+    tracemalloc.start()
+    try:
+        with pytest.raises(SkipFile, match="too large|truncated"):
+            read_dicom_series(paths, dtype=np.uint16)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20e6, peak

@@ -19,7 +19,7 @@ HELP = "Last-layer CLS attention maps overlaid on mammograms, as PNG."
 
 def add_arguments(p) -> None:
     p.add_argument("paths", nargs="+", metavar="PATH",
-                   help="CHECKPOINT IMAGE... (with --random-init: IMAGE...). IMAGE: DICOM, .npy/.png, or an id/stem of --cache")
+                   help="CHECKPOINT IMAGE... (with --random-init: IMAGE...). IMAGE: DICOM, .npy/.png/.tif/.jpg, a folder of them, or an id/stem of --cache")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder for the PNGs")
     p.add_argument("--resolution", type=int, default=448, help="square input side (default 448)")
     p.add_argument("--cache", default=None, help="cache folder for IMAGE given as id or stem")
@@ -39,7 +39,7 @@ def run(args) -> int:
     import torch
 
     from mammodino.errors import UserError
-    from mammodino.eval.attention import render_attention, resolve_inputs
+    from mammodino.eval.attention import iter_inputs, render_attention
     from mammodino.models.loading import load_backbone
 
     if args.random_init:
@@ -59,7 +59,7 @@ def run(args) -> int:
     model = model.to(device)
     out = Path(args.out)
     stats = []
-    for src in resolve_inputs(images, args.cache):
+    for src in iter_inputs(images, args.cache):
         mean_png, heads_png, s = render_attention(model, src, out, args.resolution, args.alpha, device)
         stats.append(s)
         print(f"{mean_png}  {heads_png}  ({s['attention_on_tissue']:.0%} of the attention on tissue, "

@@ -17,6 +17,10 @@ Rules (documented in docs/ingest.md):
   the files have different ImagePositionPatient. Only a few header tags are read for this.
   Several single-frame FFDM images of one series (RSNA keeps a patient's 4 views in one
   series) stay separate images.
+- Names that are not valid UTF-8 (Linux file names are bytes): the file is read through its
+  real name, but every text made from the name (``rel``, ``stem``: what is hashed into the
+  id and written to the key file) shows the undecodable bytes as ``\\xNN``
+  (:func:`name_text`), so nothing downstream meets a lone surrogate.
 """
 
 from __future__ import annotations
@@ -59,6 +63,16 @@ class WalkStats:
     ignored_by_extension: dict = field(default_factory=dict)
 
 
+def name_text(name: str) -> str:
+    """``name`` as valid UTF-8 text: a file name holding bytes that are not UTF-8 reaches
+    Python with lone surrogates (``surrogateescape``); those bytes become ``\\xNN``."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def classify(name: str) -> str:
     """'ignore' | 'image' | 'dicom' for a file name."""
     if name.startswith(".") or name in IGNORED_NAMES:
@@ -91,11 +105,11 @@ def iter_sources(src, exclude=(), stats: WalkStats | None = None, is_done=None):
     stack = [src]
     while stack:
         folder = stack.pop()
-        rel_dir = folder.relative_to(src).as_posix()
+        rel_dir = name_text(folder.relative_to(src).as_posix())
         try:
             st = os.stat(folder)
         except OSError as exc:
-            yield Source(rel_dir, (), folder.name, "error", f"cannot read directory ({exc.strerror or exc})")
+            yield Source(rel_dir, (), name_text(folder.name), "error", f"cannot read directory ({exc.strerror or exc})")
             continue
         key = (st.st_dev, st.st_ino)
         if key in visited or key in excluded:
@@ -105,12 +119,12 @@ def iter_sources(src, exclude=(), stats: WalkStats | None = None, is_done=None):
             with os.scandir(folder) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as exc:
-            yield Source(rel_dir, (), folder.name, "error", f"cannot read directory ({exc.strerror or exc})")
+            yield Source(rel_dir, (), name_text(folder.name), "error", f"cannot read directory ({exc.strerror or exc})")
             continue
         dicoms: list[tuple[str, str]] = []
         subdirs: list[Path] = []
         for entry in entries:
-            rel = entry.name if rel_dir == "." else f"{rel_dir}/{entry.name}"
+            rel = name_text(entry.name) if rel_dir == "." else f"{rel_dir}/{name_text(entry.name)}"
             try:
                 if entry.is_dir(follow_symlinks=True):
                     if entry.name.startswith("."):  # .git, .Trash-1000, .snapshot, .ipynb_checkpoints,
@@ -156,6 +170,7 @@ def _special_kind(path: str) -> str:
 
 
 def _stem(name: str) -> str:
+    name = name_text(name)
     base, ext = os.path.splitext(name)
     # '1.2.840.113619.2.55.3.1' is a UID, not a stem with extension '.1'
     return name if (ext[1:].isdigit() and base.replace(".", "").isdigit()) else base
@@ -194,7 +209,7 @@ def _group_dicoms(rel_dir: str, folder: Path, files: list[tuple[str, str]], is_d
         rel = rel_dir if len(volumes) == 1 else f"{rel_dir}#{hashlib.sha1(uid.encode()).hexdigest()[:8]}"
         if is_done(rel):
             continue
-        yield Source(rel, tuple(p for _, p, _ in members), folder.name, "series")
+        yield Source(rel, tuple(p for _, p, _ in members), name_text(folder.name), "series")
 
 
 def _light_header(path: str) -> dict | None:

@@ -31,7 +31,7 @@ from mammodino import atomic
 from mammodino.data import qc
 from mammodino.data.cache import MANIFEST_NAME, image_relpath, mask_relpath
 from mammodino.data.cache_settings import check_or_record
-from mammodino.data.index_walk import Source, WalkStats, iter_sources
+from mammodino.data.index_walk import Source, WalkStats, iter_sources, name_text
 from mammodino.data.manifest_writer import DoneSet, ManifestWriter, repair_tail
 from mammodino.data.prepare import prepare_image
 from mammodino.errors import SkipFile, UserError
@@ -225,6 +225,8 @@ class _Recorder:
         self.keys, self.writer = keys, writer
 
     def record(self, row: dict) -> None:
+        # a reader's error text may quote a path whose name is not UTF-8 (lone surrogates)
+        row = {k: name_text(v) if isinstance(v, str) else v for k, v in row.items()}
         self.keys.add(row["id"], row.get("source", ""), row.get("stem", ""))
         self.writer.write(private_row(row, self.keep_source))
         counts = self.counts
@@ -277,6 +279,7 @@ def _run_tasks(tasks, opts: IndexOptions, workers: int, record) -> None:
 
 
 def format_summary(summary: dict, src, out) -> str:
+    src, out = name_text(str(src)), name_text(str(out))
     lines = [f"indexed {src} -> {out} in {summary['seconds']:.1f} s: {summary['ok']} ok, "
              f"{summary['skipped']} skipped, {summary['already_done']} already done, "
              f"{summary['ignored']} ignored by extension"]

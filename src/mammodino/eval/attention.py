@@ -10,12 +10,16 @@ together with the breast outline (contour of the tissue mask).
 Inputs: DICOM files (read, segmented, cropped to the breast and put in canonical
 orientation the way ``mammodino index`` does), cached images (``--cache DIR`` + manifest
 id or file stem, or a ``.npy`` from a cache's images/ folder, whose mask is used), or any
-``.npy`` / PNG / TIFF image.
+``.npy`` / PNG / TIFF / JPEG image (through the indexer's image reader: sizes checked from
+the header before decoding), or a folder of such files (its readable images, sorted;
+files that are not images are counted and skipped, and a folder with none is an error).
 """
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +32,7 @@ from mammodino.data.prepare import prepare_image
 from mammodino.errors import SkipFile, UserError
 from mammodino.eval.embedding import fit_to_square, input_size, pad_to_square
 from mammodino.io.dicom_reader import read_dicom
+from mammodino.io.image_reader import read_image
 from mammodino.models.preprocess import from_uint16, normalize
 from mammodino.pixels import to_unit_float
 from mammodino.privacy import load_key_for_cache
@@ -77,51 +82,136 @@ def prepare_dicom(path: Path, long_side: int = DISPLAY_LONG_SIDE) -> SourceImage
     """The indexer's own preparation (:func:`mammodino.data.prepare.prepare_image`, default
     margin, long side ``long_side``; DBT: the middle slice), as [0, 1] pixels."""
     try:
-        mi = read_dicom(path, dtype=np.uint16)  # as the indexer reads it
-        prep = prepare_image(mi, long_side, CROP_MARGIN, view=mi.meta.get("view") or None, slices="middle")
+        return _prepared_dicom(path, long_side)
     except SkipFile as exc:
-        raise UserError(f"{path}: {exc.reason}") from exc
+        raise UserError(f"{_shown(path)}: {exc.reason}") from exc
+
+
+def _prepared_dicom(path: Path, long_side: int = DISPLAY_LONG_SIDE) -> SourceImage:
+    mi = read_dicom(path, dtype=np.uint16)  # as the indexer reads it
+    prep = prepare_image(mi, long_side, CROP_MARGIN, view=mi.meta.get("view") or None, slices="middle")
     return SourceImage(_public_name(path), from_uint16(prep.pixels), prep.mask)
 
 
+IMAGE_SUFFIXES = {".png", ".tif", ".tiff", ".jpg", ".jpeg"}
+MAX_FOLDER_FILES = 10_000  # files looked at in one folder argument
+
+
+def _read_npy_checked(p: Path) -> np.ndarray:
+    """A .npy through the image reader's header checks (dtype, shape, size vs memory), as stored."""
+    from mammodino.io.dicom_reader import DEFAULT_MAX_PIXELS
+    from mammodino.io.image_reader import _read_npy
+
+    return _read_npy(p, DEFAULT_MAX_PIXELS)
+
+
+def _from_file(p: Path) -> SourceImage:
+    """One image file -> SourceImage; SkipFile (the reason) when it is not a readable image."""
+    suffix = p.suffix.lower()
+    if suffix == ".npy":
+        arr = _read_npy_checked(p)
+        arr = arr[arr.shape[0] // 2] if arr.ndim == 3 else arr
+        mask_path = p.parent.parent.parent / "masks" / p.parent.name / p.name
+        img = _to_unit(arr)
+        mask = None
+        if mask_path.is_file():
+            try:
+                mask = _read_npy_checked(mask_path)
+            except SkipFile:
+                mask = None
+            if mask is not None and mask.shape != img.shape:
+                mask = None
+        mask = _mask_of(img) if mask is None else mask
+        return SourceImage(_safe_name(p.stem), img, mask.astype(np.uint8))  # cache files: named by id
+    if suffix in IMAGE_SUFFIXES:
+        mi = read_image(p, dtype="float32")  # header-checked, grey, bit depth and polarity as index reads them
+        img = mi.pixels[mi.pixels.shape[0] // 2] if mi.pixels.ndim == 3 else mi.pixels
+        img = np.ascontiguousarray(img, dtype=np.float32)
+        return SourceImage(_public_name(p), img, _mask_of(img))
+    return _prepared_dicom(p)
+
+
+def _shown(p: Path) -> str:
+    """A path for a message: bytes that are not UTF-8 shown as \\xNN."""
+    from mammodino.data.index_walk import name_text
+
+    return name_text(str(p))
+
+
+def _folder_files(folder: Path) -> list[Path]:
+    """Regular, non-hidden files under ``folder`` (recursively, sorted), at most MAX_FOLDER_FILES."""
+    from mammodino.data.index_walk import classify
+
+    files = []
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(names):
+            path = Path(root) / name
+            if classify(name) == "ignore" or not path.is_file():
+                continue
+            files.append(path)
+            if len(files) > MAX_FOLDER_FILES:
+                raise UserError(f"{_shown(folder)}: more than {MAX_FOLDER_FILES:,} files; attention draws a few "
+                                "images: name them, or a smaller folder")
+    return files
+
+
+def _from_folder(folder: Path):
+    """The folder's readable images one at a time (a folder of many images is never held
+    whole in memory)."""
+    files = _folder_files(folder)
+    n_ok, reasons = 0, {}
+    for path in files:
+        try:
+            image = _from_file(path)
+        except SkipFile as exc:
+            reasons[exc.reason] = reasons.get(exc.reason, 0) + 1
+            continue
+        n_ok += 1
+        yield image
+    why = "; ".join(f"{n} x {r}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:5])
+    if not n_ok:
+        raise UserError(f"{_shown(folder)}: no readable image among its {len(files)} files "
+                        f"(DICOM, PNG, TIFF, JPEG or NPY){': ' + why if why else ''}")
+    if reasons:
+        print(f"{_shown(folder)}: skipped {sum(reasons.values())} of {len(files)} files that are not readable "
+              f"images ({why})", file=sys.stderr)
+
+
 def resolve_inputs(images: list[str], cache: str | Path | None = None) -> list[SourceImage]:
-    """Turn command-line IMAGE arguments into prepared images."""
-    out = []
+    """Turn command-line IMAGE arguments (files, folders of images, cache ids or stems)
+    into prepared images. An unreadable file is a UserError naming it and the reason."""
+    return list(iter_inputs(images, cache))
+
+
+def iter_inputs(images: list[str], cache: str | Path | None = None):
+    """:func:`resolve_inputs` one image at a time (what the command uses)."""
     cached = None
     for item in images:
         p = Path(item)
+        if p.is_dir():
+            yield from _from_folder(p)
+            continue
+        if p.exists() and not p.is_file():
+            raise UserError(f"{_shown(p)}: not a regular file (a FIFO or device?)")
         if p.is_file():
-            suffix = p.suffix.lower()
-            if suffix == ".npy":
-                arr = np.load(p, allow_pickle=False)
-                arr = arr[arr.shape[0] // 2] if arr.ndim == 3 else arr
-                mask_path = p.parent.parent.parent / "masks" / p.parent.name / p.name
-                img = _to_unit(arr)
-                mask = np.load(mask_path, allow_pickle=False) if mask_path.exists() else _mask_of(img)
-                out.append(SourceImage(_safe_name(p.stem), img, mask.astype(np.uint8)))  # cache files: named by id
-            elif suffix in (".png", ".tif", ".tiff", ".jpg", ".jpeg"):
-                arr = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
-                if arr is None:
-                    raise UserError(f"{p}: cannot read the image")
-                if arr.ndim == 3:
-                    arr = arr.mean(axis=2).astype(arr.dtype)
-                img = _to_unit(arr)
-                out.append(SourceImage(_public_name(p), img, _mask_of(img)))
-            else:
-                out.append(prepare_dicom(p))
+            try:
+                image = _from_file(p)
+            except SkipFile as exc:
+                raise UserError(f"{_shown(p)}: {exc.reason}") from None
+            yield image
             continue
         if cache is None:
-            raise UserError(f"{item}: no such file (to name a cached image by id or stem, pass --cache CACHE)")
+            raise UserError(f"{_shown(item)}: no such file (to name a cached image by id or stem, pass --cache CACHE)")
         if cached is None:
             cached = open_cache(cache)
             key = load_key_for_cache(cache)  # file stems are only in the private key file
             stems = {i: stem for i, (_, stem) in key.entries.items()} if key is not None else {}
         hits = [c for c in cached if c.id == item or stems.get(c.id, c.row.get("stem")) == item]
         if not hits:
-            raise UserError(f"{item}: not an id or stem of the cache {cache}")
+            raise UserError(f"{_shown(item)}: not an id or stem of the cache {cache}")
         for c in hits:
-            out.append(SourceImage(_safe_name(c.id), _to_unit(c.image()), c.breast_mask().astype(np.uint8)))
-    return out
+            yield SourceImage(_safe_name(c.id), _to_unit(c.image()), c.breast_mask().astype(np.uint8))
 
 
 def cls_attention(model: torch.nn.Module, image01: np.ndarray, resolution: int, device="cpu"):
