@@ -92,11 +92,8 @@ def build_phantom(
         subcutaneous_mm: thickness of the gland-free fat layer under the skin.
         n_ligament_layers: depths at which a sheet of Cooper's ligaments is drawn.
     """
-    h, w = geom.shape_hw
     T = geom.thickness_mm
     dz = T / n_layers
-    px = geom.pixel_mm
-
     thick = thickness_profile(geom.dist_mm, T)
     thick_in = thickness_profile(np.maximum(geom.dist_mm - SKIN_MM, 0.0), T - 2 * SKIN_MM)
     thick_in[geom.dist_mm <= SKIN_MM] = 0.0
@@ -104,7 +101,30 @@ def build_phantom(
     occ_in = layer_occupancy(thick_in, T, n_layers)
     skin = occ_out - occ_in
 
-    # --- fibroglandular tissue: thresholded power-law noise on a coarse grid -----------------
+    gland, zc = _gland_layers(geom, n_layers, gland_fraction, rng, coarse, subcutaneous_mm, thick_in)
+    pect = _pectoral_weight(geom)
+    gland *= 1.0 - pect[None]
+    tissue = MU_FAT + (MU_GLAND - MU_FAT) * gland
+    lig_total = _ligaments(geom, n_layers, rng, coarse, n_ligament_layers, zc) * (1.0 - 0.7 * gland)
+    tissue = tissue + (MU_GLAND - MU_FAT) * lig_total
+
+    tissue = tissue * (1.0 - pect[None]) + MU_MUSCLE * pect[None]
+    mu = occ_in * tissue + skin * MU_SKIN
+
+    breast_vol = float((occ_in * (1.0 - pect[None])).sum())
+    realised = float((occ_in * gland).sum() / breast_vol) if breast_vol > 0 else 0.0
+    return Phantom(mu=mu.astype(np.float32), dz_mm=dz, gland_fraction=realised, geometry=geom)
+
+
+def _gland_layers(geom: ViewGeometry, n_layers: int, gland_fraction: float, rng: np.random.Generator, coarse: int,
+                  subcutaneous_mm: float, thick_in: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Fibroglandular fraction per layer and pixel: power-law noise on a coarse grid, pushed
+    towards the glandular envelope and away from the skin, thresholded at the quantile that
+    gives ``gland_fraction``. Returns ``(gland, zc)`` (``zc``: layer centres in mm, (n,1,1))."""
+    h, w = geom.shape_hw
+    T = geom.thickness_mm
+    dz = T / n_layers
+    px = geom.pixel_mm
     hc, wc = -(-h // coarse), -(-w // coarse)
     field = power_law_noise(
         (n_layers, hc, wc), (dz, px * coarse, px * coarse), rng, beta=3.0, stretch=(1.0, 1.0, 1.7)
@@ -128,15 +148,25 @@ def build_phantom(
     for k in range(n_layers):
         up = _upsample(field[k], (h, w))
         gland[k] = np.clip((up - thr) / soft + 0.5, 0.0, 1.0)
+    return gland, zc
 
-    # muscle fills the full thickness deep in the corner and thins towards its edge
-    depth_in = cv2.distanceTransform(geom.pectoral.astype(np.uint8), cv2.DIST_L2, 5) * px
+
+def _pectoral_weight(geom: ViewGeometry) -> np.ndarray:
+    """Muscle fraction: the full thickness deep in the corner, thinning towards its edge."""
+    depth_in = cv2.distanceTransform(geom.pectoral.astype(np.uint8), cv2.DIST_L2, 5) * geom.pixel_mm
     pect = cv2.GaussianBlur(geom.pectoral.astype(np.float32), (0, 0), 0.7)
-    pect = pect * (0.6 + 0.4 * np.clip(depth_in / 20.0, 0.0, 1.0))
-    gland *= 1.0 - pect[None]
-    tissue = MU_FAT + (MU_GLAND - MU_FAT) * gland
+    return pect * (0.6 + 0.4 * np.clip(depth_in / 20.0, 0.0, 1.0))
 
-    # --- Cooper's ligaments: zero crossings of a band-pass field, a few mm deep ---------------
+
+def _ligaments(geom: ViewGeometry, n_layers: int, rng: np.random.Generator, coarse: int, n_ligament_layers: int,
+               zc: np.ndarray) -> np.ndarray:
+    """Cooper's ligaments (path length per layer, at most 1): zero crossings of a band-pass
+    field, each sheet a few mm deep at a random depth."""
+    h, w = geom.shape_hw
+    T = geom.thickness_mm
+    dz = T / n_layers
+    px = geom.pixel_mm
+    hc, wc = -(-h // coarse), -(-w // coarse)
     lig_total = np.zeros((n_layers, h, w), dtype=np.float32)
     for _ in range(n_ligament_layers):
         band = power_law_noise((hc, wc), (px * coarse, px * coarse), rng, beta=2.0, k_high=1 / 9.0)
@@ -149,12 +179,4 @@ def build_phantom(
         path_mm = rng.uniform(2.0, 3.5)
         weights = (path_mm / dz) * depth / depth.sum()
         lig_total += weights[:, None, None] * line[None]
-    lig_total = np.minimum(lig_total, 1.0) * (1.0 - 0.7 * gland)
-    tissue = tissue + (MU_GLAND - MU_FAT) * lig_total
-
-    tissue = tissue * (1.0 - pect[None]) + MU_MUSCLE * pect[None]
-    mu = occ_in * tissue + skin * MU_SKIN
-
-    breast_vol = float((occ_in * (1.0 - pect[None])).sum())
-    realised = float((occ_in * gland).sum() / breast_vol) if breast_vol > 0 else 0.0
-    return Phantom(mu=mu.astype(np.float32), dz_mm=dz, gland_fraction=realised, geometry=geom)
+    return np.minimum(lig_total, 1.0)
