@@ -137,31 +137,50 @@ def film_scan(inner: np.ndarray, inner_breast: np.ndarray, layout: FilmLayout, l
     the left; ``inner_breast`` its mask. Returns (uint16 film in [0, 2**bits - 1],
     MONOCHROME2, bright = dense; bool ground-truth breast mask of the film's shape). Labels
     are drawn after mirroring, so their text reads the right way round."""
+    film, breast, border = _exposed_film(inner, inner_breast, layout, rng)
+    chest_left = laterality == "L"
+    if not chest_left:
+        film, breast, border = film[:, ::-1].copy(), breast[:, ::-1].copy(), border[:, ::-1].copy()
+    left, right = (layout.chest, layout.far) if chest_left else (layout.far, layout.chest)
+    free = breast | border
+    top_value = float(rng.uniform(0.9, 1.0))
+    free = _place_label(film, free, layout, laterality, view, (left, right), top_value, rng)
+    _place_markers(film, free, layout, laterality, (left, right), top_value, rng)
+    _add_tape(film, breast, chest_left, rng)
+    _scanner_edge_and_noise(film, breast, rng)
+    top = (1 << bits) - 1
+    return np.rint(np.clip(film, 0.0, 1.0) * top).astype(np.uint16), breast
+
+
+def _exposed_film(inner: np.ndarray, inner_breast: np.ndarray, layout: FilmLayout, rng: np.random.Generator):
+    """Exposed film (fog with a gentle gradient, the breast on top) inside bright unexposed
+    borders with a soft ragged edge, chest wall left; returns ``(film, breast, border)``."""
     ih, iw = inner.shape
     h, w = ih + layout.top + layout.bottom, iw + layout.chest + layout.far
     breast = np.zeros((h, w), bool)
     breast[layout.top:layout.top + ih, layout.chest:layout.chest + iw] = inner_breast
-    # exposed film: fog with a gentle gradient, breast on top
     fog = float(rng.uniform(0.03, 0.10))
     gy = np.linspace(-1, 1, h)[:, None] * float(rng.uniform(-0.02, 0.02))
     gx = np.linspace(-1, 1, w)[None, :] * float(rng.uniform(-0.02, 0.02))
     film = np.full((h, w), fog, np.float32) + (gy + gx).astype(np.float32)
     gain = float(rng.uniform(0.75, 0.95))
     film[layout.top:layout.top + ih, layout.chest:layout.chest + iw] += (1 - fog) * gain * inner
-    # unexposed borders: bright, with a soft ragged inner edge
     border = _border_mask((h, w), layout, rng)
     border_level = float(rng.uniform(0.82, 0.97))
     soft = cv2.GaussianBlur(border.astype(np.float32), (0, 0), max(1.0, 0.004 * max(h, w)))
     film = film * (1 - soft) + soft * (border_level + rng.normal(0, 0.01, (h, 1)).astype(np.float32))
     breast &= ~border
+    return film, breast, border
+
+
+def _place_label(film: np.ndarray, free: np.ndarray, layout: FilmLayout, laterality: str, view: str, margins,
+                 top_value: float, rng: np.random.Generator) -> np.ndarray:
+    """The technologist's label ("LCC", "R MLO") in the background away from the chest wall,
+    where it fits; returns ``free`` less the label's box."""
+    h, w = film.shape
+    left, right = margins
     chest_left = laterality == "L"
-    if not chest_left:
-        film, breast, border = film[:, ::-1].copy(), breast[:, ::-1].copy(), border[:, ::-1].copy()
-    left, right = (layout.chest, layout.far) if chest_left else (layout.far, layout.chest)
-    free = breast | border
     scale = max(0.45, h / 700.0)
-    top_value = float(rng.uniform(0.9, 1.0))
-    # the technologist's label ("LCC", "R MLO"), in the background away from the chest wall
     side_word = "LEFT" if laterality == "L" else "RIGHT"
     text = str(rng.choice([f"{laterality}{view}", f"{laterality} {view}", f"{side_word} {view}"]))
     (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 2)
@@ -173,9 +192,15 @@ def film_scan(inner: np.ndarray, inner_breast: np.ndarray, layout: FilmLayout, l
         x, y = int(rng.integers(x_lo, x_hi)), int(rng.integers(y_lo, y_hi))
         if _free(free, (x, y - th, x + tw, y + 4), max(2, th // 3)):
             _text(film, text, (x, y), scale, top_value)
-            free = free | _box_mask((h, w), (x, y - th, x + tw, y + 4))
-            break
-    # lead markers: one or two bright squares with a darker letter
+            return free | _box_mask((h, w), (x, y - th, x + tw, y + 4))
+    return free
+
+
+def _place_markers(film: np.ndarray, free: np.ndarray, layout: FilmLayout, laterality: str, margins,
+                   top_value: float, rng: np.random.Generator) -> None:
+    """Lead markers: one or two bright squares with a darker letter, where they fit."""
+    h, w = film.shape
+    left, right = margins
     side = max(6, int(0.04 * h))
     for _ in range(int(rng.integers(1, 3))):
         for _ in range(30):
@@ -188,8 +213,12 @@ def film_scan(inner: np.ndarray, inner_breast: np.ndarray, layout: FilmLayout, l
                 _text(film, laterality, (mx + side // 5, my + 4 * side // 5), side / 32.0, 0.3)
                 free = free | _box_mask((h, w), (mx, my, mx + side, my + side))
                 break
-    # tape: a translucent, slightly tilted strip on the nipple side; about a quarter of the
-    # strips that would reach over the skin line are kept there, on the breast
+
+
+def _add_tape(film: np.ndarray, breast: np.ndarray, chest_left: bool, rng: np.random.Generator) -> None:
+    """Tape: a translucent, slightly tilted strip on the nipple side; about a quarter of the
+    strips that would reach over the skin line are kept there, on the breast."""
+    h, w = film.shape
     if rng.random() < 0.7:
         tape = np.zeros((h, w), np.uint8)
         cx = float(rng.uniform(0.6, 0.9) if chest_left else rng.uniform(0.1, 0.4)) * w
@@ -202,18 +231,20 @@ def film_scan(inner: np.ndarray, inner_breast: np.ndarray, layout: FilmLayout, l
         if not on_breast or rng.random() < 0.25:
             texture = rng.normal(0, 0.01, (h, w)).astype(np.float32)
             film += over * (float(rng.uniform(0.10, 0.25)) + texture)
-    # the scanner's edge strip: saturated or black, at one image edge
+
+
+def _scanner_edge_and_noise(film: np.ndarray, breast: np.ndarray, rng: np.random.Generator) -> None:
+    """The scanner's edge strip (saturated or black, at one image edge; not breast) and its
+    noise: row streaks and grain."""
+    h, w = film.shape
     strip = max(1, int(round(float(rng.uniform(0.004, 0.012)) * max(h, w))))
     edge = int(rng.integers(4))
     value = 1.0 if rng.random() < 0.6 else 0.0
     sl = (np.s_[:strip, :], np.s_[h - strip:, :], np.s_[:, :strip], np.s_[:, w - strip:])[edge]
     film[sl] = value
     breast[sl] = False
-    # scanner noise: row streaks and grain
     film += rng.normal(0, float(rng.uniform(0.002, 0.006)), (h, 1)).astype(np.float32)
     film += rng.normal(0, float(rng.uniform(0.003, 0.01)), (h, w)).astype(np.float32)
-    top = (1 << bits) - 1
-    return np.rint(np.clip(film, 0.0, 1.0) * top).astype(np.uint16), breast
 
 
 def _box_mask(shape_hw, box) -> np.ndarray:
