@@ -245,7 +245,16 @@ def write_dbt(
     ds.BitsStored = bits_stored
     ds.HighBit = bits_stored - 1
 
-    dim_uid = make_uid(ident.sop_uid, "dimension-organization")
+    _dimension_organization(ds, make_uid(ident.sop_uid, "dimension-organization"))
+    ds.SharedFunctionalGroupsSequence = Sequence([_shared_groups(pixel_mm, slice_mm, centre, width, laterality)])
+    ds.PerFrameFunctionalGroupsSequence = Sequence(_per_frame_groups(n, ident.study_date, slice_mm))
+    ds.PixelData = np.ascontiguousarray(volume, dtype="<u2").tobytes()
+    save_dataset(ds, path)
+
+
+def _dimension_organization(ds: Dataset, dim_uid: str) -> None:
+    """The 3D dimension organisation of the enhanced multi-frame: frames indexed by
+    (StackID, InStackPositionNumber)."""
     org = Dataset()
     org.DimensionOrganizationUID = dim_uid
     ds.DimensionOrganizationSequence = Sequence([org])
@@ -257,6 +266,9 @@ def write_dbt(
         item.FunctionalGroupPointer = 0x00209111  # FrameContentSequence
     ds.DimensionIndexSequence = Sequence([stack_dim, pos_dim])
 
+
+def _shared_groups(pixel_mm: float, slice_mm: float, centre: float, width: float, laterality: str) -> Dataset:
+    """The functional groups every frame shares: spacing, orientation, window, rescale, anatomy."""
     shared = Dataset()
     measures = Dataset()
     measures.PixelSpacing = [_ds(pixel_mm), _ds(pixel_mm)]
@@ -280,8 +292,11 @@ def write_dbt(
     anatomy.AnatomicRegionSequence = Sequence([code_item("T-04000", "SRT", "Breast")])
     anatomy.FrameLaterality = laterality
     shared.FrameAnatomySequence = Sequence([anatomy])
-    ds.SharedFunctionalGroupsSequence = Sequence([shared])
+    return shared
 
+
+def _per_frame_groups(n: int, study_date: str, slice_mm: float) -> list[Dataset]:
+    """Per frame: its stack position and its plane position (slice centres, detector first)."""
     per_frame = []
     for j in range(n):
         item = Dataset()
@@ -289,15 +304,13 @@ def write_dbt(
         content.StackID = "1"
         content.InStackPositionNumber = j + 1
         content.DimensionIndexValues = [1, j + 1]
-        content.FrameAcquisitionDateTime = ident.study_date + "090000"
+        content.FrameAcquisitionDateTime = study_date + "090000"
         item.FrameContentSequence = Sequence([content])
         position = Dataset()
         position.ImagePositionPatient = ["0", "0", _ds((j + 0.5) * slice_mm)]
         item.PlanePositionSequence = Sequence([position])
         per_frame.append(item)
-    ds.PerFrameFunctionalGroupsSequence = Sequence(per_frame)
-    ds.PixelData = np.ascontiguousarray(volume, dtype="<u2").tobytes()
-    save_dataset(ds, path)
+    return per_frame
 
 
 def film_patient_id(number: int, laterality: str, view: str, abnormality: str = "Mass", split: str = "Training") -> str:
