@@ -39,3 +39,26 @@ def test_removal_takes_the_muscle_out_of_what_the_sampler_sees(ddsm_results):
     removed = np.mean([r["pec_share_removed"] for r in ddsm_results])
     lost = np.mean([r["lost"] for r in ddsm_results])
     assert with_muscle > 0.10 and removed < 0.05 and lost < 0.02, (with_muscle, removed, lost)
+
+
+
+def test_pectoral_search_raises_no_runtime_warning(shared_data):
+    """A candidate line with no sample inside the breast scored -inf * 0 = nan ("invalid value
+    encountered in multiply" in pectoral._best_line): reproduced by film B_3606 with its mask
+    cut to the 60 columns at the left edge."""
+    import warnings
+
+    import cv2
+
+    from mammodino.tissue.pectoral import pectoral_mask
+    from mammodino.tissue.segmentation import _mask_small, downsample
+
+    path = shared_data / "ddsm_tissue" / "train_valid" / "fgt_seg" / "B_3606_1.RIGHT_MLO.png"
+    if not path.exists():
+        pytest.skip(f"DDSM film not found: {path}")
+    small, _ = downsample(cv2.imread(str(path), cv2.IMREAD_GRAYSCALE))
+    mask = _mask_small(small).astype(bool)
+    mask[:, 60:] = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        pectoral_mask(small, mask)
