@@ -9,8 +9,12 @@ it with the production command, and compares each row with the phantom's truth:
 - mask IoU: the cached mask put back on the source grid vs ``.truth/<id>.png``;
 - qc: how many rows are suspect and why, and how many wrong boxes (IoU < 0.8) pass.
 
+``--png8`` turns the same films into what older digitised-film collections ship (MIAS-like:
+8-bit grey PNG, the film scaled to a long side of 1,024 and centred on a black 1024 x 1024
+square, no header at all), with the truth scaled alike, and indexes those instead.
+
 Usage:
-  python benchmarks/film_qc.py --n 40 --size 1200x720 --workers 2 [--work /tmp/film-qc] [--per-image]
+  python benchmarks/film_qc.py --n 40 --size 1200x720 --workers 2 [--work /tmp/film-qc] [--per-image] [--png8]
 """
 
 from __future__ import annotations
@@ -66,6 +70,40 @@ def evaluate(src: Path, cache: Path) -> list[dict]:
     return out
 
 
+def to_png8(src: Path, dst: Path, side: int = 1024) -> Path:
+    """The film set as 8-bit 1024 x 1024 PNGs (film scaled to the long side, centred on black),
+    with labels.csv, breast boxes and truth masks mapped onto the new grid."""
+    import pydicom
+
+    rows = list(csv.DictReader((src / "labels.csv").open(newline="")))
+    (dst / "png").mkdir(parents=True, exist_ok=True)
+    (dst / ".truth").mkdir(exist_ok=True)
+    out = []
+    for r in rows:
+        ds = pydicom.dcmread(src / r["path"])
+        px = ds.pixel_array.astype(np.float64) / float(2 ** int(ds.BitsStored) - 1)
+        h, w = px.shape
+        scale = side / max(h, w)
+        nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+        ox, oy = (side - nw) // 2, (side - nh) // 2
+        canvas = np.zeros((side, side), np.uint8)
+        canvas[oy:oy + nh, ox:ox + nw] = np.clip(cv2.resize(px, (nw, nh), interpolation=cv2.INTER_AREA) * 255 + 0.5, 0, 255)
+        truth = cv2.imread(str(src / r["breast_mask"]), cv2.IMREAD_GRAYSCALE)
+        tmask = np.zeros((side, side), np.uint8)
+        tmask[oy:oy + nh, ox:ox + nw] = cv2.resize(truth, (nw, nh), interpolation=cv2.INTER_NEAREST)
+        name = Path(r["path"]).stem
+        cv2.imwrite(str(dst / "png" / f"{name}.png"), canvas)
+        cv2.imwrite(str(dst / ".truth" / f"{name}.png"), tmask)
+        ys, xs = np.nonzero(tmask)
+        box = f"{xs.min()} {ys.min()} {xs.max() + 1} {ys.max() + 1}" if xs.size else ""
+        out.append({**r, "path": f"png/{name}.png", "breast_box": box, "breast_mask": f".truth/{name}.png"})
+    with (dst / "labels.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(out[0]))
+        writer.writeheader()
+        writer.writerows(out)
+    return dst
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=40)
@@ -74,6 +112,7 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--work", default="/tmp/mammodino-film-qc")
     ap.add_argument("--per-image", action="store_true", help="print one line per film")
+    ap.add_argument("--png8", action="store_true", help="index 8-bit 1024x1024 PNG copies of the films (MIAS-like)")
     args = ap.parse_args(argv)
     from mammodino.data import qc
     from mammodino.data.indexer import index_folder
@@ -84,12 +123,15 @@ def main(argv=None) -> int:
     src, cache = work / f"films-{args.n}-{args.size}-{args.seed}", work / f"cache-{args.n}-{args.size}-{args.seed}"
     t0 = time.perf_counter()
     generate_phantoms(src, n_ffdm=args.n, n_dbt=0, seed=args.seed, workers=args.workers, ffdm_shape=rows_cols, film=True)
+    if args.png8:
+        src, cache = to_png8(src, work / f"png8-{args.n}-{args.size}-{args.seed}"), cache.with_name(cache.name + "-png8")
     t1 = time.perf_counter()
     summary = index_folder(src, cache, workers=args.workers, progress=False)
     t2 = time.perf_counter()
     results = evaluate(src, cache)
     print(f"machine: {machine()}")
-    print(f"command: python benchmarks/film_qc.py --n {args.n} --size {args.size} --seed {args.seed} --workers {args.workers}")
+    print(f"command: python benchmarks/film_qc.py --n {args.n} --size {args.size} --seed {args.seed} "
+          f"--workers {args.workers}{' --png8' if args.png8 else ''}")
     print(f"{len(results)} films {args.size}: synth {t1 - t0:.1f} s, index {t2 - t1:.1f} s "
           f"({summary['ok']} ok, {summary['skipped']} skipped)")
     counts = qc.count_by_reason([{"status": "ok", **r} for r in results])
@@ -108,10 +150,14 @@ def main(argv=None) -> int:
     flagged_good = [r for r in results if r["box_iou"] >= 0.95 and r["qc"] == qc.SUSPECT]
     print(f"wrong boxes (IoU < {WRONG_BOX_IOU}): {len(wrong)}, of them qc=pass: {len(missed)}; "
           f"good boxes (IoU >= 0.95) flagged suspect: {len(flagged_good)}")
-    reads = sum(r["laterality_read"] == r["laterality"] and r["view_read"] == r["view"] for r in results)
-    patients = len({r["patient_key"] for r in results})
-    print(f"laterality and view from PatientID: {reads} of {len(results)} right; {patients} patient keys "
-          f"for {len(results) // 4} phantom women")
+    if args.png8:  # no header: the side comes from the image, the view is unknown
+        sides = sum(r["laterality_read"] == r["laterality"] for r in results)
+        print(f"laterality from the image (no header): {sides} of {len(results)} right")
+    else:
+        reads = sum(r["laterality_read"] == r["laterality"] and r["view_read"] == r["view"] for r in results)
+        patients = len({r["patient_key"] for r in results})
+        print(f"laterality and view from PatientID: {reads} of {len(results)} right; {patients} patient keys "
+              f"for {len(results) // 4} phantom women")
     if args.per_image:
         for r in results:
             print(f"  {r['image']} {r['laterality']}{r['view']:3s} box {r['box_iou']:.3f} mask {r['mask_iou']:.3f} "

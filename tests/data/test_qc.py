@@ -150,3 +150,13 @@ def test_tail_check_on_a_mask_leaking_along_an_edge():
     verdict, reason = qc.check(_row(), leak)
     assert verdict == "suspect" and "thin tail of the mask stretches the box" in reason
     assert "tail" in qc.reason_names(reason)
+
+
+def test_a_film_on_a_padding_frame_is_judged_inside_its_frame():
+    """A film centred on a black square (MIAS-style): the breast lies on the film's chest-wall
+    edge, 200 px in from the image's, and covers 32 % of the film but 16 % of the image."""
+    framed = _row(height=1000, width=1200, breast_box="200 150 680 880", tissue_fraction="0.16",
+                  picture_box="200 0 1000 1000")
+    assert qc.check(framed, half_ellipse()) == ("pass", "")
+    unframed = dict(framed, picture_box="")
+    assert "chest-wall edge" in qc.check(unframed, half_ellipse())[1]

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from mammodino.errors import SkipFile
-from mammodino.tissue.segmentation import segment
+from mammodino.tissue.film import padding_box
+from mammodino.tissue.segmentation import downsample, segment
 
 
 def _film(h=600, w=400, seed=0, right=False, dense=False):
@@ -108,3 +109,39 @@ def test_cropped_view_all_tissue_does_not_crash():
         assert "tissue" in str(err)
     else:
         assert seg.tissue_fraction > 0.5
+
+
+@pytest.mark.parametrize("right", [False, True], ids=["breast-left", "breast-right"])
+def test_film_centred_on_a_black_square(right):
+    """MIAS-style: the film (bright unexposed border on its far side) scaled and centred on a
+    black square, so the border lies inside the image. The breast is segmented on the film,
+    and the frame is reported for QC."""
+    img, truth = _film(right=right)
+    h, w = img.shape
+    far_col = slice(w - 25, w) if not right else slice(0, 25)
+    img[:, far_col] = 0.97
+    truth = truth.copy()
+    truth[:, far_col] = False
+    side = max(h, w)
+    square, square_truth = np.zeros((side, side), np.float32), np.zeros((side, side), bool)
+    x0 = (side - w) // 2
+    square[:, x0:x0 + w], square_truth[:, x0:x0 + w] = img, truth
+    seg = segment(square)
+    assert _iou(seg.full_mask(), square_truth) > 0.9
+    assert np.allclose(seg.picture_box(), (x0, 0, x0 + w, side), atol=2)  # on the 512-px grid
+    assert segment(_film(right=right)[0]).picture_box() is None  # grainy film to the edges: no frame
+
+
+def test_padding_frame_found_when_film_air_touches_it_at_the_frame_grey():
+    """8-bit film scans quantise much of the film's dark air to 0, the frame's own grey: the
+    picture's edge beside the frame is then only partly 'different' (0.18-0.6 of its first
+    line on the benchmark's films). The frame is still the frame."""
+    img, truth = _film(right=False)
+    h, w = img.shape
+    img = img.copy()
+    img[int(0.4 * h):, int(0.8 * w):][~truth[int(0.4 * h):, int(0.8 * w):]] = 0.0  # dark air at 0
+    side = max(h, w)
+    square = np.zeros((side, side), np.float32)
+    x0 = (side - w) // 2
+    square[:, x0:x0 + w] = img
+    assert np.allclose(padding_box(downsample(square, 512)[0]), np.array((x0, 0, x0 + w, side)) * 512 / side, atol=2)

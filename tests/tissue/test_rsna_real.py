@@ -79,3 +79,10 @@ def test_tissue_fraction_is_plausible(rsna_boxed):
     for name, (pixels, _, _) in rsna_boxed.items():
         frac = segment(pixels).tissue_fraction
         assert 0.05 < frac < 0.6, (name, frac)
+
+
+def test_clipped_air_around_a_detector_breast_is_not_a_padding_frame(rsna_boxed):
+    """RSNA air is clipped to 0 (constant columns beside the breast, like a frame), but the
+    first non-constant columns hold only the breast's tip: no frame, the whole field is kept."""
+    for name, (pixels, meta, ref) in rsna_boxed.items():
+        assert segment(pixels).picture_box() is None, name

@@ -57,7 +57,11 @@ QC_COLUMNS = [
     "qc",  # pass | suspect (ok rows); empty for skipped rows
     "qc_reason",  # the failed checks with their numbers ("box is a strip (9% x 100% of the image)")
 ]
-WRITTEN_COLUMNS = MANIFEST_COLUMNS + QC_COLUMNS
+# The picture inside a constant padding frame (films centred on a black square, MIAS-style),
+# "x0 y0 x1 y1" in source pixels; empty when the image has no frame. QC measures borders,
+# strips and the chest-wall gap against it. Absent from older manifests (no frame assumed).
+FRAME_COLUMNS = ["picture_box"]
+WRITTEN_COLUMNS = MANIFEST_COLUMNS + QC_COLUMNS + FRAME_COLUMNS
 
 
 def shard_of(image_id: str) -> str:

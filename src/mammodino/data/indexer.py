@@ -488,6 +488,11 @@ def _read(task: Task, opts: IndexOptions):
                       max_pixels=opts.max_pixels, dtype=np.uint16)
 
 
+def _box_text(box) -> str:
+    """ "x0 y0 x1 y1" for the manifest; empty for no box."""
+    return " ".join(str(int(v)) for v in box) if box else ""
+
+
 def _process(task: Task, opts: IndexOptions) -> dict:
     image = _read(task, opts)
     meta = image.meta
@@ -524,7 +529,7 @@ def _process(task: Task, opts: IndexOptions) -> dict:
         study_key=pseudonym(meta.get("study_uid"), opts.salt),
         height=int(H),
         width=int(W),
-        breast_box=" ".join(str(int(v)) for v in box),
+        breast_box=_box_text(box),
         tissue_fraction=f"{seg.tissue_fraction:.4f}",
         flipped=int(flipped),
         cache_height=int(out_h),
@@ -533,6 +538,7 @@ def _process(task: Task, opts: IndexOptions) -> dict:
         mask_file=mask_relpath(task.id),
         status="ok",
         reason="",
+        picture_box=_box_text(seg.picture_box()),
     )
     row["qc"], row["qc_reason"] = qc.check(row, mask)
     return row

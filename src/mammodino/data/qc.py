@@ -95,6 +95,16 @@ def findings(row: dict, mask: np.ndarray | None = None) -> list[tuple[str, str]]
     except ValueError:
         H = W = 0
     box = parse_box(row.get("breast_box"))
+    tf = _float(row.get("tissue_fraction"))
+    picture = parse_box(row.get("picture_box"))
+    if picture is not None and H > 0 and W > 0:  # judge the film, not its padding frame
+        px0, py0, px1, py1 = picture
+        if tf is not None:
+            tf = tf * H * W / max(1, (px1 - px0) * (py1 - py0))
+        if box is not None:
+            box = (max(0, box[0] - px0), max(0, box[1] - py0), min(px1, box[2]) - px0, min(py1, box[3]) - py0)
+            box = box if box[2] > box[0] and box[3] > box[1] else None
+        H, W = py1 - py0, px1 - px0
     if box is not None and H > 0 and W > 0:
         x0, y0, x1, y1 = box
         bw, bh = x1 - x0, y1 - y0
@@ -104,7 +114,6 @@ def findings(row: dict, mask: np.ndarray | None = None) -> list[tuple[str, str]]
             out.append(("strip", f"box is a strip ({100 * fw:.0f}% x {100 * fh:.0f}% of the image)"))
         if fw >= WHOLE_IMAGE and fh >= WHOLE_IMAGE:
             out.append(("whole image", f"box covers nearly the whole image ({100 * fw:.0f}% x {100 * fh:.0f}%)"))
-    tf = _float(row.get("tissue_fraction"))
     if tf is not None and not TISSUE_RANGE[0] <= tf <= TISSUE_RANGE[1]:
         out.append(("tissue fraction", f"implausible tissue fraction {tf:.3f}"))
     lat, source = (row.get("laterality") or "").upper(), row.get("laterality_source") or ""

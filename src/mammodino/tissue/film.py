@@ -26,6 +26,14 @@ STRIP_MIN_ELONGATION = 3.0  # a partial border strip: length along its side >= t
 BLOB_MAX_AREA = 0.006  # labels and markers: at most this fraction of the image
 FLAT_STD = 0.006  # local standard deviation (x dynamic range) below which a patch is flat
 SATURATED = 0.04  # within this x dynamic range of the brightest pixel: unexposed film, print
+PAD_TOL = 1e-4  # a padding frame line: every pixel within this of the frame's grey level
+PAD_MAX_DEPTH = 0.45  # padding never takes more than this x the image side from one edge
+# The picture's first lines beside a frame: at least this share of one of its first
+# PAD_EDGE_LINES lines differs from the frame's grey level. Measured (512-px grid): padded
+# 8-bit film scans 0.47-1.0 (film air quantised to 0 touches the frame on some); the clipped
+# air around FFDM (11 RSNA) and DDSM breasts 0.00-0.13 (only the breast's tip or a label).
+PAD_EDGE_FILLED = 0.3
+PAD_EDGE_LINES = 3
 
 
 def dynamic_range(blurred: np.ndarray) -> tuple[float, float]:
@@ -146,6 +154,43 @@ def _saturated_and_flat(blurred: np.ndarray, size: int) -> np.ndarray:
     span = hi - lo
     top = float(blurred.max())
     return (blurred >= top - SATURATED * span) & (local_std(blurred, size) < FLAT_STD * span)
+
+
+def padding_box(small: np.ndarray) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) of the picture inside a constant frame: collections of scanned film
+    (MIAS and its kin) centre each film on a black (or white) square, so the film's bright
+    unexposed border sits inside the image, not on its edge, where the border tests look.
+    A frame line has one grey level along its whole length, and the picture's first lines
+    beside it are largely picture: a straight edge. Air clipped to one grey level around
+    an FFDM breast is not a frame (its first non-constant lines are mostly still air), so
+    detector images keep their whole field. The whole image when there is no frame."""
+    h, w = small.shape
+    corner = {float(v) for v in (small[0, 0], small[0, -1], small[-1, 0], small[-1, -1])}
+    x0, y0, x1, y1 = 0, 0, w, h
+
+    def same(line, value):
+        return np.abs(line - value) <= PAD_TOL
+
+    for value in corner:
+        while y0 < PAD_MAX_DEPTH * h and same(small[y0, x0:x1], value).all():
+            y0 += 1
+        while h - y1 < PAD_MAX_DEPTH * h and same(small[y1 - 1, x0:x1], value).all():
+            y1 -= 1
+        while x0 < PAD_MAX_DEPTH * w and same(small[y0:y1, x0], value).all():
+            x0 += 1
+        while w - x1 < PAD_MAX_DEPTH * w and same(small[y0:y1, x1 - 1], value).all():
+            x1 -= 1
+    if (x0, y0, x1, y1) == (0, 0, w, h) or x1 - x0 < 2 or y1 - y0 < 2:
+        return 0, 0, w, h
+    k = PAD_EDGE_LINES
+    edges = {"top": small[y0:y0 + k, x0:x1], "bottom": small[max(y0, y1 - k):y1, x0:x1],
+             "left": small[y0:y1, x0:x0 + k].T, "right": small[y0:y1, max(x0, x1 - k):x1].T}
+    framed = {"top": y0 > 0, "bottom": y1 < h, "left": x0 > 0, "right": x1 < w}
+    for side, lines in edges.items():
+        filled = max(min(np.mean(~same(line, v)) for v in corner) for line in lines)
+        if framed[side] and filled < PAD_EDGE_FILLED:
+            return 0, 0, w, h  # a ragged edge: background around the breast, not a frame
+    return x0, y0, x1, y1
 
 
 def film_borders(blurred: np.ndarray) -> np.ndarray:

@@ -38,7 +38,7 @@ from scipy import ndimage as ndi
 
 from mammodino.errors import SkipFile
 from mammodino.pixels import to_unit_float
-from mammodino.tissue.film import film_borders, label_blobs
+from mammodino.tissue.film import film_borders, label_blobs, padding_box
 from mammodino.tissue.pectoral import pectoral_mask
 
 SEG_LONG_SIDE = 512  # segmentation resolution (long side, pixels)
@@ -57,6 +57,7 @@ class Segmentation:
     small_mask: np.ndarray  # uint8 (h, w), 1 = breast
     scale: float  # small = source * scale
     source_shape: tuple[int, int]  # (H, W) of the source image
+    picture: tuple[int, int, int, int] | None = None  # small-grid box inside a padding frame, if any
 
     @property
     def tissue_fraction(self) -> float:
@@ -74,6 +75,17 @@ class Segmentation:
             min(W, int(np.ceil(x1 * sx))),
             min(H, int(np.ceil(y1 * sy))),
         )
+
+    def picture_box(self) -> tuple[int, int, int, int] | None:
+        """(x0, y0, x1, y1) in source pixels of the picture inside a constant padding frame
+        (a scanned film centred on a black square); None when the image has no frame."""
+        if self.picture is None:
+            return None
+        h, w = self.small_mask.shape
+        H, W = self.source_shape
+        x0, y0, x1, y1 = self.picture
+        return (int(np.floor(x0 * W / w)), int(np.floor(y0 * H / h)),
+                min(W, int(np.ceil(x1 * W / w))), min(H, int(np.ceil(y1 * H / h))))
 
     def mask_for_region(self, region: tuple[int, int, int, int], out_size: tuple[int, int],
                         flip: bool = False) -> np.ndarray:
@@ -125,14 +137,23 @@ def segment(img2d: np.ndarray, view: str | None = None, remove_pectoral_muscle: 
     if min(H, W) < MIN_SIDE:
         raise SkipFile(f"image too small ({H} x {W} pixels) to hold a breast")
     small, scale = downsample(img2d, long_side)
-    mask = _mask_small(small)
+    h, w = small.shape
+    x0, y0, x1, y1 = padding_box(small)  # a film centred on a black square: segment the film
+    framed = (x0, y0, x1, y1) != (0, 0, w, h) and min(y1 - y0, x1 - x0) >= MIN_SIDE // 4
+    picture = small[y0:y1, x0:x1] if framed else small
+    mask = _mask_small(picture)
     if mask is not None and remove_pectoral_muscle and (view or "").upper().startswith("MLO"):
-        mask = remove_pectoral(small, mask)
+        mask = remove_pectoral(picture, mask)
     if mask is None:
-        mask = np.zeros(small.shape, dtype=np.uint8)
-    seg = Segmentation(mask, scale, (H, W))
-    if seg.tissue_fraction < MIN_TISSUE_FRACTION:
-        raise SkipFile(f"no breast tissue found (tissue fraction {seg.tissue_fraction:.4f})")
+        mask = np.zeros(picture.shape, dtype=np.uint8)
+    fraction = float(np.count_nonzero(mask)) / picture.size  # of the film, not of its frame
+    if framed:
+        full = np.zeros(small.shape, dtype=np.uint8)
+        full[y0:y1, x0:x1] = mask
+        mask = full
+    seg = Segmentation(mask, scale, (H, W), (x0, y0, x1, y1) if framed else None)
+    if fraction < MIN_TISSUE_FRACTION:
+        raise SkipFile(f"no breast tissue found (tissue fraction {fraction:.4f})")
     return seg
 
 
