@@ -62,3 +62,26 @@ def test_pectoral_search_raises_no_runtime_warning(shared_data):
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         pectoral_mask(small, mask)
+
+
+def test_pectoral_removal_leaves_the_crop_of_the_whole_breast(shared_data):
+    """Removal takes the muscle out of the tissue mask (what the sampler draws from), never out
+    of the box: the crop keeps the axillary tail and what lies beside the muscle."""
+    import cv2
+
+    from mammodino.tissue.segmentation import segment
+
+    path = shared_data / "ddsm_tissue" / "train_valid" / "fgt_seg" / "A_0016_1.RIGHT_MLO.png"
+    if not path.exists():
+        pytest.skip(f"DDSM film not found: {path}")
+    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    lab = cv2.imread(str(path.parent.parent / "fgt_seg_labels" / path.name.replace(".png", "_LI.png")), cv2.IMREAD_GRAYSCALE)
+    whole, removed = segment(img, view="MLO"), segment(img, view="MLO", remove_pectoral_muscle=True)
+    assert removed.box() == whole.box() and removed.tissue_fraction == whole.tissue_fraction
+    assert removed.small_mask.sum() < 0.85 * whole.small_mask.sum()  # the muscle is out of the mask
+    assert np.array_equal(removed.breast_small, whole.small_mask)
+    assert lab is not None, path
+    # what is taken out is muscle
+    muscle = cv2.resize((lab == 255).astype(np.uint8), removed.small_mask.shape[::-1], interpolation=cv2.INTER_NEAREST)
+    taken = whole.small_mask.astype(bool) & ~removed.small_mask.astype(bool)
+    assert (muscle[taken] > 0).mean() > 0.8

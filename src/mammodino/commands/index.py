@@ -38,8 +38,13 @@ def add_arguments(parser) -> None:
                              "the cache then must not be shared)")
     parser.add_argument("--max-pixels", type=float, default=None,
                         help="refuse images with more pixels than this, from the header (default 200e6)")
-    parser.add_argument("--remove-pectoral", action="store_true",
-                        help="remove the pectoral muscle from the breast mask on MLO views")
+    pec = parser.add_mutually_exclusive_group()
+    pec.add_argument("--keep-pectoral", dest="remove_pectoral", action="store_false",
+                     help="keep the pectoral muscle in the tissue mask of MLO views (default: it is taken out "
+                          "of the mask that crops and masks are drawn from; the crop is the whole breast either way)")
+    pec.add_argument("--remove-pectoral", dest="remove_pectoral", action="store_true",
+                     help="the default, kept for older scripts")
+    parser.set_defaults(remove_pectoral=True)
     parser.add_argument("--whole-image", action="store_true",
                         help="cache the whole image (background, labels, markers) with its breast mask instead of "
                              "the breast box: the input plain DINOv2 trains on, for ablations")

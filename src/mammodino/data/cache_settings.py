@@ -19,9 +19,18 @@ SETTINGS_NAME = "index_settings.json"
 FORMAT = "mammodino-index-settings-1"
 # settings that change the cached pixels; a cache holds one value of each. ``whole_image``:
 # the whole field of view instead of the breast box (``index --whole-image``).
-GEOMETRY = ("size", "margin", "remove_pectoral", "include_for_processing", "whole_image")
+# ``pectoral``: "removed" (the MLO muscle out of the tissue mask, the crop of the whole
+# breast: index's default) or "kept" (``--keep-pectoral``).
+GEOMETRY = ("size", "margin", "pectoral", "include_for_processing", "whole_image")
 # what a settings file written before a key was recorded meant by its absence
 DEFAULTS = {"whole_image": False}
+# Files written before ``pectoral`` recorded ``remove_pectoral``: False was "kept"; True also
+# cut the crop to the breast without its muscle, which no current setting reproduces.
+OLD_PECTORAL = {False: "kept", True: "removed from mask and crop (before December 2026)"}
+
+
+def pectoral_setting(remove_pectoral: bool) -> str:
+    return "removed" if remove_pectoral else "kept"
 
 
 def read_settings(cache_dir: str | Path) -> dict | None:
@@ -51,11 +60,14 @@ def check_or_record(cache_dir: str | Path, settings: dict, has_rows: bool, log=p
         _write(cache_dir, settings)
         return
     recorded = {**DEFAULTS, **recorded}
+    if "pectoral" not in recorded and "remove_pectoral" in recorded:
+        recorded["pectoral"] = OLD_PECTORAL.get(bool(recorded["remove_pectoral"]), "unknown")
     diffs = [f"{k}: cache {recorded.get(k)!r}, this run {settings.get(k)!r}"
              for k in GEOMETRY if k in settings and recorded.get(k) != settings.get(k)]
     if diffs:
         raise UserError(f"{cache_dir} was indexed with other settings, and one cache holds one geometry:\n  "
-                        + "\n  ".join(diffs) + "\nuse the cache's settings, or index into a new folder")
+                        + "\n  ".join(diffs) + "\nuse the cache's settings (pectoral kept: --keep-pectoral), "
+                        "or index into a new folder")
 
 
 def _write(cache_dir: Path, settings: dict) -> None:

@@ -30,7 +30,7 @@ import numpy as np
 from mammodino import atomic
 from mammodino.data import qc
 from mammodino.data.cache import MANIFEST_NAME, image_relpath, mask_relpath
-from mammodino.data.cache_settings import check_or_record
+from mammodino.data.cache_settings import check_or_record, pectoral_setting
 from mammodino.data.index_walk import Source, WalkStats, iter_sources, name_text
 from mammodino.data.manifest_writer import DoneSet, ManifestWriter, repair_tail
 from mammodino.data.prepare import prepare_image
@@ -61,7 +61,7 @@ class IndexOptions:
     salt: str = ""
     max_pixels: int = DEFAULT_MAX_PIXELS
     margin: float = 0.02
-    remove_pectoral: bool = False
+    remove_pectoral: bool = True  # the MLO muscle out of the tissue mask (not the crop)
     whole_image: bool = False  # keep the whole field of view (background, labels) with its mask
     parent: tuple | None = None  # (pid, start time) of the main process: workers end with it
 
@@ -91,7 +91,7 @@ class IndexRequest:
     progress: bool = True
     max_pixels: int = DEFAULT_MAX_PIXELS
     margin: float = 0.02
-    remove_pectoral: bool = False
+    remove_pectoral: bool = True
     whole_image: bool = False
     keep_source: bool = False
 
@@ -104,7 +104,7 @@ class IndexRequest:
 
 def index_folder(src, out, size: int = 1024, workers: int = 1, labels=None, include_for_processing: bool = False,
                  salt: str | None = None, progress: bool = True, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 margin: float = 0.02, remove_pectoral: bool = False, whole_image: bool = False,
+                 margin: float = 0.02, remove_pectoral: bool = True, whole_image: bool = False,
                  keep_source: bool = False) -> dict:
     """Index every image under ``src`` into the cache folder ``out`` (see :func:`_index_folder`),
     holding the cache's lock, after checking this run's settings against the cache's own."""
@@ -123,7 +123,7 @@ def index_folder(src, out, size: int = 1024, workers: int = 1, labels=None, incl
         return _index_folder(src, out, req)
     with FolderLock(out_path, "cache", command="mammodino index"):
         manifest = out_path / MANIFEST_NAME
-        check_or_record(out_path, {"size": int(size), "margin": float(margin), "remove_pectoral": bool(remove_pectoral),
+        check_or_record(out_path, {"size": int(size), "margin": float(margin), "pectoral": pectoral_setting(remove_pectoral),
                                    "include_for_processing": bool(include_for_processing),
                                    "whole_image": bool(whole_image)},
                         has_rows=manifest.exists() and manifest.stat().st_size > 0)
@@ -540,7 +540,7 @@ def _process(task: Task, opts: IndexOptions) -> dict:
         reason="",
         picture_box=_box_text(seg.picture_box()),
     )
-    row["qc"], row["qc_reason"] = qc.check(row, mask)
+    row["qc"], row["qc_reason"] = qc.check(row, prep.breast)
     return row
 
 

@@ -22,11 +22,12 @@ from mammodino.tissue.segmentation import Segmentation, segment
 @dataclass
 class PreparedImage:
     pixels: np.ndarray          # (h, w) or (Z, h, w), the reader's dtype
-    mask: np.ndarray            # (h, w) uint8 breast mask of the prepared pixels
+    mask: np.ndarray            # (h, w) uint8 tissue mask of the prepared pixels (no pectoral muscle)
     seg: Segmentation           # on the full-resolution reference plane
     region: tuple[int, int, int, int]  # (x0, y0, x1, y1) of the source that was kept
     flipped: bool               # mirrored so the chest wall is on the left
     source_size: tuple[int, int]  # (H, W) of the source
+    breast: np.ndarray          # (h, w) uint8 whole breast, muscle included (what QC judges)
 
 
 def expand_box(box, margin: float, width: int, height: int) -> tuple[int, int, int, int]:
@@ -57,15 +58,16 @@ def crop_resize(img2d: np.ndarray, region, size, flip: bool) -> np.ndarray:
 
 
 def prepare_image(image: MammoImage, long_side: int, margin: float, view: str | None = None,
-                  remove_pectoral: bool = False, whole_image: bool = False,
+                  remove_pectoral: bool = True, whole_image: bool = False,
                   slices: str = "all") -> PreparedImage:
     """The cache's view of ``image`` (``slices="middle"``: a DBT volume's middle slice only).
+    ``remove_pectoral`` (index's default): the MLO muscle out of the tissue mask, not the crop.
 
     Raises :class:`~mammodino.errors.SkipFile` when the image holds (almost) no tissue.
     """
     pixels = image.pixels
     seg = segment(image.reference_plane(), view=view, remove_pectoral_muscle=remove_pectoral)
-    flipped = not chest_wall_on_left(seg.small_mask)
+    flipped = not chest_wall_on_left(seg.breast_small)
     H, W = pixels.shape[-2:]
     region = (0, 0, W, H) if whole_image else expand_box(seg.box(), margin, W, H)
     size = output_size(region, long_side)
@@ -78,4 +80,5 @@ def prepare_image(image: MammoImage, long_side: int, margin: float, view: str | 
         for z in range(pixels.shape[0]):
             out[z] = crop_resize(pixels[z], region, size, flipped)
     mask = seg.mask_for_region(region, size, flip=flipped)
-    return PreparedImage(out, mask, seg, region, flipped, (int(H), int(W)))
+    breast = mask if seg.with_muscle is None else seg.mask_for_region(region, size, flip=flipped, whole_breast=True)
+    return PreparedImage(out, mask, seg, region, flipped, (int(H), int(W)), breast)

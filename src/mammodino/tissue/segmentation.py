@@ -22,7 +22,10 @@ borders, scanner strips, burned-in labels and tape. The recipe here:
    scatter leaves outside the skin) are thereby not counted as breast.
 6. Rows at the top/bottom narrower than 20% of the widest row (a thin skin fold) are cut.
    The axillary part of an MLO view is kept: upper-outer-quadrant lesions project there.
-7. Optional pectoral-muscle removal on MLO (:mod:`mammodino.tissue.pectoral`).
+7. Optional pectoral-muscle removal on MLO (:mod:`mammodino.tissue.pectoral`): it takes the
+   muscle out of the tissue mask (what the sampler draws crops and masks from), while the
+   box, the tissue fraction and the orientation stay those of the whole breast, muscle
+   included, so the crop still holds the axillary tail and whatever lies beside the muscle.
 
 Figures (``benchmarks/segmentation.py``, per image in ``docs/ingest.md``): DDSM film masks
 and RSNA hand-drawn boxes.
@@ -54,20 +57,27 @@ SNAP_SIGMA = 2.0  # gradient smoothing for the refinement (pixels at 512)
 class Segmentation:
     """The breast mask at segmentation resolution plus how it maps to the source image."""
 
-    small_mask: np.ndarray  # uint8 (h, w), 1 = breast
+    small_mask: np.ndarray  # uint8 (h, w), 1 = breast tissue (the pectoral muscle out, if removed)
     scale: float  # small = source * scale
     source_shape: tuple[int, int]  # (H, W) of the source image
     picture: tuple[int, int, int, int] | None = None  # small-grid box inside a padding frame, if any
+    with_muscle: np.ndarray | None = None  # the whole breast mask, when pectoral removal took some
+
+    @property
+    def breast_small(self) -> np.ndarray:
+        """The whole breast (muscle included): what the box, tissue fraction and side are of."""
+        return self.small_mask if self.with_muscle is None else self.with_muscle
 
     @property
     def tissue_fraction(self) -> float:
-        return float(self.small_mask.mean()) if self.small_mask.size else 0.0
+        m = self.breast_small
+        return float(m.mean()) if m.size else 0.0
 
     def box(self) -> tuple[int, int, int, int]:
-        """(x0, y0, x1, y1) in source pixels, x1/y1 exclusive."""
+        """(x0, y0, x1, y1) in source pixels, x1/y1 exclusive, of the whole breast."""
         h, w = self.small_mask.shape
         H, W = self.source_shape
-        x0, y0, x1, y1 = breast_box(self.small_mask)
+        x0, y0, x1, y1 = breast_box(self.breast_small)
         sx, sy = W / w, H / h
         return (
             max(0, int(np.floor(x0 * sx))),
@@ -88,12 +98,14 @@ class Segmentation:
                 min(W, int(np.ceil(x1 * W / w))), min(H, int(np.ceil(y1 * H / h))))
 
     def mask_for_region(self, region: tuple[int, int, int, int], out_size: tuple[int, int],
-                        flip: bool = False) -> np.ndarray:
+                        flip: bool = False, whole_breast: bool = False) -> np.ndarray:
         """uint8 mask for the source region (x0, y0, x1, y1), resampled to out_size (w, h)
-        with bilinear interpolation of the small mask (smooth edges), optionally mirrored."""
+        with bilinear interpolation of the small mask (smooth edges), optionally mirrored;
+        ``whole_breast``: of the breast with its muscle (what QC judges the shape of)."""
         x0, y0, x1, y1 = region
         out_w, out_h = out_size
-        h, w = self.small_mask.shape
+        small = self.breast_small if whole_breast else self.small_mask
+        h, w = small.shape
         H, W = self.source_shape
         sx, sy = w / W, h / H
         # output pixel centre (u + 0.5) -> source x0 + (u + 0.5) * (x1 - x0) / out_w -> small
@@ -102,7 +114,7 @@ class Segmentation:
         bx = x0 * sx + 0.5 * ax - 0.5
         by = y0 * sy + 0.5 * ay - 0.5
         matrix = np.array([[ax, 0.0, bx], [0.0, ay, by]], dtype=np.float64)
-        warped = cv2.warpAffine(self.small_mask.astype(np.float32), matrix, (out_w, out_h),
+        warped = cv2.warpAffine(small.astype(np.float32), matrix, (out_w, out_h),
                                 flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT)
         mask = (warped >= 0.5).astype(np.uint8)
         return mask[:, ::-1].copy() if flip else mask
@@ -142,19 +154,27 @@ def segment(img2d: np.ndarray, view: str | None = None, remove_pectoral_muscle: 
     framed = (x0, y0, x1, y1) != (0, 0, w, h) and min(y1 - y0, x1 - x0) >= MIN_SIDE // 4
     picture = small[y0:y1, x0:x1] if framed else small
     mask = _mask_small(picture)
-    if mask is not None and remove_pectoral_muscle and (view or "").upper().startswith("MLO"):
-        mask = remove_pectoral(picture, mask)
     if mask is None:
         mask = np.zeros(picture.shape, dtype=np.uint8)
     fraction = float(np.count_nonzero(mask)) / picture.size  # of the film, not of its frame
-    if framed:
-        full = np.zeros(small.shape, dtype=np.uint8)
-        full[y0:y1, x0:x1] = mask
-        mask = full
-    seg = Segmentation(mask, scale, (H, W), (x0, y0, x1, y1) if framed else None)
+    tissue = mask
+    if fraction and remove_pectoral_muscle and (view or "").upper().startswith("MLO"):
+        tissue = remove_pectoral(picture, mask)
+    seg = Segmentation(_paste(tissue, small.shape, framed, (x0, y0)), scale, (H, W),
+                       (x0, y0, x1, y1) if framed else None,
+                       None if tissue is mask else _paste(mask, small.shape, framed, (x0, y0)))
     if fraction < MIN_TISSUE_FRACTION:
         raise SkipFile(f"no breast tissue found (tissue fraction {fraction:.4f})")
     return seg
+
+
+def _paste(mask: np.ndarray, shape, framed: bool, at) -> np.ndarray:
+    """A mask of the picture inside a padding frame put back on the whole small grid."""
+    if not framed:
+        return mask
+    full = np.zeros(shape, dtype=np.uint8)
+    full[at[1]:at[1] + mask.shape[0], at[0]:at[0] + mask.shape[1]] = mask
+    return full
 
 
 def breast_mask(img2d: np.ndarray, view: str | None = None, remove_pectoral_muscle: bool = False) -> np.ndarray:
