@@ -24,6 +24,23 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
+def cpu_signature() -> str:
+    """`` (family F model M stepping S)`` from ``/proc/cpuinfo``; empty elsewhere. VMs often
+    name only the vendor line ("AMD EPYC"), which spans CPU classes that differ 2x in speed."""
+    fields = {}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if not line.strip():
+                    break
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
+    except OSError:
+        return ""
+    parts = [f"{k} {fields[k]}" for k in ("cpu family", "model", "stepping") if k in fields]
+    return f" ({', '.join(parts)})" if parts else ""
+
+
 def cpu_capability() -> str:
     """The SIMD level PyTorch's CPU kernels use here (``AVX512``, ``AVX2``, ``DEFAULT``...)."""
     try:
@@ -34,7 +51,7 @@ def cpu_capability() -> str:
 
 def describe() -> dict:
     info = {
-        "cpu": cpu_model(),
+        "cpu": cpu_model() + cpu_signature(),
         "cpu_capability": cpu_capability(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),

@@ -59,7 +59,7 @@ def test_real_measurement_returns_both_paths():
     assert set(seconds) == set(gemm.PATHS) and all(v > 0 for v in seconds.values())
 
 
-@pytest.mark.parametrize("fp32, bf16, expected", [(0.2, 0.05, True), (0.2, 0.15, False)])
+@pytest.mark.parametrize("fp32, bf16, expected", [(0.2, 0.05, True), (0.2, 0.105, True), (0.2, 0.17, False)])
 def test_cpu_bf16_is_chosen_by_measured_speedup_and_cached(monkeypatch, tmp_path, fp32, bf16, expected):
     monkeypatch.setattr(gemm, "measure_bf16", lambda: {"fp32": fp32, "bf16": bf16})
     assert gemm.cpu_bf16_pays() is expected
@@ -73,3 +73,14 @@ def test_cpu_bf16_is_chosen_by_measured_speedup_and_cached(monkeypatch, tmp_path
 def test_real_bf16_measurement_times_both_precisions():
     seconds = gemm.measure_bf16(repeats=1)
     assert set(seconds) == {"fp32", "bf16"} and all(v > 0 for v in seconds.values())
+
+
+def test_a_stored_bf16_measurement_is_judged_by_the_current_threshold(monkeypatch, tmp_path):
+    """A verdict cached under the old 2x rule (Zen 5 class: GEMMs 1.9x) is re-judged from its
+    seconds, not taken as it was, and nothing is measured again."""
+    cache = tmp_path / "mammodino" / "gemm.json"
+    cache.parent.mkdir(parents=True)
+    cache.write_text(json.dumps({gemm.machine_key() + "|bf16 autocast":
+                                 {"bf16": False, "seconds": {"fp32": 0.1057, "bf16": 0.056}}}))
+    monkeypatch.setattr(gemm, "measure_bf16", lambda: pytest.fail("measured although the seconds are stored"))
+    assert gemm.cpu_bf16_pays() is True

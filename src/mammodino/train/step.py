@@ -34,7 +34,7 @@ def step_seed(seed: int, step: int, rank: int) -> int:
 
 def training_precision(device: torch.device, precision: str) -> str:
     """``bf16`` or ``fp32`` for a training step: ``auto`` is bf16 on GPU and, on CPU, bf16
-    where this machine's bf16 GEMMs measured at least twice as fast as fp32 (AMX;
+    where this machine's bf16 GEMMs measured at least 1.3x as fast as fp32 (AMX, AVX512-BF16;
     ``models.gemm.cpu_bf16_pays``, cached per machine), fp32 elsewhere. Master weights,
     optimizer state and losses stay fp32 either way."""
     if precision != "auto":
