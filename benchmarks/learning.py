@@ -45,6 +45,7 @@ def curves(run_dir: Path) -> dict:
         "prototypes_in_use": get("prototypes_in_use"),
         "cls_std": get("cls_std"),
         "ibot_over_lnK": get("ibot_loss", 1 / ln_k),
+        "grad_norm": get("grad_norm"),  # all parameters, before clipping: does gradient reach them
     }
 
 
@@ -108,15 +109,15 @@ def plot(all_curves: dict, probes: dict, path: Path) -> None:
 
 
 def table(all_curves: dict, probes: dict) -> str:
-    lines = ["| run | steps | DINO CE / ln K | teacher H / ln K | prototypes in use | CLS std | lesion AUC (logistic / kNN) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| run | steps | DINO CE / ln K | teacher H / ln K | prototypes in use | CLS std | grad norm | lesion AUC (logistic / kNN) |",
+             "|---|---|---|---|---|---|---|---|"]
     for name, c in all_curves.items():
         tail = slice(-3, None)  # mean of the last three logged steps
         p = probes.get(name) or [{}]
         auc = f"{p[-1].get('logistic', float('nan')):.3f} / {p[-1].get('knn', float('nan')):.3f}"
         lines.append(f"| {name} | {int(c['step'][-1])} | {np.nanmean(c['dino_ce_over_lnK'][tail]):.3f} | "
                      f"{np.nanmean(c['teacher_entropy_over_lnK'][tail]):.3f} | {np.nanmean(c['prototypes_in_use'][tail]):.0f} | "
-                     f"{np.nanmean(c['cls_std'][tail]):.3f} | {auc} |")
+                     f"{np.nanmean(c['cls_std'][tail]):.3f} | {np.nanmean(c.get('grad_norm', [np.nan])[tail]):.1f} | {auc} |")
     return "\n".join(lines)
 
 
