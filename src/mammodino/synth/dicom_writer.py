@@ -97,16 +97,15 @@ def code_item(value: str, scheme: str, meaning: str) -> Dataset:
     return item
 
 
-def _common(ds: Dataset, ident: Identity, laterality: str, view: str, sop_class: str) -> None:
+def _identity(ds: Dataset, ident: Identity, sop_class: str) -> None:
+    """The patient, study and instance tags every phantom file carries (the PHI the privacy
+    tests look for lives here: PatientName, PatientID, AccessionNumber)."""
     ds.SpecificCharacterSet = "ISO_IR 100"
     ds.SOPClassUID = sop_class
     ds.SOPInstanceUID = ident.sop_uid
     ds.StudyDate = ident.study_date
-    ds.SeriesDate = ident.study_date
     ds.ContentDate = ident.study_date
     ds.StudyTime = "090000"
-    ds.SeriesTime = "090000"
-    ds.ContentTime = "090000"
     ds.AccessionNumber = ident.accession
     ds.Modality = "MG"
     ds.Manufacturer = MANUFACTURER
@@ -118,11 +117,18 @@ def _common(ds: Dataset, ident: Identity, laterality: str, view: str, sop_class:
     ds.BodyPartExamined = "BREAST"
     ds.StudyInstanceUID = ident.study_uid
     ds.SeriesInstanceUID = ident.series_uid
-    ds.FrameOfReferenceUID = ident.frame_of_reference_uid
-    ds.PositionReferenceIndicator = ""
     ds.StudyID = "1"
     ds.SeriesNumber = 1
     ds.InstanceNumber = ident.instance_number
+
+
+def _common(ds: Dataset, ident: Identity, laterality: str, view: str, sop_class: str) -> None:
+    _identity(ds, ident, sop_class)
+    ds.SeriesDate = ident.study_date
+    ds.SeriesTime = "090000"
+    ds.ContentTime = "090000"
+    ds.FrameOfReferenceUID = ident.frame_of_reference_uid
+    ds.PositionReferenceIndicator = ""
     ds.ImageLaterality = laterality
     ds.Laterality = laterality
     ds.ViewPosition = view
@@ -325,28 +331,9 @@ def write_film(path: Path, image: np.ndarray, bits_stored: int, ident: Identity,
     [0, 2**bits_stored - 1]; ``ident.patient_id`` carries side and view
     (:func:`film_patient_id`); no laterality, view or window tags."""
     ds = Dataset()
-    ds.SpecificCharacterSet = "ISO_IR 100"
-    ds.SOPClassUID = uids.SECONDARY_CAPTURE
-    ds.SOPInstanceUID = ident.sop_uid
-    ds.StudyDate = ident.study_date
-    ds.ContentDate = ident.study_date
-    ds.StudyTime = "090000"
-    ds.AccessionNumber = ident.accession
-    ds.Modality = "MG"
+    _identity(ds, ident, uids.SECONDARY_CAPTURE)
     ds.ConversionType = "DF"
-    ds.Manufacturer = MANUFACTURER
     ds.SecondaryCaptureDeviceManufacturer = "Phantom film scanner"
-    ds.ReferringPhysicianName = ""
-    ds.PatientName = ident.patient_name
-    ds.PatientID = ident.patient_id
-    ds.PatientBirthDate = ""
-    ds.PatientSex = "F"
-    ds.BodyPartExamined = "BREAST"
-    ds.StudyInstanceUID = ident.study_uid
-    ds.SeriesInstanceUID = ident.series_uid
-    ds.StudyID = "1"
-    ds.SeriesNumber = 1
-    ds.InstanceNumber = ident.instance_number
     ds.SeriesDescription = "full mammogram images"
     ds.PatientOrientation = ""
     ds.ImageType = ["DERIVED", "SECONDARY"]
