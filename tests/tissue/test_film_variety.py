@@ -145,3 +145,16 @@ def test_padding_frame_found_when_film_air_touches_it_at_the_frame_grey():
     x0 = (side - w) // 2
     square[:, x0:x0 + w] = img
     assert np.allclose(padding_box(downsample(square, 512)[0]), np.array((x0, 0, x0 + w, side)) * 512 / side, atol=2)
+
+
+def test_a_blunt_breast_on_perfectly_flat_air_is_not_a_padding_frame():
+    """Our DBT phantoms (and any image whose air is exactly one grey level) have constant
+    lines around a blunt breast whose outline covers 30-60 % of the first lines inside: no
+    side is a straight picture edge, so there is no frame (the first rule framed 7 of 192
+    phantoms and QC then called them 'whole image')."""
+    h, w = 512, 400
+    yy, xx = np.mgrid[0:h, 0:w]
+    breast = (np.abs(xx / (0.7 * w)) ** 6 + np.abs((yy - h / 2) / (0.42 * h)) ** 6) <= 1
+    img = np.where(breast, 0.5 + 0.1 * np.random.default_rng(0).random((h, w)), 0.0).astype(np.float32)
+    assert padding_box(img) == (0, 0, w, h)
+    assert segment(img).picture_box() is None

@@ -34,6 +34,10 @@ PAD_MAX_DEPTH = 0.45  # padding never takes more than this x the image side from
 # air around FFDM (11 RSNA) and DDSM breasts 0.00-0.13 (only the breast's tip or a label).
 PAD_EDGE_FILLED = 0.3
 PAD_EDGE_LINES = 3
+# ... and at least one framed side is a straight film edge: its first line >= this share
+# non-frame (padded film scans: 0.99-1.0 on at least one side; a smooth breast contour against
+# perfectly constant air, as in our phantoms, 0.04-0.24 on every side, rising line by line).
+PAD_STRAIGHT = 0.9
 
 
 def dynamic_range(blurred: np.ndarray) -> tuple[float, float]:
@@ -183,13 +187,20 @@ def padding_box(small: np.ndarray) -> tuple[int, int, int, int]:
     if (x0, y0, x1, y1) == (0, 0, w, h) or x1 - x0 < 2 or y1 - y0 < 2:
         return 0, 0, w, h
     k = PAD_EDGE_LINES
-    edges = {"top": small[y0:y0 + k, x0:x1], "bottom": small[max(y0, y1 - k):y1, x0:x1],
-             "left": small[y0:y1, x0:x0 + k].T, "right": small[y0:y1, max(x0, x1 - k):x1].T}
+    # the first k lines inside the frame on each side, the one against the frame first
+    edges = {"top": small[y0:y0 + k, x0:x1], "bottom": small[max(y0, y1 - k):y1, x0:x1][::-1],
+             "left": small[y0:y1, x0:x0 + k].T, "right": small[y0:y1, max(x0, x1 - k):x1].T[::-1]}
     framed = {"top": y0 > 0, "bottom": y1 < h, "left": x0 > 0, "right": x1 < w}
+    straight = False
     for side, lines in edges.items():
-        filled = max(min(np.mean(~same(line, v)) for v in corner) for line in lines)
-        if framed[side] and filled < PAD_EDGE_FILLED:
+        if not framed[side]:
+            continue
+        shares = [min(np.mean(~same(line, v)) for v in corner) for line in lines]
+        if max(shares) < PAD_EDGE_FILLED:
             return 0, 0, w, h  # a ragged edge: background around the breast, not a frame
+        straight = straight or shares[0] >= PAD_STRAIGHT
+    if not straight:
+        return 0, 0, w, h  # no side is a straight picture edge: a curved contour on flat air
     return x0, y0, x1, y1
 
 
