@@ -20,7 +20,7 @@ def test_calibration_times_the_production_step(phantom_cache, monkeypatch):
 
     monkeypatch.setattr(train_step.TrainStep, "__call__", spy)
     cfg = load_config("cpu-tiny", MICRO)
-    seconds = demo.calibrate_step_seconds(cfg, phantom_cache, n_steps=2)
+    seconds = demo.calibrate_step_seconds(cfg, phantom_cache, n_steps=2, warmup=1)
     assert math.isfinite(seconds) and seconds > 0
     assert [c[0] for c in calls] == [0, 1, 2]  # one warm-up step, then the timed ones
     assert all(applied and images == cfg.train.batch_size for _, applied, images in calls)

@@ -64,10 +64,12 @@ DEMO_MASS_SCALE = 2.0
 DEMO_SIZE = 256
 
 
-def calibrate_step_seconds(cfg, cache: Path, n_steps: int = 3) -> float:
+def calibrate_step_seconds(cfg, cache: Path, n_steps: int = 5, warmup: int = 3) -> float:
     """Seconds per optimisation step of this config on this machine: the median of
     ``n_steps`` steps of the trainer's own step (``train.step.TrainStep``) fed by the training
-    loader, after one warm-up step (which pays for worker start-up and first-call costs)."""
+    loader, after ``warmup`` steps that pay for worker start-up and first-call costs (with one
+    warm-up step, 3 timed steps measured 0.48 s where the run then went at ~0.35 s/step on an
+    AMD EPYC in bf16: the demo used 6.3 of its 10 minutes)."""
     from mammodino.data.dataset import PretrainDataset, collate
     from mammodino.data.batch_plan import BatchPlan
     from mammodino.train import distributed as dist
@@ -83,7 +85,7 @@ def calibrate_step_seconds(cfg, cache: Path, n_steps: int = 3) -> float:
     batches = iter(loader)
     times = []
     try:
-        for step in range(n_steps + 1):
+        for step in range(n_steps + warmup):
             t0 = time.perf_counter()
             train_step(step, batches)
             if device.type == "cuda":
@@ -91,7 +93,7 @@ def calibrate_step_seconds(cfg, cache: Path, n_steps: int = 3) -> float:
             times.append(time.perf_counter() - t0)
     finally:
         del batches
-    timed = sorted(times[1:])
+    timed = sorted(times[warmup:])
     return float(timed[len(timed) // 2])
 
 
