@@ -77,6 +77,9 @@ def calibrate_step_seconds(cfg, cache: Path, n_steps: int = 5, warmup: int = 3) 
     from mammodino.train.methods import build_model
     from mammodino.train.step import build_train_step
 
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.merge(cfg, {"train": {"steps": max(int(cfg.train.steps), n_steps + warmup)}})
     device = dist.setup()
     dataset = PretrainDataset([str(cache)], cfg)
     plan = BatchPlan(dataset, cfg)

@@ -21,5 +21,7 @@ def test_indexing_the_phantoms_gives_every_file_status_ok(phantom_dir, phantom_c
     for img in open_cache(phantom_cache):
         mask = img.breast_mask()
         assert 0.5 < mask.mean() <= 1.0  # cropped to the breast
-        # chest wall on the left after indexing: the left edge is breast
-        assert mask[:, :3].mean() > 0.5
+        # chest wall on the left after indexing: the left edge is breast (on MLO, the pectoral
+        # muscle is out of the tissue mask, so part of that edge is not), the right edge is not
+        left, right = mask[:, :3].mean(), mask[:, -3:].mean()
+        assert left > (0.5 if img.row["view"] == "CC" else 0.3) and left > right + 0.2, (img.row["view"], left, right)
