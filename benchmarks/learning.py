@@ -147,12 +147,12 @@ def main(argv=None) -> int:
     if args.run or not args.no_probe:
         generate_phantoms(ev, n_ffdm=160, n_dbt=0, seed=202, mass_scale=2.0)
         if not (out / "cache-eval" / "manifest.csv").exists():
-            index_folder(ev, out / "cache-eval", size=256, progress=False)
+            index_folder(ev, out / "cache-eval", size=256, progress=False, salt="mammodino-learning")
     if args.run:
         pre = out / "phantoms-pretrain"
         generate_phantoms(pre, n_ffdm=160, n_dbt=32, seed=101, mass_scale=2.0)
         if not (out / "cache-pretrain" / "manifest.csv").exists():
-            index_folder(pre, out / "cache-pretrain", size=256, progress=False)
+            index_folder(pre, out / "cache-pretrain", size=256, progress=False, salt="mammodino-learning")
     for spec in args.run:
         name, _, over = spec.partition(":")
         run_dir = out / "runs" / name
