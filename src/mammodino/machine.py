@@ -12,22 +12,9 @@ import platform
 import torch
 
 
-def cpu_model() -> str:
-    """The CPU model name (``/proc/cpuinfo`` on Linux, ``platform.processor()`` elsewhere)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
-
-
-def cpu_signature() -> str:
-    """`` (family F model M stepping S)`` from ``/proc/cpuinfo``; empty elsewhere. VMs often
-    name only the vendor line ("AMD EPYC"), which spans CPU classes that differ 2x in speed."""
-    fields = {}
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's block of ``/proc/cpuinfo`` (empty where there is none)."""
+    fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
             for line in f:
@@ -36,7 +23,19 @@ def cpu_signature() -> str:
                 key, _, value = line.partition(":")
                 fields[key.strip()] = value.strip()
     except OSError:
-        return ""
+        pass
+    return fields
+
+
+def cpu_model() -> str:
+    """The CPU model name (``/proc/cpuinfo`` on Linux, ``platform.processor()`` elsewhere)."""
+    return _cpuinfo().get("model name") or platform.processor() or platform.machine() or "unknown CPU"
+
+
+def cpu_signature() -> str:
+    """`` (family F model M stepping S)`` from ``/proc/cpuinfo``; empty elsewhere. VMs often
+    name only the vendor line ("AMD EPYC"), which spans CPU classes that differ 2x in speed."""
+    fields = _cpuinfo()
     parts = [f"{k} {fields[k]}" for k in ("cpu family", "model", "stepping") if k in fields]
     return f" ({', '.join(parts)})" if parts else ""
 

@@ -75,9 +75,18 @@ class Segmentation:
 
     def box(self) -> tuple[int, int, int, int]:
         """(x0, y0, x1, y1) in source pixels, x1/y1 exclusive, of the whole breast."""
+        return self._to_source(breast_box(self.breast_small))
+
+    def picture_box(self) -> tuple[int, int, int, int] | None:
+        """(x0, y0, x1, y1) in source pixels of the picture inside a constant padding frame
+        (a scanned film centred on a black square); None when the image has no frame."""
+        return None if self.picture is None else self._to_source(self.picture)
+
+    def _to_source(self, small_box) -> tuple[int, int, int, int]:
+        """A small-grid box in source pixels, grown outwards to whole pixels."""
         h, w = self.small_mask.shape
         H, W = self.source_shape
-        x0, y0, x1, y1 = breast_box(self.breast_small)
+        x0, y0, x1, y1 = small_box
         sx, sy = W / w, H / h
         return (
             max(0, int(np.floor(x0 * sx))),
@@ -85,17 +94,6 @@ class Segmentation:
             min(W, int(np.ceil(x1 * sx))),
             min(H, int(np.ceil(y1 * sy))),
         )
-
-    def picture_box(self) -> tuple[int, int, int, int] | None:
-        """(x0, y0, x1, y1) in source pixels of the picture inside a constant padding frame
-        (a scanned film centred on a black square); None when the image has no frame."""
-        if self.picture is None:
-            return None
-        h, w = self.small_mask.shape
-        H, W = self.source_shape
-        x0, y0, x1, y1 = self.picture
-        return (int(np.floor(x0 * W / w)), int(np.floor(y0 * H / h)),
-                min(W, int(np.ceil(x1 * W / w))), min(H, int(np.ceil(y1 * H / h))))
 
     def mask_for_region(self, region: tuple[int, int, int, int], out_size: tuple[int, int],
                         flip: bool = False, whole_breast: bool = False) -> np.ndarray:
@@ -157,15 +155,14 @@ def segment(img2d: np.ndarray, view: str | None = None, remove_pectoral_muscle: 
     if mask is None:
         mask = np.zeros(picture.shape, dtype=np.uint8)
     fraction = float(np.count_nonzero(mask)) / picture.size  # of the film, not of its frame
-    tissue = mask
-    if fraction and remove_pectoral_muscle and (view or "").upper().startswith("MLO"):
-        tissue = remove_pectoral(picture, mask)
-    seg = Segmentation(_paste(tissue, small.shape, framed, (x0, y0)), scale, (H, W),
-                       (x0, y0, x1, y1) if framed else None,
-                       None if tissue is mask else _paste(mask, small.shape, framed, (x0, y0)))
     if fraction < MIN_TISSUE_FRACTION:
         raise SkipFile(f"no breast tissue found (tissue fraction {fraction:.4f})")
-    return seg
+    tissue = mask
+    if remove_pectoral_muscle and (view or "").upper().startswith("MLO"):
+        tissue = remove_pectoral(picture, mask)
+    return Segmentation(_paste(tissue, small.shape, framed, (x0, y0)), scale, (H, W),
+                        (x0, y0, x1, y1) if framed else None,
+                        None if tissue is mask else _paste(mask, small.shape, framed, (x0, y0)))
 
 
 def _paste(mask: np.ndarray, shape, framed: bool, at) -> np.ndarray:
