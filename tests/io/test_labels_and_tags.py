@@ -61,3 +61,27 @@ def test_tolerant_column_names(tmp_path):
 ])
 def test_identity_from_cbis_patient_id(patient_id, expected):
     assert identity_from_patient_id(patient_id) == expected
+
+
+@pytest.mark.parametrize("rel,view", [
+    ("train/A_0002_1.RIGHT_MLO.png", "MLO"),  # DDSM film names
+    ("Mass-Training_P_00001_LEFT_CC/1.3.6.1.4/1-1.dcm", "CC"),  # CBIS-DDSM folders
+    ("x/20586908_6c613a14_MG_R_CC_ANON.dcm", "CC"),  # INbreast
+    ("L-MLO.png", "MLO"), ("RCC.tif", "CC"), ("lmlo.png", "MLO"), ("b/xccl_3.png", "XCCL"),
+    ("MLO/case_cc.png", "CC"),  # the file's own name wins over its folder
+    ("cc/img001.png", "CC"),
+    ("cc_and_mlo.png", ""),  # two views in one name: not guessed
+    ("mdb001.pgm", ""), ("at/iso/tan.png", ""), ("calc/img.png", ""), ("", ""),
+])
+def test_view_from_path(rel, view):
+    from mammodino.io.tags import view_from_path
+
+    assert view_from_path(rel) == view
+
+
+def test_patient_from_path():
+    from mammodino.io.tags import patient_from_path
+
+    assert patient_from_path("Calc-Test_P_00038_LEFT_CC/1.3.6/1-1.png") == "P_00038"
+    assert patient_from_path("Mass-Training_P_00001_RIGHT_MLO.png") == "P_00001"
+    assert patient_from_path("train/A_0002_1.RIGHT_MLO.png") == ""

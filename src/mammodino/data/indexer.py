@@ -38,6 +38,7 @@ from mammodino.errors import SkipFile, UserError
 from mammodino.io.dicom_reader import DEFAULT_MAX_PIXELS, read_dicom, read_dicom_series
 from mammodino.io.image_reader import read_image
 from mammodino.io.labels import load_label_table
+from mammodino.io.tags import patient_from_path, view_from_path
 from mammodino.locks import FolderLock
 from mammodino.parent_watch import exit_with_parent, process_identity
 from mammodino.privacy import KeyWriter, key_path_for, pseudonym, salt_for_cache
@@ -76,6 +77,8 @@ class Task:
     error: str = ""
     label_laterality: str = ""
     label_view: str = ""
+    path_view: str = ""  # the view spelled in the file or folder name (tags and labels win)
+    path_patient: str = ""  # a CBIS-DDSM-style patient in the path (the PatientID tag wins)
 
 
 @dataclass(frozen=True)
@@ -322,7 +325,8 @@ def private_row(row: dict, keep_source: bool = False) -> dict:
 def _task_for(source: Source, salt: str, labels: dict) -> Task:
     lat, view = labels.get(source.stem, ("", "")) if labels else ("", "")
     return Task(id=pseudonym(source.rel, salt), rel=source.rel, paths=source.paths, stem=source.stem,
-                reader=source.reader, error=source.error, label_laterality=lat, label_view=view)
+                reader=source.reader, error=source.error, label_laterality=lat, label_view=view,
+                path_view=view_from_path(source.rel), path_patient=patient_from_path(source.rel))
 
 
 def _remove_stale_tmp(out: Path) -> None:
@@ -496,7 +500,7 @@ def _box_text(box) -> str:
 def _process(task: Task, opts: IndexOptions) -> dict:
     image = _read(task, opts)
     meta = image.meta
-    view = meta.get("view") or task.label_view
+    view = meta.get("view") or task.label_view or task.path_view
     prep = prepare_image(image, opts.size, opts.margin, view=view, remove_pectoral=opts.remove_pectoral,
                          whole_image=opts.whole_image)
     del image
@@ -525,7 +529,7 @@ def _process(task: Task, opts: IndexOptions) -> dict:
         laterality=laterality,
         view=view or "",
         laterality_source=lat_source,
-        patient_key=pseudonym(meta.get("patient_id"), opts.salt),
+        patient_key=pseudonym(meta.get("patient_id") or task.path_patient or None, opts.salt),
         study_key=pseudonym(meta.get("study_uid"), opts.salt),
         height=int(H),
         width=int(W),

@@ -136,3 +136,52 @@ def identity_from_patient_id(patient_id) -> tuple[str, str, str]:
         return "", "", ""
     view = normalise_view(m.group("view"))
     return m.group("patient").upper(), normalise_laterality(m.group("side")), view
+
+
+# Views that a file or folder name may spell as a word of its own ("A_0002_1.RIGHT_MLO.png",
+# "..._MG_R_CC_ANON.dcm", "L-MLO.png", "RCC.tif"). Words that are also English or common
+# abbreviations ("AT", "ISO", "TAN", "FB", "CV", "RL", "RM") are left out: a folder "at/"
+# must not make every image an axillary-tail view.
+_PATH_VIEWS = {"CC", "MLO", "ML", "LM", "LMO", "XCCL", "XCCM"}
+_SIDE_GLUED = re.compile(r"[LR](CC|MLO|XCCL|XCCM)")
+
+
+def view_from_path(rel_path) -> str:
+    """The view spelled in a file's name, else in its nearest folder name that spells one;
+    "" when none does or one name spells two different views.
+
+    Film archives converted to PNG (DDSM, MIAS-style sets, CBIS-DDSM folders) keep the view
+    only in the name; without it an MLO film keeps its pectoral muscle in the tissue mask.
+
+    >>> view_from_path("train/A_0002_1.RIGHT_MLO.png")
+    'MLO'
+    >>> view_from_path("Mass-Training_P_00001_LEFT_CC/1-1.dcm")
+    'CC'
+    """
+    parts = [p for p in re.split(r"[/\\]", str(rel_path)) if p]
+    if not parts:
+        return ""
+    parts[-1] = parts[-1].rsplit(".", 1)[0] if "." in parts[-1] else parts[-1]
+    for part in reversed(parts):
+        found = set()
+        for word in re.split(r"[^A-Za-z]+", part):
+            word = word.upper()
+            if word in _PATH_VIEWS:
+                found.add(word)
+            elif (m := _SIDE_GLUED.fullmatch(word)) is not None:
+                found.add(m.group(1))
+        if len(found) == 1:
+            return found.pop()
+        if found:
+            return ""
+    return ""
+
+
+def patient_from_path(rel_path) -> str:
+    """The patient of a CBIS-DDSM-style name in the path ("Calc-Test_P_00038_LEFT_CC/..."),
+    else "": the views of one woman converted to PNG still share one patient key."""
+    for part in reversed([p for p in re.split(r"[/\\]", str(rel_path)) if p]):
+        patient, _, _ = identity_from_patient_id(part.rsplit(".", 1)[0])
+        if patient:
+            return patient
+    return ""
