@@ -11,10 +11,11 @@ it with the production command, and compares each row with the phantom's truth:
 
 ``--png8`` turns the same films into what older digitised-film collections ship (MIAS-like:
 8-bit grey PNG, the film scaled to a long side of 1,024 and centred on a black 1024 x 1024
-square, no header at all), with the truth scaled alike, and indexes those instead.
+square, no header at all), with the truth scaled alike, and indexes those instead; with
+``--jpeg`` they are JPEG copies (quality 90), whose black frame is no longer one grey level.
 
 Usage:
-  python benchmarks/film_qc.py --n 40 --size 1200x720 --workers 2 [--work /tmp/film-qc] [--per-image] [--png8]
+  python benchmarks/film_qc.py --n 40 --size 1200x720 --workers 2 [--work /tmp/film-qc] [--per-image] [--png8 [--jpeg]]
 """
 
 from __future__ import annotations
@@ -70,9 +71,11 @@ def evaluate(src: Path, cache: Path) -> list[dict]:
     return out
 
 
-def to_png8(src: Path, dst: Path, side: int = 1024) -> Path:
+def to_png8(src: Path, dst: Path, side: int = 1024, jpeg: bool = False) -> Path:
     """The film set as 8-bit 1024 x 1024 PNGs (film scaled to the long side, centred on black),
-    with labels.csv, breast boxes and truth masks mapped onto the new grid."""
+    with labels.csv, breast boxes and truth masks mapped onto the new grid. ``jpeg``: JPEG at
+    quality 90 instead (how web copies of such sets ship): the black frame is then no
+    longer one grey level, JPEG ringing runs along the film's edge."""
     import pydicom
 
     rows = list(csv.DictReader((src / "labels.csv").open(newline="")))
@@ -92,11 +95,12 @@ def to_png8(src: Path, dst: Path, side: int = 1024) -> Path:
         tmask = np.zeros((side, side), np.uint8)
         tmask[oy:oy + nh, ox:ox + nw] = cv2.resize(truth, (nw, nh), interpolation=cv2.INTER_NEAREST)
         name = Path(r["path"]).stem
-        cv2.imwrite(str(dst / "png" / f"{name}.png"), canvas)
+        image_name = f"{name}.jpg" if jpeg else f"{name}.png"
+        cv2.imwrite(str(dst / "png" / image_name), canvas, [cv2.IMWRITE_JPEG_QUALITY, 90] if jpeg else [])
         cv2.imwrite(str(dst / ".truth" / f"{name}.png"), tmask)
         ys, xs = np.nonzero(tmask)
         box = f"{xs.min()} {ys.min()} {xs.max() + 1} {ys.max() + 1}" if xs.size else ""
-        out.append({**r, "path": f"png/{name}.png", "breast_box": box, "breast_mask": f".truth/{name}.png"})
+        out.append({**r, "path": f"png/{image_name}", "breast_box": box, "breast_mask": f".truth/{name}.png"})
     with (dst / "labels.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(out[0]))
         writer.writeheader()
@@ -113,6 +117,7 @@ def main(argv=None) -> int:
     ap.add_argument("--work", default="/tmp/mammodino-film-qc")
     ap.add_argument("--per-image", action="store_true", help="print one line per film")
     ap.add_argument("--png8", action="store_true", help="index 8-bit 1024x1024 PNG copies of the films (MIAS-like)")
+    ap.add_argument("--jpeg", action="store_true", help="with --png8: JPEG (quality 90) copies instead of PNG")
     args = ap.parse_args(argv)
     from mammodino.data import qc
     from mammodino.data.indexer import index_folder
@@ -124,14 +129,16 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     generate_phantoms(src, n_ffdm=args.n, n_dbt=0, seed=args.seed, workers=args.workers, ffdm_shape=rows_cols, film=True)
     if args.png8:
-        src, cache = to_png8(src, work / f"png8-{args.n}-{args.size}-{args.seed}"), cache.with_name(cache.name + "-png8")
+        kind = "jpeg8" if args.jpeg else "png8"
+        src, cache = to_png8(src, work / f"{kind}-{args.n}-{args.size}-{args.seed}", jpeg=args.jpeg), \
+            cache.with_name(f"{cache.name}-{kind}")
     t1 = time.perf_counter()
     summary = index_folder(src, cache, workers=args.workers, progress=False)
     t2 = time.perf_counter()
     results = evaluate(src, cache)
     print(f"machine: {machine()}")
     print(f"command: python benchmarks/film_qc.py --n {args.n} --size {args.size} --seed {args.seed} "
-          f"--workers {args.workers}{' --png8' if args.png8 else ''}")
+          f"--workers {args.workers}{' --png8' if args.png8 else ''}{' --jpeg' if args.jpeg else ''}")
     print(f"{len(results)} films {args.size}: synth {t1 - t0:.1f} s, index {t2 - t1:.1f} s "
           f"({summary['ok']} ok, {summary['skipped']} skipped)")
     counts = qc.count_by_reason([{"status": "ok", **r} for r in results])

@@ -143,3 +143,23 @@ def test_tiff_holding_fewer_bits_than_16_is_scaled_by_its_bit_depth(tmp_path, hi
     arr = _breast(hi=hi, dtype=np.uint16)
     tifffile.imwrite(tmp_path / "s.tif", arr)
     np.testing.assert_allclose(read_image(tmp_path / "s.tif").pixels, arr / float(2**bits - 1), atol=1e-7)
+
+
+def test_pgm_as_mini_mias_writes_it(tmp_path):
+    """mini-MIAS is 8-bit binary PGM with a comment in its header; 16-bit PGM holding 12-bit
+    values is scaled by 12 bits like a PNG."""
+    arr = _breast(128, 96)
+    body = b"P5\n# mini-MIAS style\n96 128\n255\n" + arr.tobytes()
+    (tmp_path / "mdb001.pgm").write_bytes(body)
+    np.testing.assert_allclose(read_image(tmp_path / "mdb001.pgm").pixels, arr / 255.0, atol=1e-7)
+    deep = _breast(128, 96, hi=4095, dtype=np.uint16)
+    (tmp_path / "deep.pgm").write_bytes(b"P5 96 128 4095\n" + deep.astype(">u2").tobytes())
+    np.testing.assert_allclose(read_image(tmp_path / "deep.pgm").pixels, deep / 4095.0, atol=1e-6)
+    with pytest.raises(SkipFile, match="too large"):
+        read_image(tmp_path / "mdb001.pgm", max_pixels=1000)  # from the header, before decoding
+    (tmp_path / "fake.pgm").write_bytes(b"P5\n96 abc\n255\n" + arr.tobytes())
+    with pytest.raises(SkipFile, match="bad header"):
+        read_image(tmp_path / "fake.pgm")
+    (tmp_path / "cut.pgm").write_bytes(b"P5\n# only a comment")
+    with pytest.raises(SkipFile, match="truncated PGM header"):
+        read_image(tmp_path / "cut.pgm")

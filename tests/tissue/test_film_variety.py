@@ -158,3 +158,45 @@ def test_a_blunt_breast_on_perfectly_flat_air_is_not_a_padding_frame():
     img = np.where(breast, 0.5 + 0.1 * np.random.default_rng(0).random((h, w)), 0.0).astype(np.float32)
     assert padding_box(img) == (0, 0, w, h)
     assert segment(img).picture_box() is None
+
+
+def _on_a_square(img, truth, x0, frame_noise=0.0, seed=1):
+    side = max(img.shape)
+    square, square_truth = np.zeros((side, side), np.float32), np.zeros((side, side), bool)
+    h, w = img.shape
+    square[:h, x0:x0 + w], square_truth[:h, x0:x0 + w] = img, truth
+    if frame_noise:
+        frame = np.ones(square.shape, bool)
+        frame[:h, x0:x0 + w] = False
+        noise = np.random.default_rng(seed).normal(0.012, frame_noise, square.shape)
+        square[frame] = np.clip(noise[frame], 0, 1)
+    return square, square_truth
+
+
+def test_narrow_film_against_one_side_of_its_square():
+    """mini-MIAS-like: a film 0.4x as wide as its square, against the square's left side;
+    the frame takes 60 % of the width on the right (the first rule stopped at 45 %)."""
+    img, truth = _film(h=1000, w=400)
+    square, square_truth = _on_a_square(img, truth, 0)
+    seg = segment(square)
+    assert seg.picture_box() is not None and abs(seg.picture_box()[2] - 400) <= 3  # source pixels
+    assert _iou(seg.full_mask(), square_truth) > 0.9
+
+
+@pytest.mark.parametrize("x0", [0, 300], ids=["against-the-side", "centred"])
+def test_noisy_frame_around_a_film(x0):
+    """The frame of a JPEG copy is not one grey level (noise sigma 0.008 here): found
+    within a tolerance of a few noise sigmas measured in its corners, and the breast is
+    segmented on the film, not the whole film taken as breast (box IoU 0.6 before)."""
+    img, truth = _film(h=1000, w=400)
+    img[:, -20:] = np.maximum(img[:, -20:], 0.05)  # the film's own air is grey, above the frame
+    square, square_truth = _on_a_square(img, truth, x0, frame_noise=0.008)
+    seg = segment(square)
+    ys, xs = np.nonzero(square_truth)
+    true_box = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+    box = seg.box()
+    ix = max(0, min(box[2], true_box[2]) - max(box[0], true_box[0]))
+    iy = max(0, min(box[3], true_box[3]) - max(box[1], true_box[1]))
+    area = lambda b: (b[2] - b[0]) * (b[3] - b[1])  # noqa: E731
+    assert ix * iy / (area(box) + area(true_box) - ix * iy) > 0.9, (box, true_box)
+    assert _iou(seg.full_mask(), square_truth) > 0.85

@@ -9,7 +9,7 @@ Rules (documented in docs/ingest.md):
   ``.truth/`` masks), ``DICOMDIR`` and files with a known non-image extension
   (:data:`IGNORED_EXTENSIONS`: tables, text, archives, checkpoints ...) are ignored
   silently and only counted.
-- ``.png .tif .tiff .jpg .jpeg .npy`` go to the image reader; every other file (``.dcm``, no
+- ``.png .tif .tiff .jpg .jpeg .pgm .pnm .npy`` go to the image reader; every other file (``.dcm``, no
   extension, UID-like names ``1.2.840...``, anything unknown) is tried as DICOM and is
   reported with a reason when it is not one.
 - One-file-per-slice DBT: in a directory with several DICOM files, single-frame files that
@@ -32,8 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mammodino.io import uids
+from mammodino.io.image_reader import IMAGE_EXTENSIONS as READER_EXTENSIONS
 
-IMAGE_EXTENSIONS = {".png", ".tif", ".tiff", ".jpg", ".jpeg", ".npy"}
+IMAGE_EXTENSIONS = set(READER_EXTENSIONS)  # the image reader's formats, one list
 IGNORED_EXTENSIONS = {
     ".mammodino-key",  # a cache's private key file (beside a cache made inside SRC)
     ".csv", ".tsv", ".txt", ".md", ".rst", ".rtf", ".json", ".jsonl", ".xml", ".html", ".htm", ".pdf",

@@ -1,4 +1,4 @@
-"""PNG, TIFF, JPEG and NPY mammograms (already-converted archives).
+"""PNG, TIFF, JPEG, PGM and NPY mammograms (already-converted archives; mini-MIAS is PGM).
 
 These formats carry no VOI, photometric or laterality tags, so:
 - grey levels are scaled by the smallest bit depth that holds the data (8, 10, 12, 14 or
@@ -24,7 +24,7 @@ from mammodino.io.dicom_reader import DEFAULT_MAX_PIXELS
 from mammodino.io.types import MammoImage, empty_meta
 
 IMAGE_EXTENSIONS = {".png": "png", ".tif": "tiff", ".tiff": "tiff", ".npy": "npy",
-                    ".jpg": "jpeg", ".jpeg": "jpeg"}
+                    ".jpg": "jpeg", ".jpeg": "jpeg", ".pgm": "pnm", ".pnm": "pnm"}
 
 
 def read_image(path, max_pixels: int = DEFAULT_MAX_PIXELS, dtype="float32") -> MammoImage:
@@ -130,7 +130,7 @@ def jpeg_frame_size(fh) -> tuple[int, int, int, int]:
 
 
 def _check_header_size(path: Path, fmt: str, max_pixels: int) -> None:
-    """Refuse absurd sizes, and images too large for a worker's memory, from the PNG/JPEG
+    """Refuse absurd sizes, and images too large for a worker's memory, from the PNG/JPEG/PGM
     header before decoding."""
     with path.open("rb") as fh:
         if fmt == "png":
@@ -141,6 +141,9 @@ def _check_header_size(path: Path, fmt: str, max_pixels: int) -> None:
             bit_depth, colour = head[24], head[25]
             channels = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}.get(colour, 4)
             sample = 2 if bit_depth == 16 else 1
+        elif fmt == "pnm":
+            h, w, channels, maxval = pnm_size(fh)
+            sample = 2 if maxval > 255 else 1
         else:
             h, w, channels, bits = jpeg_frame_size(fh)
             sample = 2 if bits > 8 else 1
@@ -149,6 +152,35 @@ def _check_header_size(path: Path, fmt: str, max_pixels: int) -> None:
     if h * w > max_pixels:
         raise SkipFile(f"image too large: {h} x {w} = {h * w:,} pixels (limit {max_pixels:,})")
     check_memory((h, w), sample, max_pixels, channels=channels)
+
+
+_PNM_CHANNELS = {b"P2": 1, b"P5": 1, b"P3": 3, b"P6": 3}
+
+
+def pnm_size(fh) -> tuple[int, int, int, int]:
+    """(height, width, channels, maxval) from a Netpbm (PGM/PPM) header: magic, width,
+    height, maxval as ASCII words, ``#`` comments anywhere between them."""
+    magic = fh.read(2)
+    if magic not in _PNM_CHANNELS:
+        raise SkipFile("not a PGM/PPM file (bad signature)")
+    words: list[bytes] = []
+    word = b""
+    while len(words) < 3:
+        ch = fh.read(1)
+        if not ch:
+            raise SkipFile("truncated PGM header")
+        if ch == b"#":
+            fh.readline()
+        elif ch.isspace():
+            if word:
+                words.append(word)
+                word = b""
+        elif ch.isdigit() and len(word) < 12:
+            word += ch
+        else:
+            raise SkipFile("not a PGM/PPM file (bad header)")
+    w, h, maxval = (int(v) for v in words)
+    return h, w, _PNM_CHANNELS[magic], maxval
 
 
 def _read_npy(path: Path, max_pixels: int) -> np.ndarray:
@@ -198,7 +230,7 @@ def _to_grey(arr: np.ndarray, fmt: str) -> np.ndarray:
         if np.array_equal(colour[..., 0], colour[..., 1]) and np.array_equal(colour[..., 1], colour[..., 2]):
             return colour[..., 0]
         # cv2 gives BGR, tifffile RGB; luminance weights barely differ for the two orders
-        weights = np.array([0.114, 0.587, 0.299] if fmt in ("png", "jpeg") else [0.299, 0.587, 0.114])
+        weights = np.array([0.114, 0.587, 0.299] if fmt in ("png", "jpeg", "pnm") else [0.299, 0.587, 0.114])
         return (colour.astype(np.float32) @ weights.astype(np.float32)).astype(np.float32)
     if arr.ndim == 3 and arr.shape[0] == 1:
         return arr[0]

@@ -51,6 +51,7 @@ BACKGROUND_STEP = 0.10  # threshold = background + this x (Otsu - background)
 END_WIDTH_FRACTION = 0.20  # top/bottom rows narrower than this x max width are cut
 SNAP_BAND = 4  # skin-line refinement searches this many pixels (at 512) inside the generous mask
 SNAP_SIGMA = 2.0  # gradient smoothing for the refinement (pixels at 512)
+PICTURE_FILL = 0.95  # a mask filling this share of its bounding box is a film picture, not a breast
 
 
 @dataclass
@@ -200,6 +201,28 @@ def _mask_small(small: np.ndarray) -> np.ndarray | None:
     inside = ~film_borders(blurred)
     if not inside.any():
         return None
+    mask = _threshold_mask(small, blurred, inside)
+    if mask is not None and _is_a_picture_rectangle(mask, inside):
+        # a film on a dark surround that is not one constant grey (noise, JPEG): the
+        # surround was the "background" and the whole film cleared the threshold. The film
+        # is now known; its own air is the background.
+        film = _threshold_mask(small, blurred, inside & mask.astype(bool))
+        if film is not None and np.count_nonzero(film) < 0.9 * np.count_nonzero(mask):
+            mask = film
+    return mask
+
+
+def _is_a_picture_rectangle(mask: np.ndarray, inside: np.ndarray) -> bool:
+    """The mask fills its bounding box (a breast never does: a half-ellipse fills ~0.8 of
+    it) and leaves part of the image out."""
+    ys, xs = np.nonzero(mask)
+    if ys.size == 0:
+        return False
+    box_area = (ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1)
+    return ys.size >= PICTURE_FILL * box_area and ys.size < PICTURE_FILL * np.count_nonzero(inside)
+
+
+def _threshold_mask(small: np.ndarray, blurred: np.ndarray, inside: np.ndarray) -> np.ndarray | None:
     lo, hi = float(blurred[inside].min()), float(blurred[inside].max())
     if hi - lo < 0.02:  # uniform image: nothing to separate
         return None
