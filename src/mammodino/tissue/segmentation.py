@@ -207,8 +207,9 @@ def _mask_small(small: np.ndarray) -> np.ndarray | None:
         # surround was the "background" and the whole film cleared the threshold. The film
         # is now known; its own air is the background.
         film = _threshold_mask(small, blurred, inside & mask.astype(bool))
-        if film is not None and np.count_nonzero(film) < 0.9 * np.count_nonzero(mask):
-            mask = film
+        kept = 0 if film is None else np.count_nonzero(film)
+        if MIN_TISSUE_FRACTION * mask.size <= kept < 0.9 * np.count_nonzero(mask):
+            mask = film  # (nothing left inside: not a film after all, the first mask stands)
     return mask
 
 
