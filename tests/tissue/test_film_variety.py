@@ -185,9 +185,10 @@ def test_narrow_film_against_one_side_of_its_square():
 
 @pytest.mark.parametrize("x0", [0, 300], ids=["against-the-side", "centred"])
 def test_noisy_frame_around_a_film(x0):
-    """The frame of a JPEG copy is not one grey level (noise sigma 0.008 here): found
-    within a tolerance of a few noise sigmas measured in its corners, and the breast is
-    segmented on the film, not the whole film taken as breast (box IoU 0.6 before)."""
+    """A frame that is not one grey level (noise sigma 0.008 here, above the 0.01 frame
+    tolerance at its tails): the whole film clears the background threshold and fills its
+    bounding box, so it is thresholded again on its own air; the breast is segmented, not
+    the whole film taken as breast (box IoU 0.6 before)."""
     img, truth = _film(h=1000, w=400)
     img[:, -20:] = np.maximum(img[:, -20:], 0.05)  # the film's own air is grey, above the frame
     square, square_truth = _on_a_square(img, truth, x0, frame_noise=0.008)
