@@ -111,14 +111,15 @@ def test_a_folder_of_pngs_is_read_image_by_image(tmp_path, capsys):
     import tifffile
 
     tifffile.imwrite(folder / "sub" / "b.tif", (img >> 8).astype(np.uint8))
+    (folder / "sub" / "c.pgm").write_bytes(b"P5\n90 120\n255\n" + (img >> 8).astype(np.uint8).tobytes())  # mini-MIAS
     (folder / "notes.txt").write_text("a note")  # ignored like index ignores it
     (folder / "junk.png").write_bytes(b"not a png at all")
     _png_header_only(folder / "huge.png", 60000, 60000)  # refused from its header, never decoded
     srcs = resolve_inputs([str(folder)])
-    assert len(srcs) == 2 and all(s.name.startswith("file-") and s.image.dtype == np.float32 for s in srcs)
+    assert len(srcs) == 3 and all(s.name.startswith("file-") and s.image.dtype == np.float32 for s in srcs)
     assert srcs[0].image.max() <= 1 and srcs[0].mask.shape == srcs[0].image.shape  # the mask: segmentation's business
     err = capsys.readouterr().err
-    assert "skipped 2 of 4 files" in err and "too large" in err and "not a PNG" in err
+    assert "skipped 2 of 5 files" in err and "too large" in err and "not a PNG" in err
 
 
 def test_attention_given_folders_of_non_images_is_a_clear_error(tmp_path, capsys):

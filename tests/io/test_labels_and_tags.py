@@ -25,6 +25,7 @@ def test_stem_of():
     assert stem_of("a/b/123.dcm") == "123"
     assert stem_of("C:\\x\\9.png") == "9"
     assert stem_of("1.2.840.113619.2.55") == "1.2.840.113619.2.55"
+    assert stem_of("mias/mdb001.pgm") == "mdb001"  # every format the image reader reads joins
 
 
 def test_rsna_table(label_tables_dir):

@@ -32,7 +32,7 @@ from mammodino.data.prepare import prepare_image
 from mammodino.errors import SkipFile, UserError
 from mammodino.eval.embedding import fit_to_square, input_size, pad_to_square
 from mammodino.io.dicom_reader import read_dicom
-from mammodino.io.image_reader import read_image
+from mammodino.io.image_reader import IMAGE_EXTENSIONS, read_image
 from mammodino.models.preprocess import from_uint16, normalize
 from mammodino.pixels import to_unit_float
 from mammodino.privacy import load_key_for_cache
@@ -93,7 +93,7 @@ def _prepared_dicom(path: Path, long_side: int = DISPLAY_LONG_SIDE) -> SourceIma
     return SourceImage(_public_name(path), from_uint16(prep.pixels), prep.mask)
 
 
-IMAGE_SUFFIXES = {".png", ".tif", ".tiff", ".jpg", ".jpeg"}
+IMAGE_SUFFIXES = set(IMAGE_EXTENSIONS) - {".npy"}  # the image reader's formats (.npy: cache files, above)
 MAX_FOLDER_FILES = 10_000  # files looked at in one folder argument
 
 

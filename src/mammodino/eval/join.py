@@ -35,6 +35,7 @@ from mammodino.data.cache import read_manifest
 from mammodino.eval.features import FeatureSet
 from mammodino.eval.splits import normalise_split
 from mammodino.eval.tasks.base import TaskLabels
+from mammodino.io.labels import STEM_SUFFIXES
 from mammodino.privacy import load_key_for_cache, pseudonym
 
 
@@ -75,7 +76,7 @@ def _strip_ext(p: str) -> str:
     p = p.replace("\\", "/").strip().lstrip("./")
     path = PurePosixPath(p)
     name = path.name
-    for ext in (".nii.gz", ".dicom", ".dcm", ".png", ".tif", ".tiff", ".npy", ".jpg", ".jpeg", ".pgm"):
+    for ext in (".nii.gz", *sorted(STEM_SUFFIXES)):  # the stems label tables use (labels.stem_of)
         if name.lower().endswith(ext):
             name = name[: -len(ext)]
             break

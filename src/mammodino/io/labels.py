@@ -15,7 +15,11 @@ import re
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from mammodino.errors import UserError
+from mammodino.io.image_reader import IMAGE_EXTENSIONS
 from mammodino.io.tags import normalise_laterality, normalise_view
+
+# what a table's file column may end in: DICOM spellings and whatever the image reader reads
+STEM_SUFFIXES = {".dcm", ".dicom", ".dic", ".ima", *IMAGE_EXTENSIONS}
 
 ID_COLUMNS = ["image_id", "imageid", "image", "image_name", "imagename", "file_name", "filename", "file",
               "stem", "path", "image_path", "imagepath", "filepath", "file_path", "sop_instance_uid",
@@ -44,7 +48,7 @@ def stem_of(value: str) -> str:
         return ""
     name = PureWindowsPath(text).name if "\\" in text else PurePosixPath(text).name
     suffix = PurePosixPath(name).suffix.lower()
-    if suffix in {".dcm", ".dicom", ".png", ".tif", ".tiff", ".npy", ".jpg", ".jpeg", ".dic", ".ima"}:
+    if suffix in STEM_SUFFIXES:
         return name[: -len(suffix)]
     return name
 
