@@ -6,14 +6,17 @@ differ by 2x on the same code), so the demo summary and every benchmark print th
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 
 import torch
 
 
+@functools.lru_cache(maxsize=1)
 def _cpuinfo() -> dict[str, str]:
-    """The first processor's block of ``/proc/cpuinfo`` (empty where there is none)."""
+    """The first processor's block of ``/proc/cpuinfo`` (empty where there is none); read
+    once per process (the model name and the signature both come from it)."""
     fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:

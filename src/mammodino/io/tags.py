@@ -146,6 +146,11 @@ _PATH_VIEWS = {"CC", "MLO", "ML", "LM", "LMO", "XCCL", "XCCM"}
 _SIDE_GLUED = re.compile(r"[LR](CC|MLO|XCCL|XCCM)")
 
 
+def _path_parts(rel_path) -> list[str]:
+    """The folder and file names of a path, with either separator."""
+    return [p for p in re.split(r"[/\\]", str(rel_path)) if p]
+
+
 def view_from_path(rel_path) -> str:
     """The view spelled in a file's name, else in its nearest folder name that spells one;
     "" when none does or one name spells two different views.
@@ -158,10 +163,10 @@ def view_from_path(rel_path) -> str:
     >>> view_from_path("Mass-Training_P_00001_LEFT_CC/1-1.dcm")
     'CC'
     """
-    parts = [p for p in re.split(r"[/\\]", str(rel_path)) if p]
+    parts = _path_parts(rel_path)
     if not parts:
         return ""
-    parts[-1] = parts[-1].rsplit(".", 1)[0] if "." in parts[-1] else parts[-1]
+    parts[-1] = parts[-1].rsplit(".", 1)[0]  # the file's extension
     for part in reversed(parts):
         found = set()
         for word in re.split(r"[^A-Za-z]+", part):
@@ -180,7 +185,7 @@ def view_from_path(rel_path) -> str:
 def patient_from_path(rel_path) -> str:
     """The patient of a CBIS-DDSM-style name in the path ("Calc-Test_P_00038_LEFT_CC/..."),
     else "": the views of one woman converted to PNG still share one patient key."""
-    for part in reversed([p for p in re.split(r"[/\\]", str(rel_path)) if p]):
+    for part in reversed(_path_parts(rel_path)):
         patient, _, _ = identity_from_patient_id(part.rsplit(".", 1)[0])
         if patient:
             return patient

@@ -216,11 +216,11 @@ def _mask_small(small: np.ndarray) -> np.ndarray | None:
 def _is_a_picture_rectangle(mask: np.ndarray, inside: np.ndarray) -> bool:
     """The mask fills its bounding box (a breast never does: a half-ellipse fills ~0.8 of
     it) and leaves part of the image out."""
-    ys, xs = np.nonzero(mask)
-    if ys.size == 0:
+    area = np.count_nonzero(mask)
+    if area == 0:
         return False
-    box_area = (ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1)
-    return ys.size >= PICTURE_FILL * box_area and ys.size < PICTURE_FILL * np.count_nonzero(inside)
+    x0, y0, x1, y1 = breast_box(mask)
+    return PICTURE_FILL * (x1 - x0) * (y1 - y0) <= area < PICTURE_FILL * np.count_nonzero(inside)
 
 
 def _threshold_mask(small: np.ndarray, blurred: np.ndarray, inside: np.ndarray) -> np.ndarray | None:
