@@ -21,6 +21,7 @@ from typing import Iterable
 
 import torch
 
+from mammodino import allocator
 from mammodino.models import gemm
 from mammodino.train import distributed as dist
 from mammodino.train.monitor import CollapseMonitor
@@ -161,6 +162,8 @@ def _mean_of(logged: list[dict]) -> dict:
 def build_train_step(cfg, model, device: torch.device) -> TrainStep:
     """Wrap ``model`` for this process group, build AdamW over the wrapped parameters, the
     schedules and the monitor: the one way a step is assembled (trainer, demo, benchmarks)."""
+    if device.type == "cpu" and cfg.train.get("keep_freed_memory", True):
+        allocator.keep_freed_memory()
     student, fsdp = dist.prepare_for_training(model, cfg, device)
     n_blocks = len(model.student.backbone.blocks)
     modules = {name: mod for name, mod in model.student.named_children() if mod is not None}
