@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 
 from mammodino.data.cache import QC_COLUMNS  # noqa: F401  (the manifest columns this fills)
+from mammodino.tissue import tails
 
 PASS, SUSPECT = "pass", "suspect"
 
@@ -46,8 +47,6 @@ TISSUE_RANGE = (0.04, 0.90)  # RSNA's smallest real breast here: 0.087 of a 5355
 BORDER_TOL = 0.005  # a box edge within this share of the side counts as touching
 MAX_BORDERS = 2
 MIN_SOLIDITY = 0.80
-TAIL_RADIUS = 0.03  # opening radius / long side of the mask: removes thin tails, keeps the breast
-BODY_LONG_SIDE = 256  # the tail check runs on a copy this size (a 1024-px mask took 19 ms, the rest of QC 1 ms)
 MIN_BODY_BOX_IOU = 0.90  # box of the opened mask vs box of the mask (real breasts here: >= 0.94)
 CHEST_WALL_GAP = 0.15  # box gap to the chest-wall edge / image width
 
@@ -146,16 +145,11 @@ def findings(row: dict, mask: np.ndarray | None = None) -> list[tuple[str, str]]
 
 
 def body_box_iou(mask: np.ndarray) -> float:
-    """IoU of the box of the mask's body (opened by a disc of TAIL_RADIUS x its long side)
-    with the box of the whole mask: 1 when no thin part reaches beyond the body."""
-    m = np.ascontiguousarray(np.asarray(mask) > 0, dtype=np.uint8)
-    scale = min(1.0, BODY_LONG_SIDE / max(m.shape))
-    if scale < 1.0:  # the opening's cost grows with the disc's area: work on a 256-px copy
-        size = (max(1, round(m.shape[1] * scale)), max(1, round(m.shape[0] * scale)))
-        m = (cv2.resize(m * np.uint8(255), size, interpolation=cv2.INTER_AREA) >= 128).astype(np.uint8)
-    r = max(1, round(TAIL_RADIUS * max(m.shape)))
-    body = cv2.morphologyEx(m, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
-    whole, core = _mask_box(m), _mask_box(body)
+    """IoU of the box of the mask's body (:func:`mammodino.tissue.tails.body`: opened by a disc
+    of TAIL_RADIUS x its long side) with the box of the whole mask: 1 when no thin part
+    reaches beyond the body."""
+    m = np.asarray(mask) > 0
+    whole, core = _mask_box(m), _mask_box(tails.body(m))
     if whole is None:
         return 1.0
     if core is None:

@@ -14,8 +14,10 @@ borders, scanner strips, burned-in labels and tape. The recipe here:
    dark class; a generous threshold 10% of the way from the background level to Otsu (at
    least 3 noise sigmas above it) keeps the dim periphery near the skin line.
 4. Small saturated flat blobs (labels, markers, tape ends) are cut out, a 5 px opening
-   detaches thin bridges, the largest component is the breast, holes filled (burned-in
-   labels and markers away from the breast are separate components and dropped).
+   detaches thin bridges, thin leaks (:mod:`mammodino.tissue.tails`: a film border's
+   blurred inner edge, streaks in the air) are cut where they leave the breast, the largest
+   component is the breast, holes filled (burned-in labels and markers away from the
+   breast are separate components and dropped).
 5. The skin line is refined by a marker watershed on the gradient magnitude: the mask
    eroded by 4 px is sure breast, everything outside the generous mask is sure air, and
    the boundary settles on the strongest edge between them. Film halos (the glow that
@@ -43,6 +45,7 @@ from mammodino.errors import SkipFile
 from mammodino.pixels import to_unit_float
 from mammodino.tissue.film import film_borders, label_blobs, padding_box
 from mammodino.tissue.pectoral import pectoral_mask
+from mammodino.tissue.tails import cut_thin_tails
 
 SEG_LONG_SIDE = 512  # segmentation resolution (long side, pixels)
 MIN_SIDE = 16  # an image smaller than this on either side cannot show a breast
@@ -245,7 +248,10 @@ def _threshold_mask(small: np.ndarray, blurred: np.ndarray, inside: np.ndarray) 
     opened = cv2.morphologyEx(mask, cv2.MORPH_OPEN, _disc(radius))
     if opened.any():
         mask = opened
-    generous = _largest_component(mask)
+    # thin leaks (a film border's blurred inner edge, streaks in the air) cut before the
+    # largest component fills its holes: a leak that runs round to the breast again would
+    # enclose the air between them, and the filled air is no longer thin
+    generous = _largest_component(cut_thin_tails(mask))
     if generous is None:
         return None
     refined = _snap_to_skin_line(small, generous, inside)
