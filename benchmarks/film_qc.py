@@ -7,7 +7,8 @@ it with the production command, and compares each row with the phantom's truth:
 
 - box IoU: manifest ``breast_box`` vs labels ``breast_box`` (source pixels);
 - mask IoU: the cached mask put back on the source grid vs ``.truth/<id>.png``;
-- qc: how many rows are suspect and why, and how many wrong boxes (IoU < 0.8) pass.
+- qc: how many rows are suspect and why, and how many wrong boxes (IoU < 0.8) pass;
+- lesions: how many phantom lesions (centre, and whole lesion box) lie inside the breast box.
 
 ``--png8`` turns the same films into what older digitised-film collections ship (MIAS-like:
 8-bit grey PNG, the film scaled to a long side of 1,024 and centred on a black 1024 x 1024
@@ -66,9 +67,19 @@ def evaluate(src: Path, cache: Path) -> list[dict]:
         m_iou = mask_iou(mask_on_source(row, mask, geometry), gt_mask) if gt_mask is not None else float("nan")
         out.append({"image": t["image_id"], "view": t["view"], "laterality": t["laterality"],
                     "box_iou": box_iou(parse_box(row["breast_box"]), parse_box(t["breast_box"])),
-                    "mask_iou": m_iou, "qc": row.get("qc", ""), "qc_reason": row.get("qc_reason", ""),
+                    "mask_iou": m_iou, "box": parse_box(row["breast_box"]),
+                    "lesion_box": parse_box(t["lesion_box"]) if t.get("lesion_box") else None, "qc": row.get("qc", ""), "qc_reason": row.get("qc_reason", ""),
                     "laterality_read": row["laterality"], "view_read": row["view"], "patient_key": row["patient_key"]})
     return out
+
+
+def _centre(box):
+    return ((box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0)
+
+
+def _inside(point, box) -> bool:
+    """The point lies in the (x0, y0, x1, y1) box (edges included)."""
+    return box[0] <= point[0] <= box[2] and box[1] <= point[1] <= box[3]
 
 
 def to_png8(src: Path, dst: Path, side: int = 1024, jpeg: bool = False) -> Path:
@@ -100,7 +111,12 @@ def to_png8(src: Path, dst: Path, side: int = 1024, jpeg: bool = False) -> Path:
         cv2.imwrite(str(dst / ".truth" / f"{name}.png"), tmask)
         ys, xs = np.nonzero(tmask)
         box = f"{xs.min()} {ys.min()} {xs.max() + 1} {ys.max() + 1}" if xs.size else ""
-        out.append({**r, "path": f"png/{image_name}", "breast_box": box, "breast_mask": f".truth/{name}.png"})
+        lesion = r.get("lesion_box", "")
+        if lesion:
+            x0, y0, x1, y1 = (float(v) for v in lesion.split())
+            lesion = " ".join(str(round(v)) for v in (ox + x0 * scale, oy + y0 * scale, ox + x1 * scale, oy + y1 * scale))
+        out.append({**r, "path": f"png/{image_name}", "breast_box": box, "breast_mask": f".truth/{name}.png",
+                    "lesion_box": lesion})
     with (dst / "labels.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(out[0]))
         writer.writeheader()
@@ -157,6 +173,11 @@ def main(argv=None) -> int:
     flagged_good = [r for r in results if r["box_iou"] >= 0.95 and r["qc"] == qc.SUSPECT]
     print(f"wrong boxes (IoU < {WRONG_BOX_IOU}): {len(wrong)}, of them qc=pass: {len(missed)}; "
           f"good boxes (IoU >= 0.95) flagged suspect: {len(flagged_good)}")
+    lesions = [r for r in results if r["lesion_box"] is not None]
+    centre_in = sum(_inside(_centre(r["lesion_box"]), r["box"]) for r in lesions)
+    whole_in = sum(_inside(r["lesion_box"][:2], r["box"]) and _inside(r["lesion_box"][2:], r["box"]) for r in lesions)
+    print(f"lesions inside the manifest's breast box: centre {centre_in} of {len(lesions)}, "
+          f"whole lesion box {whole_in} of {len(lesions)}")
     if args.png8:  # no header: the side comes from the image, the view is unknown
         sides = sum(r["laterality_read"] == r["laterality"] for r in results)
         print(f"laterality from the image (no header): {sides} of {len(results)} right")

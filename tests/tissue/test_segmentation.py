@@ -6,7 +6,7 @@ import pytest
 
 from mammodino.errors import SkipFile
 from mammodino.tissue.orientation import chest_wall_on_left, laterality_from_mask
-from mammodino.tissue.segmentation import breast_box, breast_mask, segment, tissue_fraction
+from mammodino.tissue.segmentation import background_level, breast_box, breast_mask, segment, tissue_fraction
 
 
 def _phantom(h=400, w=300, seed=0, background=0.0, noise=0.0, label=True):
@@ -124,3 +124,43 @@ def test_fill_holes_is_scipys_binary_fill_holes():
     ring[2:7, 2:7] = True
     ring[4, 4] = False
     assert fill_holes(ring)[4, 4] and not fill_holes(ring)[0, 0]
+
+
+def _fatty_film(seed=0):
+    """A dim fatty breast (grey 0.015 on a 0.06 scale, 12-bit-in-16 film) that fills most of
+    the film, so its fat outnumbers the air (0.004, a faint fog gradient); a bright pectoral
+    muscle and a marker set the top of the range. Truth box rows 40..460, columns 0..250."""
+    rng = np.random.default_rng(seed)
+    h, w = 500, 300
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = 0.004 + 0.0005 * (yy / h) + rng.normal(0, 0.0003, (h, w))
+    breast = ((yy - 250) / 210.0) ** 2 + (xx / 250.0) ** 2 <= 1
+    img[breast] = 0.015 + 0.002 * rng.random(breast.sum())
+    muscle = breast & (xx < 160 - 0.5 * (yy - 40))  # a bright MLO pectoral muscle: Otsu
+    img[muscle] = 0.045 + 0.003 * rng.random(muscle.sum())  # splits it from air and fat
+    img[440:470, 270:290] = 0.06  # lead marker
+    return np.clip(img, 0, 1).astype(np.float32), (0, 40, 250, 461)
+
+
+def test_fatty_breast_that_outnumbers_the_air_is_found():
+    """The fat is the dark class's most frequent level; taken for the air it put the
+    threshold above the breast (a 2 %-high strip was the 'breast')."""
+    img, truth = _fatty_film()
+    seg = segment(img)
+    assert _iou(seg.box(), truth) > 0.9, seg.box()
+    assert 0.5 < seg.tissue_fraction < 0.7
+
+
+def test_background_level_is_the_darkest_sizeable_mode():
+    rng = np.random.default_rng(0)
+    air = rng.normal(10, 2, 40_000)
+    fat = rng.normal(60, 3, 60_000)
+    two = np.clip(np.concatenate([air, fat]), 0, 255).astype(np.uint8)
+    assert abs(background_level(two) - 10) <= 2
+    # air that dominates, with a fatty tail above it: its own mode, as before
+    tail = rng.uniform(12, 60, 20_000)
+    one = np.clip(np.concatenate([air, tail]), 0, 255).astype(np.uint8)
+    assert abs(background_level(one) - 10) <= 2
+    # a few dark specks below the fat are not air
+    specks = np.clip(np.concatenate([rng.normal(5, 1, 2_000), fat]), 0, 255).astype(np.uint8)
+    assert abs(background_level(specks) - 60) <= 3

@@ -11,7 +11,8 @@ borders, scanner strips, burned-in labels and tape. The recipe here:
    image side, and bright flat strips hugging one side, are set to the background level,
    so neither the histogram nor the largest component sees them.
 3. Otsu gives a coarse split; the background level is the most frequent grey level of the
-   dark class; a generous threshold 10% of the way from the background level to Otsu (at
+   dark class, or a darker sizeable mode beyond a deep valley (a fatty breast filling the
+   film outnumbers the air); a generous threshold 10% of the way from the background level to Otsu (at
    least 3 noise sigmas above it) keeps the dim periphery near the skin line.
 4. Small saturated flat blobs (labels, markers, tape ends) are cut out, a 5 px opening
    detaches thin bridges, thin leaks (:mod:`mammodino.tissue.tails`: a film border's
@@ -51,6 +52,8 @@ SEG_LONG_SIDE = 512  # segmentation resolution (long side, pixels)
 MIN_SIDE = 16  # an image smaller than this on either side cannot show a breast
 MIN_TISSUE_FRACTION = 0.005  # below: "no breast tissue found"
 BACKGROUND_STEP = 0.10  # threshold = background + this x (Otsu - background)
+AIR_MIN_SHARE = 0.15  # a darker mode of the dark class is the air when it holds this share ...
+AIR_VALLEY = 0.25  # ... and a valley below this x its height separates it from the main mode
 END_WIDTH_FRACTION = 0.20  # top/bottom rows narrower than this x max width are cut
 SNAP_BAND = 4  # skin-line refinement searches this many pixels (at 512) inside the generous mask
 SNAP_SIGMA = 2.0  # gradient smoothing for the refinement (pixels at 512)
@@ -233,11 +236,9 @@ def _threshold_mask(small: np.ndarray, blurred: np.ndarray, inside: np.ndarray) 
     as8 = np.clip((blurred - lo) / (hi - lo) * 255.0 + 0.5, 0, 255).astype(np.uint8)
     otsu8, _ = cv2.threshold(as8[inside].reshape(1, -1), 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     otsu = lo + otsu8 / 255.0 * (hi - lo)
-    # background = the most frequent level of the dark class (not its median: on a fatty
-    # breast with a bright pectoral muscle the dark class is half fat); its noise from the
-    # spread below that level
-    dark = as8[inside & (as8 <= otsu8)]
-    bg8 = int(np.argmax(np.bincount(dark.ravel(), minlength=256))) if dark.size else 0
+    # background = the air's grey level, the darkest sizeable mode of the dark class (see
+    # background_level); its noise from the spread below that level
+    bg8 = background_level(as8[inside & (as8 <= otsu8)])
     background = lo + bg8 / 255.0 * (hi - lo)
     below = blurred[inside & (as8 <= bg8)]
     sigma = 1.4826 * float(np.median(background - below)) if below.size else 0.0
@@ -258,6 +259,30 @@ def _threshold_mask(small: np.ndarray, blurred: np.ndarray, inside: np.ndarray) 
     if refined is not None:
         generous = refined
     return _trim_ends(generous).astype(np.uint8)
+
+
+def background_level(dark: np.ndarray) -> int:
+    """The air's level (0-255) among the dark class's pixels: its most frequent level, not
+    its median (on a fatty breast with a bright pectoral muscle the dark class is half fat),
+    unless a darker mode holding AIR_MIN_SHARE of the class lies beyond a deep valley. A
+    fatty breast that fills most of a film outnumbers the air, and its fat is then the most
+    frequent level: taken for the air, it put the threshold above the breast (a film phantom
+    lost its breast to a 2 %-high strip)."""
+    if dark.size == 0:
+        return 0
+    hist = np.bincount(dark.ravel(), minlength=256).astype(np.float64)
+    mode = int(np.argmax(hist))
+    if mode == 0:
+        return 0
+    smooth = np.convolve(hist, np.ones(5) / 5.0, mode="same")
+    split, _ = cv2.threshold(dark[dark < mode].reshape(1, -1).astype(np.uint8), 0, 1,
+                             cv2.THRESH_BINARY + cv2.THRESH_OTSU) if (dark < mode).any() else (0.0, None)
+    lower = int(split)
+    darker = int(np.argmax(smooth[:lower + 1])) if lower > 0 else 0
+    if hist[:lower + 1].sum() < AIR_MIN_SHARE * dark.size or darker >= mode - 2:
+        return mode
+    valley = float(smooth[darker:mode + 1].min())
+    return darker if valley < AIR_VALLEY * smooth[darker] else mode
 
 
 def _disc(radius: int) -> np.ndarray:
