@@ -18,7 +18,10 @@ borders, scanner strips, burned-in labels and tape. The recipe here:
    detaches thin bridges, thin leaks (:mod:`mammodino.tissue.tails`: a film border's
    blurred inner edge, streaks in the air) are cut where they leave the breast, the largest
    component is the breast, holes filled (burned-in labels and markers away from the
-   breast are separate components and dropped).
+   breast are separate components and dropped). Then the fog trend
+   (:mod:`mammodino.tissue.fog`): where a plane fitted to the air varies by more than half
+   the threshold step, the thick patches that a threshold on the image less the plane
+   leaves out (a bright fog corner) are taken out of the mask.
 5. The skin line is refined by a marker watershed on the gradient magnitude: the mask
    eroded by 4 px is sure breast, everything outside the generous mask is sure air, and
    the boundary settles on the strongest edge between them. Film halos (the glow that
@@ -45,8 +48,9 @@ from scipy import ndimage as ndi
 from mammodino.errors import SkipFile
 from mammodino.pixels import to_unit_float
 from mammodino.tissue.film import film_borders, label_blobs, padding_box
+from mammodino.tissue.fog import fog_trend
 from mammodino.tissue.pectoral import pectoral_mask
-from mammodino.tissue.tails import cut_thin_tails
+from mammodino.tissue.tails import body, cut_thin_tails
 
 SEG_LONG_SIDE = 512  # segmentation resolution (long side, pixels)
 MIN_SIDE = 16  # an image smaller than this on either side cannot show a breast
@@ -57,6 +61,8 @@ AIR_VALLEY = 0.25  # ... and a valley below this x its height separates it from 
 END_WIDTH_FRACTION = 0.20  # top/bottom rows narrower than this x max width are cut
 SNAP_BAND = 4  # skin-line refinement searches this many pixels (at 512) inside the generous mask
 SNAP_SIGMA = 2.0  # gradient smoothing for the refinement (pixels at 512)
+FOG_SPAN = 0.5  # a fog trend spanning more than this x the threshold step is taken out
+FOG_MARGIN = 8  # air for the fog fit: this many pixels (at 512) away from the first mask
 PICTURE_FILL = 0.95  # a mask filling this share of its bounding box is a film picture, not a breast
 
 
@@ -207,7 +213,8 @@ def _mask_small(small: np.ndarray) -> np.ndarray | None:
     inside = ~film_borders(blurred)
     if not inside.any():
         return None
-    mask = _threshold_mask(small, blurred, inside)
+    levels = _levels(blurred, inside)
+    mask = _threshold_mask(small, blurred, inside, levels)
     if mask is not None and _is_a_picture_rectangle(mask, inside):
         # a film on a dark surround that is not one constant grey (noise, JPEG): the
         # surround was the "background" and the whole film cleared the threshold. The film
@@ -216,7 +223,39 @@ def _mask_small(small: np.ndarray) -> np.ndarray | None:
         kept = 0 if film is None else np.count_nonzero(film)
         if MIN_TISSUE_FRACTION * mask.size <= kept < 0.9 * np.count_nonzero(mask):
             mask = film  # (nothing left inside: not a film after all, the first mask stands)
+            inside = inside & mask.astype(bool)
+            levels = _levels(blurred, inside)
+    if mask is not None and levels is not None:
+        mask = _without_fog_trend(small, blurred, inside, mask, levels)
     return mask
+
+
+def _without_fog_trend(small: np.ndarray, blurred: np.ndarray, inside: np.ndarray, mask: np.ndarray,
+                       levels: tuple[float, float]) -> np.ndarray:
+    """The mask less the thick patches that a threshold on the image less its fog trend
+    (:mod:`mammodino.tissue.fog`) leaves out, when the trend across the air spans more than
+    FOG_SPAN of the threshold step."""
+    margin = _disc(max(2, round(FOG_MARGIN * max(small.shape) / SEG_LONG_SIDE)))
+    air = inside & ~cv2.dilate(mask.astype(np.uint8), margin).astype(bool)
+    fitted = fog_trend(blurred, air)
+    if fitted is None or fitted[1] <= FOG_SPAN * (levels[1] - levels[0]):
+        return mask
+    trend = fitted[0]
+    flat = _threshold_mask(small - trend, blurred - trend, inside)
+    if flat is None or np.count_nonzero(flat) < MIN_TISSUE_FRACTION * flat.size:
+        return mask
+    # only a thick patch that the trend explains leaves the mask (a fog corner); elsewhere
+    # the first skin line stands: on real film the air brightens towards the skin (scatter
+    # halo), the plane leans with it, and the level mask moved the skin line inwards
+    # (DDSM breast IoU 0.965 -> 0.876 on one film)
+    removed = mask.astype(bool) & ~flat.astype(bool)
+    thick = body(removed).astype(bool) & removed  # (the body's work copy may spill a pixel)
+    if not thick.any():
+        return mask
+    _, labels = cv2.connectedComponents(removed.astype(np.uint8), connectivity=8)
+    patches = np.isin(labels, np.unique(labels[thick]))
+    kept = _largest_component(mask.astype(bool) & ~patches)
+    return mask if kept is None else kept.astype(np.uint8)
 
 
 def _is_a_picture_rectangle(mask: np.ndarray, inside: np.ndarray) -> bool:
@@ -229,7 +268,8 @@ def _is_a_picture_rectangle(mask: np.ndarray, inside: np.ndarray) -> bool:
     return PICTURE_FILL * (x1 - x0) * (y1 - y0) <= area < PICTURE_FILL * np.count_nonzero(inside)
 
 
-def _threshold_mask(small: np.ndarray, blurred: np.ndarray, inside: np.ndarray) -> np.ndarray | None:
+def _levels(blurred: np.ndarray, inside: np.ndarray) -> tuple[float, float] | None:
+    """(background, threshold) grey levels of the breast threshold; None on a uniform image."""
     lo, hi = float(blurred[inside].min()), float(blurred[inside].max())
     if hi - lo < 0.02:  # uniform image: nothing to separate
         return None
@@ -242,8 +282,15 @@ def _threshold_mask(small: np.ndarray, blurred: np.ndarray, inside: np.ndarray) 
     background = lo + bg8 / 255.0 * (hi - lo)
     below = blurred[inside & (as8 <= bg8)]
     sigma = 1.4826 * float(np.median(background - below)) if below.size else 0.0
-    threshold = background + max(BACKGROUND_STEP * (otsu - background), 3.0 * sigma)
-    above = (blurred > threshold) & inside
+    return background, background + max(BACKGROUND_STEP * (otsu - background), 3.0 * sigma)
+
+
+def _threshold_mask(small: np.ndarray, blurred: np.ndarray, inside: np.ndarray,
+                    levels: tuple[float, float] | None = None) -> np.ndarray | None:
+    levels = levels or _levels(blurred, inside)
+    if levels is None:
+        return None
+    above = (blurred > levels[1]) & inside
     mask = (above & ~label_blobs(blurred, above)).astype(np.uint8)
     radius = max(1, round(2 * max(small.shape) / SEG_LONG_SIDE))
     opened = cv2.morphologyEx(mask, cv2.MORPH_OPEN, _disc(radius))
