@@ -201,3 +201,27 @@ def test_noisy_frame_around_a_film(x0):
     area = lambda b: (b[2] - b[0]) * (b[3] - b[1])  # noqa: E731
     assert ix * iy / (area(box) + area(true_box) - ix * iy) > 0.9, (box, true_box)
     assert _iou(seg.full_mask(), square_truth) > 0.85
+
+
+@pytest.mark.parametrize("right", [False, True], ids=["breast-left", "breast-right"])
+def test_padding_frame_of_a_jpeg_copy_that_rings_at_the_film_corner(right):
+    """A MIAS-like square saved as JPEG (quality 90), the film 6 rows down and 230 columns in
+    (off JPEG's 8-px blocks): the black frame rings by 4 of 255 grey levels at the film's
+    corners, the exact walk stops short of the film's side and finds no frame; the ringing-
+    tolerant walk does (the rule before it gave the whole image, and the box took in the
+    film's bright border)."""
+    import cv2
+
+    img, _ = _film(h=1000, w=560, right=right)
+    if right:
+        img[:, :40] = 0.97
+    else:
+        img[:, 520:] = 0.97  # the film's bright unexposed border along its far side
+    square = np.zeros((1024, 1024), np.float32)
+    square[6:1006, 230:790] = img
+    jpeg = cv2.imencode(".jpg", np.round(square * 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 90])[1]
+    back = cv2.imdecode(jpeg, cv2.IMREAD_UNCHANGED).astype(np.float32) / 255
+    assert np.abs(back[square == 0] - 0).max() > 0.01  # the frame really rings
+    found = padding_box(downsample(back, 512)[0])
+    assert np.allclose(found, (115, 3, 395, 503), atol=3), found
+    assert segment(back).picture_box() is not None
