@@ -33,6 +33,11 @@ MIN_STEP = 0.03  # best line's brightness step must be at least this x the breas
 LENGTH_WEIGHT = 0.5  # line score = mean step x length ** this (0.5 chosen on the tune split)
 REFINE_BAND = 12  # pixels (at 512) the curved edge may depart from the line
 MIN_AREA, MAX_AREA = 0.01, 0.45  # plausible muscle area, fraction of the breast mask
+# where the edge may meet the chest wall, x the breast's height from its top: the annotated
+# muscles of the DDSM tune split end 0.20-0.73 down (an adequately positioned MLO shows the
+# muscle down towards nipple level); from 0.05, a short bright band across the top corner
+# (a skin fold, the densest strip of the muscle) beat the long faint true edge (D_4555)
+LOWER_END = (0.15, 0.85)
 
 
 def pectoral_mask(small: np.ndarray, mask: np.ndarray, long_side: int = 512) -> np.ndarray | None:
@@ -62,7 +67,7 @@ def _find_in_canonical(img: np.ndarray, m: np.ndarray, scale: float) -> np.ndarr
     span = max(float(hi - lo), 1e-6)
 
     xs_top = np.linspace(0.05, 0.95, SEARCH_STEPS) * width_top
-    ys_left = top + np.linspace(0.05, 0.85, SEARCH_STEPS) * (bottom - top)
+    ys_left = top + np.linspace(*LOWER_END, SEARCH_STEPS) * (bottom - top)
     best = _best_line(smooth, m, top, xs_top, ys_left, scale)
     if best is None:
         return None
