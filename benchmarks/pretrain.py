@@ -86,6 +86,7 @@ def loader_alone(cfg, dataset, plan, n: int) -> float:
     from mammodino.train.loader import build_loader
 
     it = iter(build_loader(dataset, plan, cfg, 0, 0, 1, collate))
+    n = min(n, int(cfg.train.steps) * int(cfg.train.grad_accum) - 1)  # a short run has fewer batches
     next(it)  # worker start-up
     t0 = time.perf_counter()
     for _ in range(n):

@@ -14,7 +14,6 @@ a partial last manifest line (killed mid-write) is cut. Nothing under SRC is mod
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import re
 import sys
@@ -42,6 +41,7 @@ from mammodino.io.tags import patient_from_path, view_from_path
 from mammodino.locks import FolderLock
 from mammodino.parent_watch import exit_with_parent, process_identity
 from mammodino.privacy import KeyWriter, key_path_for, pseudonym, salt_for_cache
+from mammodino.processes import clean_context
 
 
 class CacheWriteError(Exception):
@@ -360,11 +360,7 @@ def _progress_bar(enabled: bool):
 
 
 def _mp_context():
-    if sys.platform.startswith("linux") and "forkserver" in mp.get_all_start_methods():
-        ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["mammodino.data.indexer"])
-        return ctx
-    return mp.get_context("spawn")
+    return clean_context(["mammodino.data.indexer"])
 
 
 def _run_pool(tasks, opts: IndexOptions, workers: int, record) -> None:

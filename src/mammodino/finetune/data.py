@@ -26,7 +26,7 @@ from mammodino.data.crops import TissueMap, sample_tissue_box
 from mammodino.data.dataset import sample_rng
 from mammodino.eval.embedding import fit_to_square, input_size, pad_to_square
 from mammodino.models.preprocess import from_uint16, normalize
-from mammodino.train.loader import worker_init
+from mammodino.train.loader import worker_context, worker_init
 
 ASPECT = (3 / 4, 4 / 3)
 _EPOCH_STREAM = 11  # last seed word of the row permutation of each epoch
@@ -138,7 +138,8 @@ class BatchPlan:
 def eval_loader(dataset: FineTuneDataset, rows, batch_size: int, workers: int = 0):
     """Batches of whole images of ``rows``, in order."""
     return torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, [int(r) for r in rows]), batch_size=batch_size,
-                                       shuffle=False, num_workers=workers, worker_init_fn=worker_init if workers else None)
+                                       shuffle=False, num_workers=workers, worker_init_fn=worker_init if workers else None,
+                                       multiprocessing_context=worker_context(workers))
 
 
 def n_tokens(size: int, patch: int) -> int:

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from mammodino.data.dataset import collate as pretrain_collate
 from mammodino.errors import ConfigError
+from mammodino.processes import clean_context
 
 
 class StepBatches(Sampler):
@@ -63,6 +64,17 @@ class StepBatches(Sampler):
         return max(self.total_steps - self.start_step, 0) * self.grad_accum
 
 
+# what the forkserver imports once, so that each loader worker starts without importing torch
+WORKER_PRELOAD = ["mammodino.train.loader", "mammodino.data.dataset"]
+
+
+def worker_context(workers: int):
+    """The start method of every DataLoader's workers (None without workers): a forkserver
+    that has imported WORKER_PRELOAD (:mod:`mammodino.processes`). A script that builds a
+    loader with workers therefore needs the usual ``if __name__ == "__main__":`` guard."""
+    return clean_context(WORKER_PRELOAD) if int(workers) > 0 else None
+
+
 def worker_init(_worker_id: int) -> None:
     """One cv2 / torch thread per DataLoader worker (the workers are the parallelism)."""
     cv2.setNumThreads(1)
@@ -71,13 +83,16 @@ def worker_init(_worker_id: int) -> None:
 
 def step_loader(dataset, batches: StepBatches, workers: int, collate=None, pin_memory: bool | None = None) -> DataLoader:
     """The DataLoader every training loop uses: ``batches`` as its batch sampler, ``workers``
-    processes with 4 batches prefetched each, pinned memory when a GPU is there."""
+    processes with 4 batches prefetched each, pinned memory when a GPU is there. Workers
+    start from a forkserver (:mod:`mammodino.processes`): forked, they hung in cv2 once the
+    caller had run a parallel OpenCV call."""
     workers = int(workers)
     return DataLoader(
         dataset,
         batch_sampler=batches,
         num_workers=workers,
         collate_fn=collate,
+        multiprocessing_context=worker_context(workers),
         worker_init_fn=worker_init if workers > 0 else None,
         persistent_workers=False,
         prefetch_factor=4 if workers > 0 else None,
