@@ -5,6 +5,7 @@ import numpy as np
 
 from mammodino.tissue.fog import fog_trend
 from mammodino.tissue.segmentation import segment
+from support.film_phantoms import FATTY_FILM_BOX, fatty_film
 
 
 def test_fog_trend_recovers_a_plane_despite_bright_specks():
@@ -29,19 +30,9 @@ def test_fog_trend_needs_air():
 
 
 def _fogged_film(seed=0):
-    """A fatty breast (0.015) on film whose fog brightens from 0.004 to 0.008 down the film,
-    more than the step from the air to the threshold; bright pectoral muscle and a marker
-    set the range. Truth box rows 40..460, columns 0..250."""
-    rng = np.random.default_rng(seed)
-    h, w = 500, 300
-    yy, xx = np.mgrid[0:h, 0:w]
-    img = 0.004 + 0.004 * (yy / h) + rng.normal(0, 0.0003, (h, w))
-    breast = ((yy - 250) / 210.0) ** 2 + (xx / 250.0) ** 2 <= 1
-    img[breast] = 0.015 + 0.002 * rng.random(breast.sum())
-    muscle = breast & (xx < 160 - 0.5 * (yy - 40))
-    img[muscle] = 0.045 + 0.003 * rng.random(muscle.sum())
-    img[440:470, 270:290] = 0.06
-    return np.clip(img, 0, 1).astype(np.float32), (0, 40, 250, 461)
+    """Fog brightening from 0.004 to 0.008 down the film: more than the step from the air to
+    the threshold."""
+    return fatty_film(fog_rise=0.004, seed=seed), FATTY_FILM_BOX
 
 
 def test_bright_fog_corner_stays_out_of_the_breast():

@@ -7,6 +7,7 @@ import pytest
 from mammodino.errors import SkipFile
 from mammodino.tissue.orientation import chest_wall_on_left, laterality_from_mask
 from mammodino.tissue.segmentation import background_level, breast_box, breast_mask, segment, tissue_fraction
+from support.film_phantoms import FATTY_FILM_BOX, fatty_film
 
 
 def _phantom(h=400, w=300, seed=0, background=0.0, noise=0.0, label=True):
@@ -127,19 +128,9 @@ def test_fill_holes_is_scipys_binary_fill_holes():
 
 
 def _fatty_film(seed=0):
-    """A dim fatty breast (grey 0.015 on a 0.06 scale, 12-bit-in-16 film) that fills most of
-    the film, so its fat outnumbers the air (0.004, a faint fog gradient); a bright pectoral
-    muscle and a marker set the top of the range. Truth box rows 40..460, columns 0..250."""
-    rng = np.random.default_rng(seed)
-    h, w = 500, 300
-    yy, xx = np.mgrid[0:h, 0:w]
-    img = 0.004 + 0.0005 * (yy / h) + rng.normal(0, 0.0003, (h, w))
-    breast = ((yy - 250) / 210.0) ** 2 + (xx / 250.0) ** 2 <= 1
-    img[breast] = 0.015 + 0.002 * rng.random(breast.sum())
-    muscle = breast & (xx < 160 - 0.5 * (yy - 40))  # a bright MLO pectoral muscle: Otsu
-    img[muscle] = 0.045 + 0.003 * rng.random(muscle.sum())  # splits it from air and fat
-    img[440:470, 270:290] = 0.06  # lead marker
-    return np.clip(img, 0, 1).astype(np.float32), (0, 40, 250, 461)
+    """The breast fills most of the film, so its fat outnumbers the air (0.004, a faint fog
+    gradient)."""
+    return fatty_film(fog_rise=0.0005, seed=seed), FATTY_FILM_BOX
 
 
 def test_fatty_breast_that_outnumbers_the_air_is_found():
