@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mammodino.errors import SkipFile
-from mammodino.tissue.film import padding_box
+from mammodino.tissue.film import border_lines, padding_box
 from mammodino.tissue.segmentation import downsample, segment
 
 
@@ -48,6 +48,23 @@ def test_bright_film_border_on_any_side(side, right):
     truth[region] = False
     iou = _iou(segment(img).full_mask(), truth)
     assert iou > 0.9, (side, right, iou)
+
+
+@pytest.mark.parametrize("side", ["top", "left"])
+def test_border_walk_starts_past_a_dark_scanner_line_at_the_edge(side):
+    """A dark scanner line (3 px) at the very edge, then a bright flat border to 40 px: the
+    border is the first 40 lines, plus the 2 of its blurred inner edge (starting at the
+    edge, the dark line stopped the walk at once; on a 600 x 360 film phantom the border
+    then became breast and the box took the whole width: IoU 0.648)."""
+    img = np.full((512, 300), 0.1, np.float32)
+    img += np.random.default_rng(0).normal(0, 0.01, img.shape).astype(np.float32)
+    if side == "top":
+        img[:40, :], img[:3, :] = 0.9, 0.02
+    else:
+        img[:, :40], img[:, :3] = 0.9, 0.02
+    lines = border_lines(img)
+    hit = lines.all(axis=1) if side == "top" else lines.all(axis=0)
+    assert np.flatnonzero(hit).tolist() == list(range(42))
 
 
 def test_partial_border_and_edge_strip():

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 BORDER_MAX_DEPTH = 0.30  # a film border never reaches deeper than this x the image side
+EDGE_SKIP = 4  # lines (at 512) of scanner edge that may lie between the image edge and a border
 LINE_BRIGHT_FRACTION = 0.85  # a border line: this much of it bright ...
 LINE_MAX_SPREAD = 0.12  # ... and flat: 10-90 % spread below this x the dynamic range
 STRIP_MIN_ELONGATION = 3.0  # a partial border strip: length along its side >= this x depth
@@ -85,18 +86,19 @@ def border_lines(blurred: np.ndarray) -> np.ndarray:
         ("left", lambda i: blurred[:, i], w),
         ("right", lambda i: blurred[:, w - 1 - i], w),
     )
+    def border_line(values) -> bool:
+        p10, p90 = np.percentile(values, (10, 90))
+        return bool(np.mean(values > bright) >= LINE_BRIGHT_FRACTION and (p90 - p10) <= LINE_MAX_SPREAD * span)
+
     for side, line, n in sides:
-        depth = 0
         limit = int(BORDER_MAX_DEPTH * n)
-        while depth < limit:
-            values = line(depth)
-            p10, p90 = np.percentile(values, (10, 90))
-            if np.mean(values > bright) >= LINE_BRIGHT_FRACTION and (p90 - p10) <= LINE_MAX_SPREAD * span:
-                depth += 1
-                continue
-            break
-        if depth == 0:
+        # a scanner's edge lines (dark or noisy) may come before the border: start past them
+        start = next((i for i in range(min(EDGE_SKIP, limit)) if border_line(line(i))), None)
+        if start is None:
             continue
+        depth = start
+        while depth < limit and border_line(line(depth)):
+            depth += 1
         depth = min(limit, depth + 2)  # the blurred inner edge of the border
         if side == "top":
             out[:depth, :] = True

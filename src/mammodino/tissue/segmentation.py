@@ -254,7 +254,9 @@ def _without_fog_trend(small: np.ndarray, blurred: np.ndarray, inside: np.ndarra
         return mask
     _, labels = cv2.connectedComponents(removed.astype(np.uint8), connectivity=8)
     patches = np.isin(labels, np.unique(labels[thick]))
-    kept = _largest_component(mask.astype(bool) & ~patches)
+    # what the patch leaves behind can be a thin band that both thresholds kept (a film
+    # border's inner edge beside the fog corner): cut as before, or it stretches the box
+    kept = _largest_component(cut_thin_tails(mask.astype(bool) & ~patches))
     return mask if kept is None else kept.astype(np.uint8)
 
 
