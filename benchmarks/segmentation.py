@@ -25,6 +25,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mammodino.data.cache_geometry import box_iou, mask_iou
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MAMMODINO_SHARED_DATA", REPO.parent / "shared" / "data"))
 BEGIN, END = "<!-- segmentation-benchmark:begin -->", "<!-- segmentation-benchmark:end -->"
@@ -60,23 +62,10 @@ def plain_otsu(img: np.ndarray) -> np.ndarray:
     return cv2.resize(big.astype(np.uint8), img.shape[::-1], interpolation=cv2.INTER_NEAREST)
 
 
-def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.astype(bool), b.astype(bool)
-    union = np.count_nonzero(a | b)
-    return float(np.count_nonzero(a & b)) / union if union else 1.0
-
-
 def _share(a: np.ndarray, b: np.ndarray) -> float:
     """Fraction of the pixels of a that are also in b."""
     a = a.astype(bool)
     return float(np.count_nonzero(a & b.astype(bool))) / max(1, np.count_nonzero(a))
-
-
-def box_iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
 def run_ddsm(root: Path) -> list[dict]:

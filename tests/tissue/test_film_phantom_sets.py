@@ -9,16 +9,10 @@ from __future__ import annotations
 
 import pytest
 
+from mammodino.data.cache_geometry import box_iou
 from mammodino.io.dicom_reader import read_dicom
 from mammodino.synth.generate import generate_phantoms, read_labels
 from mammodino.tissue.segmentation import segment
-
-
-def _box_iou(a, b):
-    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    area = lambda r: (r[2] - r[0]) * (r[3] - r[1])  # noqa: E731
-    return ix * iy / (area(a) + area(b) - ix * iy)
 
 
 @pytest.mark.parametrize("shape", [(1200, 720), (600, 360)], ids=["1200x720", "600x360"])
@@ -29,6 +23,6 @@ def test_every_box_of_the_seed_1_film_set(tmp_path, shape):
     for r in read_labels(out / "labels.csv"):
         img = read_dicom(out / r["path"]).reference_plane()
         truth = tuple(int(v) for v in r["breast_box"].split())
-        ious[r["image_id"]] = _box_iou(segment(img, view=r["view"]).box(), truth)
+        ious[r["image_id"]] = box_iou(segment(img, view=r["view"]).box(), truth)
     worst = sorted(ious.items(), key=lambda kv: kv[1])[:3]
     assert min(ious.values()) >= 0.9, worst

@@ -96,7 +96,7 @@ def border_lines(blurred: np.ndarray) -> np.ndarray:
         start = next((i for i in range(min(EDGE_SKIP, limit)) if border_line(line(i))), None)
         if start is None:
             continue
-        depth = start
+        depth = start + 1  # line(start) qualified already
         while depth < limit and border_line(line(depth)):
             depth += 1
         depth = min(limit, depth + 2)  # the blurred inner edge of the border
