@@ -152,6 +152,23 @@ def film_scan(inner: np.ndarray, inner_breast: np.ndarray, layout: FilmLayout, l
     return np.rint(np.clip(film, 0.0, 1.0) * top).astype(np.uint16), breast
 
 
+def dress_as_film(inner: np.ndarray, inner_breast: np.ndarray, laterality: str, view: str,
+                  rng: np.random.Generator, bits: int = 16):
+    """A given breast image (a real film's breast with its annotation, say) put through the
+    film scanner: a layout drawn for it, then :func:`film_scan`. ``inner``: float [0, 1],
+    chest wall on the left. Returns (uint16 film, bool breast mask of the film, ``to_film``:
+    maps an (x0, y0, x1, y1) box of ``inner`` onto the film, mirror included)."""
+    layout = film_layout(inner.shape, rng)
+    h, w = inner.shape[0] + layout.top + layout.bottom, inner.shape[1] + layout.chest + layout.far
+    film, breast = film_scan(inner, inner_breast, layout, laterality, view, rng, bits=bits)
+
+    def to_film(box):
+        x0, y0, x1, y1 = box[0] + layout.chest, box[1] + layout.top, box[2] + layout.chest, box[3] + layout.top
+        return (w - x1, y0, w - x0, y1) if laterality != "L" else (x0, y0, x1, y1)
+
+    return film, breast, to_film
+
+
 def _exposed_film(inner: np.ndarray, inner_breast: np.ndarray, layout: FilmLayout, rng: np.random.Generator):
     """Exposed film (fog with a gentle gradient, the breast on top) inside bright unexposed
     borders with a soft ragged edge, chest wall left; returns ``(film, breast, border)``."""
