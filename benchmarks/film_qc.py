@@ -86,6 +86,8 @@ def evaluate(src: Path, cache: Path) -> list[dict]:
                     "box_iou": box_iou(box, parse_box(t["breast_box"])),
                     "clean_iou": box_iou(box, clean) if clean else float("nan"),
                     "truth_in_box": _share_inside(gt_mask, box) if gt_mask is not None else float("nan"),
+                    "gland_in_box": _share_inside(cv2.imread(str(src / t["gland_mask"]), cv2.IMREAD_GRAYSCALE), box)
+                    if t.get("gland_mask") else float("nan"),
                     "mask_iou": m_iou, "box": parse_box(row["breast_box"]),
                     "lesion_box": parse_box(t["lesion_box"]) if t.get("lesion_box") else None, "qc": row.get("qc", ""), "qc_reason": row.get("qc_reason", ""),
                     "laterality_read": row["laterality"], "view_read": row["view"], "patient_key": row["patient_key"]})
@@ -96,7 +98,9 @@ def _share_inside(mask: np.ndarray, box) -> float:
     """Share of the mask's pixels inside the (x0, y0, x1, y1) box: what of the true breast
     the crops can still reach."""
     total = np.count_nonzero(mask)
-    if not total or box is None:
+    if not total:
+        return 1.0  # nothing of it to lose
+    if box is None:
         return 0.0
     x0, y0, x1, y1 = box
     return np.count_nonzero(mask[max(0, y0):y1, max(0, x0):x1]) / total
@@ -135,6 +139,9 @@ def dress_ddsm(root: Path, dst: Path, seed: int, scale: float = 1.0) -> Path:
         muscle_free = (lab != 64) & (lab != 255)
         tissue[y0:y1, x0:x1] = muscle_free[:, ::-1] if side == "R" else muscle_free
         tissue &= breast
+        gland = np.zeros_like(breast)  # fibroglandular tissue (label 192): where lesions arise
+        gland[y0:y1, x0:x1] = (lab == 192)[:, ::-1] if side == "R" else lab == 192
+        gland &= breast  # (a chest-side film border covers the film's edge: no breast there)
         x0, y0, x1, y1 = to_film(clean)
         image_id = f"ddsm_{i:03d}"
         ident = dw.Identity(patient_name="DRESSED^DDSM", patient_id=dw.film_patient_id(i + 1, side, "MLO"),
@@ -145,10 +152,12 @@ def dress_ddsm(root: Path, dst: Path, seed: int, scale: float = 1.0) -> Path:
                       rle=i % 2 == 0)
         _write_mask_png(dst / ".truth" / f"{image_id}.png", breast)
         _write_mask_png(dst / ".truth" / f"{image_id}-tissue.png", tissue)
+        _write_mask_png(dst / ".truth" / f"{image_id}-gland.png", gland)
         ys, xs = np.nonzero(breast)
         rows.append({"image_id": image_id, "path": f"films/{image_id}.dcm", "laterality": side, "view": "MLO",
                      "source": path.stem, "breast_box": f"{xs.min()} {ys.min()} {xs.max() + 1} {ys.max() + 1}",
                      "breast_mask": f".truth/{image_id}.png", "tissue_mask": f".truth/{image_id}-tissue.png",
+                     "gland_mask": f".truth/{image_id}-gland.png",
                      "lesion_box": "", "clean_box": f"{x0} {y0} {x1} {y1}"})
     with (dst / "labels.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
@@ -193,11 +202,12 @@ def to_png8(src: Path, dst: Path, side: int = 1024, jpeg: bool = False) -> Path:
         image_name = f"{name}.jpg" if jpeg else f"{name}.png"
         cv2.imwrite(str(dst / "png" / image_name), canvas, [cv2.IMWRITE_JPEG_QUALITY, 90] if jpeg else [])
         cv2.imwrite(str(dst / ".truth" / f"{name}.png"), tmask)
-        if r.get("tissue_mask"):
-            tissue = np.zeros((side, side), np.uint8)
-            tissue[oy:oy + nh, ox:ox + nw] = cv2.resize(cv2.imread(str(src / r["tissue_mask"]), cv2.IMREAD_GRAYSCALE),
-                                                        (nw, nh), interpolation=cv2.INTER_NEAREST)
-            cv2.imwrite(str(dst / ".truth" / f"{name}-tissue.png"), tissue)
+        for key in ("tissue_mask", "gland_mask"):
+            if r.get(key):
+                part = np.zeros((side, side), np.uint8)
+                part[oy:oy + nh, ox:ox + nw] = cv2.resize(cv2.imread(str(src / r[key]), cv2.IMREAD_GRAYSCALE),
+                                                          (nw, nh), interpolation=cv2.INTER_NEAREST)
+                cv2.imwrite(str(dst / ".truth" / f"{name}-{key.split('_')[0]}.png"), part)
         ys, xs = np.nonzero(tmask)
         box = f"{xs.min()} {ys.min()} {xs.max() + 1} {ys.max() + 1}" if xs.size else ""
         moved = {}
@@ -205,8 +215,9 @@ def to_png8(src: Path, dst: Path, side: int = 1024, jpeg: bool = False) -> Path:
             if r.get(key):
                 x0, y0, x1, y1 = (float(v) for v in r[key].split())
                 moved[key] = " ".join(str(round(v)) for v in (ox + x0 * scale, oy + y0 * scale, ox + x1 * scale, oy + y1 * scale))
-        if r.get("tissue_mask"):
-            moved["tissue_mask"] = f".truth/{name}-tissue.png"
+        for key in ("tissue_mask", "gland_mask"):
+            if r.get(key):
+                moved[key] = f".truth/{name}-{key.split('_')[0]}.png"
         out.append({**r, "path": f"png/{image_name}", "breast_box": box, "breast_mask": f".truth/{name}.png", **moved})
     with (dst / "labels.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(out[0]))
@@ -287,6 +298,9 @@ def main(argv=None) -> int:
         far = [r for r in results if r["clean_iou"] < WRONG_BOX_IOU]
         print(f"boxes far from the clean film's (IoU < {WRONG_BOX_IOU}): {len(far)}, of them qc=pass: "
               f"{sum(r['qc'] != qc.SUSPECT for r in far)}")
+        gland = np.array([r["gland_in_box"] for r in results])
+        print(f"annotated fibroglandular tissue inside the box: mean {gland.mean():.4f}, min {gland.min():.4f}, "
+              f"films < 0.99: {int((gland < 0.99).sum())}")
     print(f"true breast inside the manifest's box: mean {inside.mean():.4f}, min {inside.min():.4f}, "
           f"films < 0.99: {int((inside < 0.99).sum())}")
     lesions = [r for r in results if r["lesion_box"] is not None]
@@ -305,7 +319,7 @@ def main(argv=None) -> int:
               f"for {women} women")
     if args.per_image:
         for r in results:
-            clean_part = f" clean {r['clean_iou']:.3f}" if args.ddsm else ""
+            clean_part = f" clean {r['clean_iou']:.3f} gland in {r['gland_in_box']:.3f}" if args.ddsm else ""
             print(f"  {r['image']} {r['laterality']}{r['view']:3s} box {r['box_iou']:.3f}{clean_part} "
                   f"mask {r['mask_iou']:.3f} in {r['truth_in_box']:.3f} {r['qc']:7s} {r['qc_reason']}")
     return 0
