@@ -12,6 +12,7 @@ none (macOS, Windows), spawn.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import sys
 
 
@@ -23,5 +24,28 @@ def clean_context(preload: list[str] | None = None):
         ctx = mp.get_context("forkserver")
         if preload:
             ctx.set_forkserver_preload(list(preload))
+        _start_forkserver_on_our_path()
         return ctx
     return mp.get_context("spawn")
+
+
+def _start_forkserver_on_our_path() -> None:
+    """Start the forkserver (once per process) with this process's import path. CPython's
+    forkserver passes ``sys.path`` to its server but does not apply it (3.11): the server and
+    every worker import from the interpreter's default path. A script that puts another
+    checkout's ``src`` first (a benchmark run from a second worktree) then ran its own code
+    in the parent and the installed copy in every index worker: a before/after comparison
+    of the segmentation measured the new code twice. The parent's own path entries go in
+    front of the server's through PYTHONPATH, for the server's start only."""
+    from multiprocessing import forkserver
+
+    ours = [p for p in sys.path if p and os.path.isdir(p)]
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(ours + ([before] if before else []))
+    try:
+        forkserver.ensure_running()
+    finally:
+        if before is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = before
