@@ -106,18 +106,12 @@ def _share_inside(mask: np.ndarray, box) -> float:
     return np.count_nonzero(mask[max(0, y0):y1, max(0, x0):x1]) / total
 
 
-def dress_ddsm(root: Path, dst: Path, seed: int, scale: float = 1.0) -> Path:
-    """Real DDSM breasts as CBIS-DDSM-style film DICOMs (see the module docstring), with
-    labels.csv, truth masks and each film's clean-film box mapped onto the dressed grid."""
-    from mammodino.synth import dicom_writer as dw
-    from mammodino.synth.generate import FILM_BITS, _write_mask_png
-    from mammodino.synth.markers import dress_as_film
-    from mammodino.tissue.segmentation import segment
-
+def ddsm_breasts(root: Path, scale: float = 1.0):
+    """(index, name, float [0, 1] film, label image) for each DDSM film with manual masks,
+    chest wall turned to the left (as the film scanner wants it), resized by ``scale``."""
     films = sorted(root.glob("*/fgt_seg/*.png"))
     if not films:
-        raise SystemExit(f"{root}: no */fgt_seg/*.png films (expected the ddsm_tissue folder)")
-    rows = []
+        raise FileNotFoundError(f"{root}: no */fgt_seg/*.png films (expected the ddsm_tissue folder)")
     for i, path in enumerate(films):
         img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
         lab = cv2.imread(str(path.parent.parent / "fgt_seg_labels" / f"{path.stem}_LI.png"), cv2.IMREAD_GRAYSCALE)
@@ -127,35 +121,41 @@ def dress_ddsm(root: Path, dst: Path, seed: int, scale: float = 1.0) -> Path:
             lab = cv2.resize(lab, size, interpolation=cv2.INTER_NEAREST)
         whole = lab != 64
         if np.count_nonzero(whole[:, : whole.shape[1] // 2]) < np.count_nonzero(whole[:, whole.shape[1] // 2:]):
-            img, lab, whole = img[:, ::-1], lab[:, ::-1], whole[:, ::-1]  # film_scan wants the chest wall left
-        inner = np.ascontiguousarray(img, dtype=np.float32) / 255.0
-        clean = segment(inner, view="MLO").box()
+            img, lab = img[:, ::-1], lab[:, ::-1]
+        yield i, path.stem, np.ascontiguousarray(img, dtype=np.float32) / 255.0, np.ascontiguousarray(lab)
+
+
+def dress_ddsm(root: Path, dst: Path, seed: int, scale: float = 1.0) -> Path:
+    """Real DDSM breasts as CBIS-DDSM-style film DICOMs (see the module docstring), with
+    labels.csv, truth masks and each film's clean-film box mapped onto the dressed grid."""
+    from mammodino.synth import dicom_writer as dw
+    from mammodino.synth.generate import FILM_BITS, _write_mask_png
+    from mammodino.synth.markers import dress_as_film
+    from mammodino.tissue.segmentation import segment
+
+    rows = []
+    for i, name, inner, lab in ddsm_breasts(root, scale):
         side = "LR"[i % 2]
         bits = FILM_BITS[i % len(FILM_BITS)]
-        film, breast, to_film = dress_as_film(inner, whole, side, "MLO", np.random.default_rng([seed, i]), bits=bits)
-        # what the cached mask holds on an MLO: the breast less its muscle, on the film's grid
-        x0, y0, x1, y1 = to_film((0, 0, inner.shape[1], inner.shape[0]))
-        tissue = np.zeros_like(breast)
-        muscle_free = (lab != 64) & (lab != 255)
-        tissue[y0:y1, x0:x1] = muscle_free[:, ::-1] if side == "R" else muscle_free
-        tissue &= breast
-        gland = np.zeros_like(breast)  # fibroglandular tissue (label 192): where lesions arise
-        gland[y0:y1, x0:x1] = (lab == 192)[:, ::-1] if side == "R" else lab == 192
-        gland &= breast  # (a chest-side film border covers the film's edge: no breast there)
-        x0, y0, x1, y1 = to_film(clean)
+        dressed = dress_as_film(inner, lab != 64, side, "MLO", np.random.default_rng([seed, i]), bits=bits)
+        breast = dressed.breast
+        # what the cached mask of an MLO holds (the breast less its muscle), and the
+        # fibroglandular tissue (label 192: where lesions arise), on the film's grid
+        tissue, gland = dressed.mask((lab != 64) & (lab != 255)), dressed.mask(lab == 192)
+        x0, y0, x1, y1 = dressed.box(segment(inner, view="MLO").box())
         image_id = f"ddsm_{i:03d}"
         ident = dw.Identity(patient_name="DRESSED^DDSM", patient_id=dw.film_patient_id(i + 1, side, "MLO"),
                             study_uid=dw.make_uid(seed, "ddsm-study", i), series_uid=dw.make_uid(seed, "ddsm-series", i),
                             sop_uid=dw.make_uid(seed, "ddsm-sop", i), frame_of_reference_uid=dw.make_uid(seed, "ddsm-for", i),
                             study_date="20200101", accession=f"DD{i:06d}", instance_number=1)
-        dw.write_film(dst / "films" / f"{image_id}.dcm", np.ascontiguousarray(film), bits, ident, 0.05 / scale,
+        dw.write_film(dst / "films" / f"{image_id}.dcm", np.ascontiguousarray(dressed.film), bits, ident, 0.05 / scale,
                       rle=i % 2 == 0)
         _write_mask_png(dst / ".truth" / f"{image_id}.png", breast)
         _write_mask_png(dst / ".truth" / f"{image_id}-tissue.png", tissue)
         _write_mask_png(dst / ".truth" / f"{image_id}-gland.png", gland)
         ys, xs = np.nonzero(breast)
         rows.append({"image_id": image_id, "path": f"films/{image_id}.dcm", "laterality": side, "view": "MLO",
-                     "source": path.stem, "breast_box": f"{xs.min()} {ys.min()} {xs.max() + 1} {ys.max() + 1}",
+                     "source": name, "breast_box": f"{xs.min()} {ys.min()} {xs.max() + 1} {ys.max() + 1}",
                      "breast_mask": f".truth/{image_id}.png", "tissue_mask": f".truth/{image_id}-tissue.png",
                      "gland_mask": f".truth/{image_id}-gland.png",
                      "lesion_box": "", "clean_box": f"{x0} {y0} {x1} {y1}"})
@@ -182,6 +182,8 @@ def to_png8(src: Path, dst: Path, side: int = 1024, jpeg: bool = False) -> Path:
     longer one grey level, JPEG ringing runs along the film's edge."""
     import pydicom
 
+    from mammodino.synth.markers import PaddedSquare
+
     rows = list(csv.DictReader((src / "labels.csv").open(newline="")))
     (dst / "png").mkdir(parents=True, exist_ok=True)
     (dst / ".truth").mkdir(exist_ok=True)
@@ -189,36 +191,23 @@ def to_png8(src: Path, dst: Path, side: int = 1024, jpeg: bool = False) -> Path:
     for r in rows:
         ds = pydicom.dcmread(src / r["path"])
         px = ds.pixel_array.astype(np.float64) / float(2 ** int(ds.BitsStored) - 1)
-        h, w = px.shape
-        scale = side / max(h, w)
-        nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-        ox, oy = (side - nw) // 2, (side - nh) // 2
-        canvas = np.zeros((side, side), np.uint8)
-        canvas[oy:oy + nh, ox:ox + nw] = np.clip(cv2.resize(px, (nw, nh), interpolation=cv2.INTER_AREA) * 255 + 0.5, 0, 255)
-        truth = cv2.imread(str(src / r["breast_mask"]), cv2.IMREAD_GRAYSCALE)
-        tmask = np.zeros((side, side), np.uint8)
-        tmask[oy:oy + nh, ox:ox + nw] = cv2.resize(truth, (nw, nh), interpolation=cv2.INTER_NEAREST)
+        square = PaddedSquare.fit(px.shape, side)
         name = Path(r["path"]).stem
         image_name = f"{name}.jpg" if jpeg else f"{name}.png"
-        cv2.imwrite(str(dst / "png" / image_name), canvas, [cv2.IMWRITE_JPEG_QUALITY, 90] if jpeg else [])
-        cv2.imwrite(str(dst / ".truth" / f"{name}.png"), tmask)
-        for key in ("tissue_mask", "gland_mask"):
+        cv2.imwrite(str(dst / "png" / image_name), square.image(px), [cv2.IMWRITE_JPEG_QUALITY, 90] if jpeg else [])
+        moved = {"path": f"png/{image_name}"}
+        for key, suffix in (("breast_mask", ""), ("tissue_mask", "-tissue"), ("gland_mask", "-gland")):
             if r.get(key):
-                part = np.zeros((side, side), np.uint8)
-                part[oy:oy + nh, ox:ox + nw] = cv2.resize(cv2.imread(str(src / r[key]), cv2.IMREAD_GRAYSCALE),
-                                                          (nw, nh), interpolation=cv2.INTER_NEAREST)
-                cv2.imwrite(str(dst / ".truth" / f"{name}-{key.split('_')[0]}.png"), part)
-        ys, xs = np.nonzero(tmask)
-        box = f"{xs.min()} {ys.min()} {xs.max() + 1} {ys.max() + 1}" if xs.size else ""
-        moved = {}
+                part = square.mask(cv2.imread(str(src / r[key]), cv2.IMREAD_GRAYSCALE) > 0)
+                cv2.imwrite(str(dst / ".truth" / f"{name}{suffix}.png"), part.astype(np.uint8) * 255)
+                moved[key] = f".truth/{name}{suffix}.png"
+                if key == "breast_mask":
+                    ys, xs = np.nonzero(part)
+                    moved["breast_box"] = f"{xs.min()} {ys.min()} {xs.max() + 1} {ys.max() + 1}" if xs.size else ""
         for key in ("lesion_box", "clean_box"):
             if r.get(key):
-                x0, y0, x1, y1 = (float(v) for v in r[key].split())
-                moved[key] = " ".join(str(round(v)) for v in (ox + x0 * scale, oy + y0 * scale, ox + x1 * scale, oy + y1 * scale))
-        for key in ("tissue_mask", "gland_mask"):
-            if r.get(key):
-                moved[key] = f".truth/{name}-{key.split('_')[0]}.png"
-        out.append({**r, "path": f"png/{image_name}", "breast_box": box, "breast_mask": f".truth/{name}.png", **moved})
+                moved[key] = " ".join(str(v) for v in square.box([float(v) for v in r[key].split()]))
+        out.append({**r, **moved})
     with (dst / "labels.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(out[0]))
         writer.writeheader()

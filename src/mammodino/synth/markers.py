@@ -152,21 +152,79 @@ def film_scan(inner: np.ndarray, inner_breast: np.ndarray, layout: FilmLayout, l
     return np.rint(np.clip(film, 0.0, 1.0) * top).astype(np.uint16), breast
 
 
+@dataclass(frozen=True)
+class DressedFilm:
+    """A breast image put through the film scanner (:func:`dress_as_film`): the film, its
+    breast mask, and where the given image landed on it (borders around it, mirrored for a
+    right breast), so that truths drawn on the given image follow."""
+
+    film: np.ndarray  # uint16, MONOCHROME2
+    breast: np.ndarray  # bool, the film's grid
+    left: int
+    top: int
+    mirrored: bool
+
+    def box(self, box) -> tuple[int, int, int, int]:
+        """An (x0, y0, x1, y1) box of the given image on the film."""
+        x0, y0, x1, y1 = box[0] + self.left, box[1] + self.top, box[2] + self.left, box[3] + self.top
+        w = self.film.shape[1]
+        return (w - x1, y0, w - x0, y1) if self.mirrored else (x0, y0, x1, y1)
+
+    def mask(self, mask: np.ndarray) -> np.ndarray:
+        """A mask of the given image on the film, where the film still shows breast."""
+        x0, y0, x1, y1 = self.box((0, 0, mask.shape[1], mask.shape[0]))
+        out = np.zeros(self.breast.shape, bool)
+        out[y0:y1, x0:x1] = mask[:, ::-1] if self.mirrored else mask
+        return out & self.breast
+
+
 def dress_as_film(inner: np.ndarray, inner_breast: np.ndarray, laterality: str, view: str,
-                  rng: np.random.Generator, bits: int = 16):
-    """A given breast image (a real film's breast with its annotation, say) put through the
-    film scanner: a layout drawn for it, then :func:`film_scan`. ``inner``: float [0, 1],
-    chest wall on the left. Returns (uint16 film, bool breast mask of the film, ``to_film``:
-    maps an (x0, y0, x1, y1) box of ``inner`` onto the film, mirror included)."""
+                  rng: np.random.Generator, bits: int = 16) -> DressedFilm:
+    """A given breast image (a real film's breast with its annotation, say) through the film
+    scanner: a layout drawn for it, then :func:`film_scan`. ``inner``: float [0, 1], chest
+    wall on the left."""
     layout = film_layout(inner.shape, rng)
-    h, w = inner.shape[0] + layout.top + layout.bottom, inner.shape[1] + layout.chest + layout.far
     film, breast = film_scan(inner, inner_breast, layout, laterality, view, rng, bits=bits)
+    return DressedFilm(film, breast, layout.chest, layout.top, laterality != "L")
 
-    def to_film(box):
-        x0, y0, x1, y1 = box[0] + layout.chest, box[1] + layout.top, box[2] + layout.chest, box[3] + layout.top
-        return (w - x1, y0, w - x0, y1) if laterality != "L" else (x0, y0, x1, y1)
 
-    return film, breast, to_film
+@dataclass(frozen=True)
+class PaddedSquare:
+    """Where an image goes when an older film collection ships it (MIAS-like): scaled to the
+    square's side along its long side and centred on black, 8 bits."""
+
+    side: int
+    scale: float
+    left: int
+    top: int
+    width: int
+    height: int
+
+    @classmethod
+    def fit(cls, shape_hw: tuple[int, int], side: int = 1024) -> PaddedSquare:
+        h, w = shape_hw
+        scale = side / max(h, w)
+        nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+        return cls(side, scale, (side - nw) // 2, (side - nh) // 2, nw, nh)
+
+    def image(self, img: np.ndarray) -> np.ndarray:
+        """uint8 square of a float [0, 1] image."""
+        out = np.zeros((self.side, self.side), np.uint8)
+        small = cv2.resize(img.astype(np.float64), (self.width, self.height), interpolation=cv2.INTER_AREA)
+        out[self.top:self.top + self.height, self.left:self.left + self.width] = np.clip(small * 255 + 0.5, 0, 255)
+        return out
+
+    def mask(self, mask: np.ndarray) -> np.ndarray:
+        out = np.zeros((self.side, self.side), bool)
+        out[self.top:self.top + self.height, self.left:self.left + self.width] = cv2.resize(
+            mask.astype(np.uint8), (self.width, self.height), interpolation=cv2.INTER_NEAREST) > 0
+        return out
+
+    def box(self, box) -> tuple[int, int, int, int]:
+        x0, y0, x1, y1 = box
+        s = self.scale
+        return (round(self.left + x0 * s), round(self.top + y0 * s), round(self.left + x1 * s),
+                round(self.top + y1 * s))
 
 
 def _exposed_film(inner: np.ndarray, inner_breast: np.ndarray, layout: FilmLayout, rng: np.random.Generator):
