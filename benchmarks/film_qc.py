@@ -19,7 +19,7 @@ skin line and the annotators' differ on clean films too, each row also carries t
 ``segment()`` finds on the clean film (``clean_box``), so the dressing's own cost shows as
 the IoU against it.
 
-``--png8`` turns the same films into what older digitised-film collections ship (MIAS-like:
+``--png8`` (``--align left|right``: against one side of the square, as mini-MIAS) turns the same films into what older digitised-film collections ship (MIAS-like:
 8-bit grey PNG, the film scaled to a long side of 1,024 and centred on a black 1024 x 1024
 square, no header at all), with the truth scaled alike, and indexes those instead; with
 ``--jpeg`` they are JPEG copies (quality 90), whose black frame is no longer one grey level.
@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import platform
 import shutil
 import subprocess
@@ -175,11 +176,12 @@ def _inside(point, box) -> bool:
     return box[0] <= point[0] <= box[2] and box[1] <= point[1] <= box[3]
 
 
-def to_png8(src: Path, dst: Path, side: int = 1024, jpeg: bool = False) -> Path:
+def to_png8(src: Path, dst: Path, side: int = 1024, jpeg: bool = False, align: str = "centre") -> Path:
     """The film set as 8-bit 1024 x 1024 PNGs (film scaled to the long side, centred on black),
     with labels.csv, breast boxes and truth masks mapped onto the new grid. ``jpeg``: JPEG at
     quality 90 instead (how web copies of such sets ship): the black frame is then no
-    longer one grey level, JPEG ringing runs along the film's edge."""
+    longer one grey level, JPEG ringing runs along the film's edge. ``align``: the film
+    centred (MIAS) or against the square's left or right side (mini-MIAS)."""
     import pydicom
 
     from mammodino.synth.markers import PaddedSquare
@@ -192,6 +194,8 @@ def to_png8(src: Path, dst: Path, side: int = 1024, jpeg: bool = False) -> Path:
         ds = pydicom.dcmread(src / r["path"])
         px = ds.pixel_array.astype(np.float64) / float(2 ** int(ds.BitsStored) - 1)
         square = PaddedSquare.fit(px.shape, side)
+        if align != "centre":
+            square = dataclasses.replace(square, left=0 if align == "left" else side - square.width)
         name = Path(r["path"]).stem
         image_name = f"{name}.jpg" if jpeg else f"{name}.png"
         cv2.imwrite(str(dst / "png" / image_name), square.image(px), [cv2.IMWRITE_JPEG_QUALITY, 90] if jpeg else [])
@@ -225,6 +229,8 @@ def main(argv=None) -> int:
     ap.add_argument("--per-image", action="store_true", help="print one line per film")
     ap.add_argument("--png8", action="store_true", help="index 8-bit 1024x1024 PNG copies of the films (MIAS-like)")
     ap.add_argument("--jpeg", action="store_true", help="with --png8: JPEG (quality 90) copies instead of PNG")
+    ap.add_argument("--align", choices=("centre", "left", "right"), default="centre",
+                    help="with --png8: the film centred on its square or against one side")
     ap.add_argument("--ddsm", type=Path, help="dress the real DDSM films of this ddsm_tissue folder instead of phantoms")
     ap.add_argument("--scale", type=float, default=1.0, help="with --ddsm: resize the 960x480 films by this factor first")
     args = ap.parse_args(argv)
@@ -247,7 +253,8 @@ def main(argv=None) -> int:
                           film=True)
     if args.png8:
         kind = "jpeg8" if args.jpeg else "png8"
-        src, cache = to_png8(src, work / f"{kind}-{src.name}", jpeg=args.jpeg), \
+        kind += "" if args.align == "centre" else f"-{args.align}"
+        src, cache = to_png8(src, work / f"{kind}-{src.name}", jpeg=args.jpeg, align=args.align), \
             cache.with_name(f"{cache.name}-{kind}")
     t1 = time.perf_counter()
     if (cache / "manifest.csv").exists():
@@ -261,7 +268,8 @@ def main(argv=None) -> int:
     print(f"machine: {machine()}")
     what = f"--ddsm {args.ddsm} --scale {args.scale:g}" if args.ddsm else f"--n {args.n} --size {args.size}"
     print(f"command: python benchmarks/film_qc.py {what} --seed {args.seed} "
-          f"--workers {args.workers}{' --png8' if args.png8 else ''}{' --jpeg' if args.jpeg else ''}")
+          f"--workers {args.workers}{' --png8' if args.png8 else ''}{' --jpeg' if args.jpeg else ''}"
+          f"{f' --align {args.align}' if args.align != 'centre' else ''}")
     print(f"{len(results)} films {'DDSM dressed' if args.ddsm else args.size}: make {t1 - t0:.1f} s, index {t2 - t1:.1f} s "
           f"({summary['ok']} ok, {summary['skipped']} skipped)")
     counts = qc.count_by_reason([{"status": "ok", **r} for r in results])

@@ -15,7 +15,6 @@ import cv2
 import numpy as np
 
 from mammodino.io.types import MammoImage
-from mammodino.tissue.orientation import chest_wall_on_left
 from mammodino.tissue.segmentation import Segmentation, segment
 
 
@@ -67,7 +66,7 @@ def prepare_image(image: MammoImage, long_side: int, margin: float, view: str | 
     """
     pixels = image.pixels
     seg = segment(image.reference_plane(), view=view, remove_pectoral_muscle=remove_pectoral)
-    flipped = not chest_wall_on_left(seg.breast_small)
+    flipped = not seg.chest_wall_on_left()
     H, W = pixels.shape[-2:]
     region = (0, 0, W, H) if whole_image else expand_box(seg.box(), margin, W, H)
     size = output_size(region, long_side)
