@@ -19,10 +19,11 @@ skin line and the annotators' differ on clean films too, each row also carries t
 ``segment()`` finds on the clean film (``clean_box``), so the dressing's own cost shows as
 the IoU against it.
 
-``--png8`` (``--align left|right``: against one side of the square, as mini-MIAS) turns the same films into what older digitised-film collections ship (MIAS-like:
+``--png8`` turns the same films into what older digitised-film collections ship (MIAS-like:
 8-bit grey PNG, the film scaled to a long side of 1,024 and centred on a black 1024 x 1024
 square, no header at all), with the truth scaled alike, and indexes those instead; with
 ``--jpeg`` they are JPEG copies (quality 90), whose black frame is no longer one grey level.
+``--align left|right`` puts each film against one side of its square instead (mini-MIAS).
 
 Usage:
   python benchmarks/film_qc.py --n 40 --size 1200x720 --workers 2 [--work /tmp/film-qc] [--per-image] [--png8 [--jpeg]]
@@ -33,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import platform
 import shutil
 import subprocess
@@ -86,8 +86,8 @@ def evaluate(src: Path, cache: Path) -> list[dict]:
         out.append({"image": t["image_id"], "view": t["view"], "laterality": t["laterality"],
                     "box_iou": box_iou(box, parse_box(t["breast_box"])),
                     "clean_iou": box_iou(box, clean) if clean else float("nan"),
-                    "truth_in_box": _share_inside(gt_mask, box) if gt_mask is not None else float("nan"),
-                    "gland_in_box": _share_inside(cv2.imread(str(src / t["gland_mask"]), cv2.IMREAD_GRAYSCALE), box)
+                    "truth_in_box": share_inside(gt_mask, box) if gt_mask is not None else float("nan"),
+                    "gland_in_box": share_inside(cv2.imread(str(src / t["gland_mask"]), cv2.IMREAD_GRAYSCALE), box)
                     if t.get("gland_mask") else float("nan"),
                     "mask_iou": m_iou, "box": parse_box(row["breast_box"]),
                     "lesion_box": parse_box(t["lesion_box"]) if t.get("lesion_box") else None, "qc": row.get("qc", ""), "qc_reason": row.get("qc_reason", ""),
@@ -95,7 +95,7 @@ def evaluate(src: Path, cache: Path) -> list[dict]:
     return out
 
 
-def _share_inside(mask: np.ndarray, box) -> float:
+def share_inside(mask: np.ndarray, box) -> float:
     """Share of the mask's pixels inside the (x0, y0, x1, y1) box: what of the true breast
     the crops can still reach."""
     total = np.count_nonzero(mask)
@@ -110,6 +110,8 @@ def _share_inside(mask: np.ndarray, box) -> float:
 def ddsm_breasts(root: Path, scale: float = 1.0):
     """(index, name, float [0, 1] film, label image) for each DDSM film with manual masks,
     chest wall turned to the left (as the film scanner wants it), resized by ``scale``."""
+    from mammodino.tissue.orientation import chest_wall_on_left
+
     films = sorted(root.glob("*/fgt_seg/*.png"))
     if not films:
         raise FileNotFoundError(f"{root}: no */fgt_seg/*.png films (expected the ddsm_tissue folder)")
@@ -120,8 +122,7 @@ def ddsm_breasts(root: Path, scale: float = 1.0):
             size = (round(img.shape[1] * scale), round(img.shape[0] * scale))
             img = cv2.resize(img, size, interpolation=cv2.INTER_LINEAR)
             lab = cv2.resize(lab, size, interpolation=cv2.INTER_NEAREST)
-        whole = lab != 64
-        if np.count_nonzero(whole[:, : whole.shape[1] // 2]) < np.count_nonzero(whole[:, whole.shape[1] // 2:]):
+        if not chest_wall_on_left(lab != 64):
             img, lab = img[:, ::-1], lab[:, ::-1]
         yield i, path.stem, np.ascontiguousarray(img, dtype=np.float32) / 255.0, np.ascontiguousarray(lab)
 
@@ -130,7 +131,7 @@ def dress_ddsm(root: Path, dst: Path, seed: int, scale: float = 1.0) -> Path:
     """Real DDSM breasts as CBIS-DDSM-style film DICOMs (see the module docstring), with
     labels.csv, truth masks and each film's clean-film box mapped onto the dressed grid."""
     from mammodino.synth import dicom_writer as dw
-    from mammodino.synth.generate import FILM_BITS, _write_mask_png
+    from mammodino.synth.generate import FILM_BITS, _box_text, _mask_box, _write_mask_png
     from mammodino.synth.markers import dress_as_film
     from mammodino.tissue.segmentation import segment
 
@@ -143,7 +144,7 @@ def dress_ddsm(root: Path, dst: Path, seed: int, scale: float = 1.0) -> Path:
         # what the cached mask of an MLO holds (the breast less its muscle), and the
         # fibroglandular tissue (label 192: where lesions arise), on the film's grid
         tissue, gland = dressed.mask((lab != 64) & (lab != 255)), dressed.mask(lab == 192)
-        x0, y0, x1, y1 = dressed.box(segment(inner, view="MLO").box())
+        clean = segment(inner, view="MLO").box()
         image_id = f"ddsm_{i:03d}"
         ident = dw.Identity(patient_name="DRESSED^DDSM", patient_id=dw.film_patient_id(i + 1, side, "MLO"),
                             study_uid=dw.make_uid(seed, "ddsm-study", i), series_uid=dw.make_uid(seed, "ddsm-series", i),
@@ -154,12 +155,11 @@ def dress_ddsm(root: Path, dst: Path, seed: int, scale: float = 1.0) -> Path:
         _write_mask_png(dst / ".truth" / f"{image_id}.png", breast)
         _write_mask_png(dst / ".truth" / f"{image_id}-tissue.png", tissue)
         _write_mask_png(dst / ".truth" / f"{image_id}-gland.png", gland)
-        ys, xs = np.nonzero(breast)
         rows.append({"image_id": image_id, "path": f"films/{image_id}.dcm", "laterality": side, "view": "MLO",
-                     "source": name, "breast_box": f"{xs.min()} {ys.min()} {xs.max() + 1} {ys.max() + 1}",
+                     "source": name, "breast_box": _box_text(_mask_box(breast)),
                      "breast_mask": f".truth/{image_id}.png", "tissue_mask": f".truth/{image_id}-tissue.png",
                      "gland_mask": f".truth/{image_id}-gland.png",
-                     "lesion_box": "", "clean_box": f"{x0} {y0} {x1} {y1}"})
+                     "lesion_box": "", "clean_box": _box_text(dressed.box(clean))})
     with (dst / "labels.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -184,6 +184,7 @@ def to_png8(src: Path, dst: Path, side: int = 1024, jpeg: bool = False, align: s
     centred (MIAS) or against the square's left or right side (mini-MIAS)."""
     import pydicom
 
+    from mammodino.synth.generate import _box_text, _mask_box
     from mammodino.synth.markers import PaddedSquare
 
     rows = list(csv.DictReader((src / "labels.csv").open(newline="")))
@@ -193,9 +194,7 @@ def to_png8(src: Path, dst: Path, side: int = 1024, jpeg: bool = False, align: s
     for r in rows:
         ds = pydicom.dcmread(src / r["path"])
         px = ds.pixel_array.astype(np.float64) / float(2 ** int(ds.BitsStored) - 1)
-        square = PaddedSquare.fit(px.shape, side)
-        if align != "centre":
-            square = dataclasses.replace(square, left=0 if align == "left" else side - square.width)
+        square = PaddedSquare.fit(px.shape, side, align)
         name = Path(r["path"]).stem
         image_name = f"{name}.jpg" if jpeg else f"{name}.png"
         cv2.imwrite(str(dst / "png" / image_name), square.image(px), [cv2.IMWRITE_JPEG_QUALITY, 90] if jpeg else [])
@@ -206,11 +205,10 @@ def to_png8(src: Path, dst: Path, side: int = 1024, jpeg: bool = False, align: s
                 cv2.imwrite(str(dst / ".truth" / f"{name}{suffix}.png"), part.astype(np.uint8) * 255)
                 moved[key] = f".truth/{name}{suffix}.png"
                 if key == "breast_mask":
-                    ys, xs = np.nonzero(part)
-                    moved["breast_box"] = f"{xs.min()} {ys.min()} {xs.max() + 1} {ys.max() + 1}" if xs.size else ""
+                    moved["breast_box"] = _box_text(_mask_box(part))
         for key in ("lesion_box", "clean_box"):
             if r.get(key):
-                moved[key] = " ".join(str(v) for v in square.box([float(v) for v in r[key].split()]))
+                moved[key] = _box_text(square.box([float(v) for v in r[key].split()]))
         out.append({**r, **moved})
     with (dst / "labels.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(out[0]))

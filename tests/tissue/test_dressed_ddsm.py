@@ -5,7 +5,6 @@ film and as a MIAS-style 8-bit copy centred on a black square. The box must stay
 that the clean film gets and keep the annotated breast inside it: the held-out check of
 issue 9 (every lesion inside its breast box, no strip, no whole film) on real tissue."""
 
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -18,11 +17,6 @@ from mammodino.synth.markers import PaddedSquare, dress_as_film
 from mammodino.tissue.segmentation import segment
 
 
-def _share_inside(mask, box):
-    x0, y0, x1, y1 = box
-    return np.count_nonzero(mask[y0:y1, x0:x1]) / np.count_nonzero(mask) if mask.any() else 1.0
-
-
 @pytest.fixture(scope="module")
 def dressed(shared_data):
     """Per film: (name, IoU with the clean film's box, true breast inside the box) for the
@@ -32,7 +26,7 @@ def dressed(shared_data):
     if not root.exists():
         pytest.skip(f"DDSM films not found at {root}")
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-    from film_qc import ddsm_breasts  # the benchmark's reader: one way to read these films
+    from film_qc import ddsm_breasts, share_inside  # the benchmark's reader and score: one of each
 
     rows = []
     for i, name, inner, lab in ddsm_breasts(root):
@@ -45,12 +39,12 @@ def dressed(shared_data):
         pixels = square.image(film.film.astype(np.float64) / film.film.max())
         square_box = segment(pixels).box()  # no header: view unknown
         # mini-MIAS: the film against one side of its square (left or right, either breast)
-        side_sq = dataclasses.replace(square, left=0 if (i // 2) % 2 == 0 else square.side - square.width)
+        side_sq = PaddedSquare.fit(film.film.shape, align="left" if (i // 2) % 2 == 0 else "right")
         side_seg = segment(side_sq.image(film.film.astype(np.float64) / film.film.max()).astype(np.float32) / 255)
         side_box = side_seg.box()
-        rows.append((name, box_iou(box, clean), _share_inside(film.breast, box),
-                     box_iou(square_box, square.box(clean)), _share_inside(square.mask(film.breast), square_box),
-                     _share_inside(gland, box), _share_inside(square.mask(gland), square_box),
+        rows.append((name, box_iou(box, clean), share_inside(film.breast, box),
+                     box_iou(square_box, square.box(clean)), share_inside(square.mask(film.breast), square_box),
+                     share_inside(gland, box), share_inside(square.mask(gland), square_box),
                      box_iou(side_box, side_sq.box(clean)), side_seg.chest_wall_on_left() == (side == "L")))
     return rows
 

@@ -191,7 +191,8 @@ def dress_as_film(inner: np.ndarray, inner_breast: np.ndarray, laterality: str, 
 @dataclass(frozen=True)
 class PaddedSquare:
     """Where an image goes when an older film collection ships it (MIAS-like): scaled to the
-    square's side along its long side and centred on black, 8 bits."""
+    square's side along its long side and centred on black (or, mini-MIAS, against its left
+    or right side), 8 bits."""
 
     side: int
     scale: float
@@ -201,11 +202,12 @@ class PaddedSquare:
     height: int
 
     @classmethod
-    def fit(cls, shape_hw: tuple[int, int], side: int = 1024) -> PaddedSquare:
+    def fit(cls, shape_hw: tuple[int, int], side: int = 1024, align: str = "centre") -> PaddedSquare:
         h, w = shape_hw
         scale = side / max(h, w)
         nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-        return cls(side, scale, (side - nw) // 2, (side - nh) // 2, nw, nh)
+        left = {"centre": (side - nw) // 2, "left": 0, "right": side - nw}[align]
+        return cls(side, scale, left, (side - nh) // 2, nw, nh)
 
     def image(self, img: np.ndarray) -> np.ndarray:
         """uint8 square of a float [0, 1] image."""

@@ -60,12 +60,11 @@ PAD_STRAIGHT = 0.9
 # (grain over black: 2-20 % of each line a few grey levels above the frame) that neither walk
 # peels. Up to EDGE_SKIP such lines (every pixel within PAD_RING_MAX of the frame, at most
 # PAD_STRIP_SHARE of the line beyond PAD_TOL) are taken as frame before the picture's edge is
-# judged. Without this, real DDSM breasts dressed as padded film scans lost their frame on
-# 5 of 66 (the box then measured against the black square: "chest wall" suspects). A line
-# that holds any tissue (a breast tip in an FFDM's clipped air) has pixels far beyond
-# PAD_RING_MAX and is never skipped.
+# judged, when a straight film edge follows them (see _past_scanner_strips). Without this,
+# real DDSM breasts dressed as padded film scans lost their frame on 5 of 66 (the box then
+# measured against the black square: "chest wall" suspects).
 PAD_STRIP_SHARE = 0.5
-PAD_ONE_LINE_STRIP = 0.1
+PAD_ONE_LINE_STRIP = 0.1  # a single such line: at most this share of it off the frame's grey
 
 
 def dynamic_range(blurred: np.ndarray) -> tuple[float, float]:
@@ -242,26 +241,32 @@ def _framed_picture(small: np.ndarray, frame_line) -> tuple[int, int, int, int] 
                 peeled[side].add(value)
     if (x0, y0, x1, y1) == (0, 0, w, h) or x1 - x0 < 2 or y1 - y0 < 2:
         return None
-    box = _past_scanner_strips(small, (x0, y0, x1, y1), peeled, corner)
-    depth = {"left": box[0], "top": box[1], "right": w - box[2], "bottom": h - box[3]}
-    if max(depth.values()) <= EDGE_SKIP:
+    box = (x0, y0, x1, y1)
+    if max(x0, y0, w - x1, h - y1) <= EDGE_SKIP:
         # only a few constant lines at the edges (a scanner's strips on an unpadded scan):
-        # judged against every corner's grey, as before; judged against each side's own, a
-        # 600 x 360 film phantom was framed on its strip and its bright border joined the
-        # breast (0.980 -> 0.922), and not framing such strips at all cost more (a DDSM
-        # film dressed as DICOM kept only 0.878 of its breast inside the box)
-        peeled = {side: set() for side in peeled}
+        # no strip skipped, no side given back, judged against every corner's grey as
+        # before; judged against each side's own, a 600 x 360 film phantom was framed on its
+        # strip and its bright border joined the breast (0.980 -> 0.922), and not framing
+        # such strips at all cost more (a DDSM film dressed as DICOM kept only 0.878 of its
+        # breast inside the box)
+        return _framed_if_straight(box, _edge_shares(small, box, {}, corner))
+    box = _past_scanner_strips(small, box, peeled, corner)
     shares = _edge_shares(small, box, peeled, corner)
     # beside a padding frame, a side peeled by a few constant lines only, next to which the
     # picture is no straight edge, is the film's own border or strip touching the image
     # edge: given back to the picture (a film against one side of its square, its bright
     # bottom border constant on one row, lost its frame: 1 of 66 dressed DDSM squares)
-    given_back = [side for side, (filled, _) in shares.items()
-                  if filled < PAD_EDGE_FILLED and depth[side] <= EDGE_SKIP] if max(depth.values()) > EDGE_SKIP else []
+    depth = {"left": box[0], "top": box[1], "right": w - box[2], "bottom": h - box[3]}
+    given_back = [side for side, (filled, _) in shares.items() if filled < PAD_EDGE_FILLED and depth[side] <= EDGE_SKIP]
     if given_back:
         box = (0 if "left" in given_back else box[0], 0 if "top" in given_back else box[1],
                w if "right" in given_back else box[2], h if "bottom" in given_back else box[3])
         shares = _edge_shares(small, box, peeled, corner)
+    return _framed_if_straight(box, shares)
+
+
+def _framed_if_straight(box, shares: dict[str, tuple[float, float]]) -> tuple[int, int, int, int] | None:
+    """``box`` when every framed side's picture edge is filled and one is straight, else None."""
     if not shares:
         return None
     if any(filled < PAD_EDGE_FILLED for filled, _ in shares.values()):
@@ -273,7 +278,8 @@ def _framed_picture(small: np.ndarray, frame_line) -> tuple[int, int, int, int] 
 
 def _edge_shares(small: np.ndarray, box, peeled, corner) -> dict[str, tuple[float, float]]:
     """For each framed side: (the largest share of its first PAD_EDGE_LINES picture lines
-    that is off its frame's grey, that share on the line against the frame)."""
+    that is off its frame's grey, that share on the line against the frame). A side's
+    frame grey is ``peeled[side]``, every corner's where that is not known."""
     h, w = small.shape
     x0, y0, x1, y1 = box
     k = PAD_EDGE_LINES
@@ -284,19 +290,18 @@ def _edge_shares(small: np.ndarray, box, peeled, corner) -> dict[str, tuple[floa
     out = {}
     for side, lines in edges.items():
         if framed[side]:
-            shares = [min(float(np.mean(np.abs(line - v) > PAD_TOL)) for v in peeled[side] or corner)
+            shares = [min(float(np.mean(np.abs(line - v) > PAD_TOL)) for v in peeled.get(side) or corner)
                       for line in lines]
             out[side] = (max(shares), shares[0])
     return out
 
 
 def _past_scanner_strips(small: np.ndarray, box, peeled, corner) -> tuple[int, int, int, int]:
-    """The picture box moved past up to EDGE_SKIP noisy near-frame lines on a framed side
-    when a straight film edge (>= PAD_STRAIGHT of the next line off the frame's grey) follows
-    them, and some side's frame is deeper than EDGE_SKIP lines: a padding frame. A few
-    constant lines at the edge of an unpadded scan are the scanner's own strip, not a frame,
-    and stay as they were (skipping there framed 3 of 66 dressed DDSM DICOM films on their
-    strip, 2 boxes worse). The straight edge keeps a detector breast's dim tip in clipped
+    """The picture box of a padding frame (some side deeper than EDGE_SKIP lines: the caller
+    checks) moved past up to EDGE_SKIP noisy near-frame lines on a framed side when a
+    straight film edge (>= PAD_STRAIGHT of the next line off the frame's grey) follows them.
+    (Skipping without a deep frame framed 3 of 66 dressed DDSM DICOM films on their scanner
+    strip, 2 boxes worse.) The straight edge keeps a detector breast's dim tip in clipped
     air (RSNA, SIGMOID: within PAD_RING_MAX of the air) from being skipped as a strip, and
     a strip is at least 2 lines (0.4 % of the long side, the narrowest scanner strip of the
     film phantoms): one RSNA image has a single partial-volume line where its padding meets
@@ -305,8 +310,6 @@ def _past_scanner_strips(small: np.ndarray, box, peeled, corner) -> tuple[int, i
     hid the straight edge behind a strip (1 of 66 dressed DDSM films against one side)."""
     h, w = small.shape
     x0, y0, x1, y1 = box
-    if max(y0, h - y1, x0, w - x1) <= EDGE_SKIP:
-        return box
 
     def strips(side: str, line_at, n_lines: int) -> int:
         """How many lines to skip from this side (0 when no straight edge follows)."""
