@@ -205,3 +205,58 @@ def test_forward_features_visible_equals_a_model_on_the_kept_patches_only():
     # all patches kept in order: identical to forward_features
     full = vit.forward_features_visible(x, torch.arange(16).expand(2, -1))
     torch.testing.assert_close(full["x_norm_clstoken"], vit.forward_features(x)["x_norm_clstoken"])
+
+
+@pytest.mark.parametrize("drop_path,registers", [(0.0, 4), (0.1, 4), (0.4, 0)])
+def test_cls_and_patches_equal_forward_features_in_values_and_gradients(drop_path, registers):
+    """The training path (last block on CLS + masked patches only) is forward_features, read
+    at those tokens: same values, same gradients, also under both stochastic-depth forms
+    (0.1: per-sample DropPath in the last block; 0.4: DINOv2's sample-subset trick)."""
+    torch.manual_seed(0)
+    vit = build_vit("tiny", patch_size=16, img_size=64, drop_path_rate=drop_path, num_register_tokens=registers,
+                    layerscale_init=1.0).train()
+    x = torch.randn(6, 1, 64, 64)
+    masks = torch.rand(6, 16) < 0.3
+    rows = masks.flatten().nonzero().flatten()
+    w = torch.randn(192, 7)
+
+    def run(full: bool):
+        vit.zero_grad(set_to_none=True)
+        torch.manual_seed(5)
+        if full:
+            out = vit.forward_features(x, masks)
+            cls, patches = out["x_norm_clstoken"], out["x_norm_patchtokens"].flatten(0, 1)[rows]
+        else:
+            cls, patches = vit.forward_cls_and_patches(x, masks, rows)
+        ((cls @ w).sum() + (patches @ w).square().sum()).backward()
+        return cls.detach(), patches.detach(), {n: p.grad.clone() for n, p in vit.named_parameters()}
+
+    cls_a, patches_a, grads_a = run(True)
+    cls_b, patches_b, grads_b = run(False)
+    assert patches_b.shape == (int(masks.sum()), 192)
+    assert torch.allclose(cls_a, cls_b, atol=1e-5) and torch.allclose(patches_a, patches_b, atol=1e-5)
+    for name, g in grads_a.items():
+        assert torch.allclose(g, grads_b[name], rtol=1e-4, atol=1e-5 * float(g.abs().max())), name
+
+
+def test_cls_only_pass_skips_the_last_blocks_mlp_for_other_tokens():
+    """Local crops need their CLS token only: the last block's projection and MLP then run on
+    B rows, which the FLOP counter sees (about 1/depth of the work, less the attention)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from mammodino.models import gemm
+
+    vit = tiny(img_size=64)
+    x = torch.randn(4, 1, 64, 64)
+    flops = []
+    gemm.set_path("aten")  # the counter sees aten matmuls, not oneDNN's
+    try:
+        for call in (lambda: vit.forward_features(x)["x_norm_clstoken"], lambda: vit.forward_cls_and_patches(x)[0]):
+            with FlopCounterMode(display=False) as counter:
+                out = call()
+            flops.append(counter.get_total_flops())
+    finally:
+        gemm.set_path(None)
+    assert torch.allclose(out, vit.forward_features(x)["x_norm_clstoken"], atol=1e-5)
+    saved = 1 - flops[1] / flops[0]
+    assert 0.04 < saved < 1 / 12, (flops, saved)

@@ -132,10 +132,14 @@ class Attention(nn.Module):
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
         return qkv.unbind(0)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, rows: Tensor | None = None) -> Tensor:
+        """(B, T, D) -> (B, T, D); with ``rows`` (flat indices into B*T) only those tokens'
+        outputs, (M, D): every token is still attended to, the output projection runs on M rows."""
         b, n, c = x.shape
         q, k, v = self._qkv(x)
         x = attention(q, k, v, self.scale)
+        if rows is not None:
+            return self.proj(x[rows // n, :, rows % n].reshape(rows.shape[0], c))
         return self.proj(x.transpose(1, 2).reshape(b, n, c))
 
     def attention_weights(self, x: Tensor) -> Tensor:
@@ -217,10 +221,46 @@ class Block(nn.Module):
     def _ffn_residual(self, x: Tensor) -> Tensor:
         return self.ls2(self.mlp(self.norm2(x)))
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, rows: Tensor | None = None) -> Tensor:
+        """(B, T, D) -> (B, T, D); with ``rows`` see :meth:`forward_rows` (an argument of
+        ``forward``, so FSDP's and DDP's forward hooks run as for any call)."""
+        if rows is not None:
+            return self.forward_rows(x, rows)
         if self.training and self.sample_drop_ratio > 0.1:
             # DINOv2's rule: above 0.1 the subset trick pays off; below, plain DropPath.
             x = drop_add_residual_stochastic_depth(x, self._attn_residual, self.sample_drop_ratio)
             return drop_add_residual_stochastic_depth(x, self._ffn_residual, self.sample_drop_ratio)
         x = x + self.drop_path1(self._attn_residual(x))
         return x + self.drop_path2(self._ffn_residual(x))
+
+    def forward_rows(self, x: Tensor, rows: Tensor) -> Tensor:
+        """The block's output for the tokens at ``rows`` (flat indices into B*T) only, (M, D).
+
+        Why: in the last block the losses read a few tokens (CLS, masked patches), and every
+        other token's output projection and MLP would be computed and thrown away. Keys and
+        values still come from all tokens, so the rows equal those of :meth:`forward`
+        (stochastic depth draws its samples the same way, in the same order).
+        """
+        b, n, c = x.shape
+        sample = rows // n
+        x_rows = x.reshape(b * n, c).index_select(0, rows)
+        scale = self._sample_scale(b, x)
+        x_rows = x_rows + _per_row(self.ls1(self.attn(self.norm1(x), rows)), scale, sample)
+        scale = self._sample_scale(b, x)
+        return x_rows + _per_row(self.ls2(self.mlp(self.norm2(x_rows))), scale, sample)
+
+    def _sample_scale(self, b: int, x: Tensor) -> Tensor | None:
+        """Per-sample residual factor of this block's stochastic depth (None: keep all), drawn
+        as :func:`drop_add_residual_stochastic_depth` (above 0.1) or :class:`DropPath` draw."""
+        p = self.sample_drop_ratio
+        if not self.training or p == 0.0:
+            return None
+        if p > 0.1:
+            keep = max(int(b * (1 - p)), 1)
+            idx = torch.randperm(b, device=x.device)[:keep]
+            return x.new_zeros(b).index_fill_(0, idx, b / keep)
+        return x.new_empty(b).bernoulli_(1.0 - p) / (1.0 - p)
+
+
+def _per_row(residual: Tensor, scale: Tensor | None, sample: Tensor) -> Tensor:
+    return residual if scale is None else residual * scale.index_select(0, sample).unsqueeze(-1).to(residual.dtype)

@@ -170,6 +170,33 @@ class VisionTransformer(nn.Module):
             tokens = blk(tokens)
         return self._split(self.norm(tokens), tokens, None)
 
+    def forward_cls_and_patches(self, x: Tensor, masks: Tensor | None = None,
+                                patch_rows: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Normalised CLS tokens (B, D) and the normalised patch tokens at ``patch_rows`` (M, D):
+        flat indices into the B x N patches, as the iBOT collate's ``mask_indices_list``.
+
+        What the SSL losses read, and nothing else: the last block computes its output
+        projection and MLP for these tokens only (:meth:`Block.forward_rows`), which saves
+        about 5 % of a training step's FLOPs at depth 12, with the same values as
+        ``forward_features``.
+        """
+        tokens = self.prepare_tokens_with_masks(x, masks)
+        b, n, _ = tokens.shape
+        prefix = 1 + self.num_register_tokens
+        rows = torch.arange(b, device=tokens.device) * n
+        if patch_rows is not None:
+            patch_rows = patch_rows.to(device=tokens.device, dtype=torch.long)
+            n_patches = n - prefix
+            rows = torch.cat((rows, (patch_rows // n_patches) * n + prefix + patch_rows % n_patches))
+        for blk in self.blocks[:-1]:
+            tokens = blk(tokens)
+        if len(self.blocks):
+            out = self.blocks[-1](tokens, rows=rows)
+        else:
+            out = tokens.reshape(b * n, -1).index_select(0, rows)
+        out = self.norm(out)
+        return out[:b], out[b:]
+
     def forward_features_list(self, x_list: Sequence[Tensor], masks_list: Sequence | None = None) -> list[dict]:
         masks_list = masks_list if masks_list is not None else [None] * len(x_list)
         return [self.forward_features(x, m) for x, m in zip(x_list, masks_list)]

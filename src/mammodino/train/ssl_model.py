@@ -45,11 +45,9 @@ class Student(nn.Module):
         self.slice_proj = SliceProjector(dim, cfg.slice.hidden_dim, cfg.slice.proj_dim, predictor=True) if cfg.slice.enabled else None
 
     def forward(self, global_crops, local_crops, masks, mask_indices):
-        g = self.backbone.forward_features(global_crops, masks=masks)
-        cls = g["x_norm_clstoken"]
+        cls, patches = self.backbone.forward_cls_and_patches(global_crops, masks, mask_indices)
         has_local = local_crops is not None and local_crops.numel() > 0
-        local_cls = self.backbone.forward_features(local_crops)["x_norm_clstoken"] if has_local else cls[:0]
-        patches = g["x_norm_patchtokens"].flatten(0, 1).index_select(0, mask_indices)
+        local_cls = self.backbone.forward_cls_and_patches(local_crops)[0] if has_local else cls[:0]
         if self.ibot_head is None:  # one head pass over everything, as DINOv2 does
             logits = self.dino_head(torch.cat((cls, local_cls, patches)))
             g_logits, l_logits, p_logits = logits.split([cls.shape[0], local_cls.shape[0], patches.shape[0]])
@@ -77,9 +75,7 @@ class Teacher(nn.Module):
 
     def forward(self, global_crops, mask_indices):
         """Targets in crop order (crop 1 of every sample, then crop 2): the losses pair them."""
-        g = self.backbone.forward_features(global_crops)
-        cls = g["x_norm_clstoken"]
-        patches = g["x_norm_patchtokens"].flatten(0, 1).index_select(0, mask_indices)
+        cls, patches = self.backbone.forward_cls_and_patches(global_crops, patch_rows=mask_indices)
         if self.ibot_head is None:
             dino_logits, ibot_logits = self.dino_head(torch.cat((cls, patches))).split([cls.shape[0], patches.shape[0]])
         else:
