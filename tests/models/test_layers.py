@@ -74,7 +74,26 @@ def test_cpu_bf16_attention_is_softmax_qk_v():
     assert out.dtype == torch.bfloat16
     err = (out.float() - ref).abs().max().item()
     assert err < 0.03, err  # bf16 rounding of q, k, v and the probabilities
-    assert torch.equal(attention(q, k, v, 64 ** -0.5), ref)  # fp32: SDPA itself
+
+
+
+@pytest.mark.parametrize("tokens", [41, 261, 325])
+def test_cpu_fp32_attention_takes_the_measured_kernel_and_equals_sdpa(tokens):
+    """fp32 on CPU: the explicit softmax(q k^T) v up to CPU_FP32_EXPLICIT_MAX_TOKENS (faster
+    there), SDPA beyond; either way the values and gradients of SDPA."""
+    from mammodino.models.layers import CPU_FP32_EXPLICIT_MAX_TOKENS, attention
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, tokens, 16, generator=g, requires_grad=True) for _ in range(3))
+    out = attention(q, k, v, 16 ** -0.5)
+    ref = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    explicit = tokens <= CPU_FP32_EXPLICIT_MAX_TOKENS
+    assert ("Attention" in type(out.grad_fn).__name__) != explicit  # ScaledDotProductFlashAttention...Backward
+    assert torch.allclose(out, ref, atol=1e-5)
+    w = torch.randn(out.shape, generator=g)
+    grads = torch.autograd.grad((out * w).sum(), (q, k, v))
+    ref_grads = torch.autograd.grad((ref * w).sum(), (q, k, v))
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(grads, ref_grads))
 
 
 def test_patch_embedding_stays_fp32_under_cpu_autocast():
