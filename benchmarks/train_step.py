@@ -248,10 +248,31 @@ class DINOv2Variant:
         return loss.detach()
 
 
+def _count_cpu_flash_attention() -> None:
+    """torch's FLOP counter has formulas for the GPU attention kernels only: without these two,
+    attention that SDPA runs on CPU (the teacher's, the longer sequences) counts as zero."""
+    from torch.utils import flop_counter as fc
+
+    ops = torch.ops.aten
+    if not hasattr(ops, "_scaled_dot_product_flash_attention_for_cpu") or \
+            ops._scaled_dot_product_flash_attention_for_cpu in fc.flop_registry:
+        return
+
+    @fc.register_flop_formula(ops._scaled_dot_product_flash_attention_for_cpu)
+    def _forward(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs):
+        return fc.sdpa_flop_count(query_shape, key_shape, value_shape)
+
+    @fc.register_flop_formula(ops._scaled_dot_product_flash_attention_for_cpu_backward)
+    def _backward(grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs):
+        return fc.sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
+
+
 def step_flops(variant, path) -> int:
-    """FLOPs of one step's forward + backward (aten GEMMs, so the counter sees each matmul)."""
+    """FLOPs of one step's forward + backward (aten GEMMs, so the counter sees each matmul;
+    CPU flash attention by the formula of the GPU kernels)."""
     from torch.utils.flop_counter import FlopCounterMode
 
+    _count_cpu_flash_attention()
     counter = FlopCounterMode(display=False)
     with counter:
         variant(path)

@@ -95,37 +95,33 @@ class PatchEmbed(nn.Module):
 # tokens: 13.7 vs 3.1 ms, 261 tokens: 62 vs 37 ms fwd+bwd), and faster from ~1,000 tokens
 # (132 vs 354 ms), where the (T, T) matrix also grows large (README, Benchmarks).
 CPU_BF16_EXPLICIT_MAX_TOKENS = 512
-# In fp32 the CPU flash kernel wins only on longer sequences: forward + backward on a 2-core
-# AMD EPYC (Zen 5; AVX-512 and AVX2-emulated alike) the explicit path is 1.4-1.8x faster at
-# 14-53 tokens (cpu-tiny's and ViT-S/14's local crops; the flash kernel also gains least
-# from a second thread there), even at 197-261 tokens (ViT-S/14's global crops), and SDPA
-# is 1.1x faster at 289 tokens and 1.6x at 325 and beyond (README, Benchmarks). Forward
-# only (no gradient: the teacher, embedding, evaluation) the flash kernel wins sooner: even
-# at 53-101 tokens, 2x faster from 145.
-CPU_FP32_EXPLICIT_MAX_TOKENS = 272
-CPU_FP32_INFERENCE_EXPLICIT_MAX_TOKENS = 64
+# In fp32 the CPU flash kernel loses on short sequences only: forward + backward on a
+# 2-core AMD EPYC (Zen 5; AVX-512 and AVX2-emulated alike) the explicit path is 1.4-1.8x
+# faster at 14-53 tokens (cpu-tiny's crops, ViT-S/14's local crops; the flash kernel also
+# gains least from a second thread there), even at 197-261 tokens in isolation and no
+# faster inside the ViT-S/14 step; forward only it is even at 53-101 tokens and 2x slower
+# from 145 (README, Benchmarks).
+CPU_FP32_EXPLICIT_MAX_TOKENS = 64
 
 
 def attention(q: Tensor, k: Tensor, v: Tensor, scale: float) -> Tensor:
     """softmax(q k^T * scale) v over (B, heads, T, d), by the faster kernel for the dtype.
 
     SDPA everywhere except on CPU for short sequences: bf16 (autocast) at up to
-    ``CPU_BF16_EXPLICIT_MAX_TOKENS`` tokens, fp32 at up to ``CPU_FP32_EXPLICIT_MAX_TOKENS``
-    when a gradient will flow (``CPU_FP32_INFERENCE_EXPLICIT_MAX_TOKENS`` when none will);
+    ``CPU_BF16_EXPLICIT_MAX_TOKENS`` tokens, fp32 at up to ``CPU_FP32_EXPLICIT_MAX_TOKENS``;
     there two GEMMs with an fp32 softmax between them.
     """
-    if q.device.type == "cpu" and q.shape[-2] <= _explicit_max_tokens(q, k, v):
+    if q.device.type == "cpu" and q.shape[-2] <= _explicit_max_tokens(q.dtype):
         logits = (q * scale) @ k.transpose(-2, -1)
         return logits.softmax(dim=-1, dtype=torch.float32).to(v.dtype) @ v
     return F.scaled_dot_product_attention(q, k, v)
 
 
-def _explicit_max_tokens(q: Tensor, k: Tensor, v: Tensor) -> int:
-    if q.dtype == torch.bfloat16 and torch.is_autocast_enabled("cpu"):
+def _explicit_max_tokens(dtype: torch.dtype) -> int:
+    if dtype == torch.bfloat16 and torch.is_autocast_enabled("cpu"):
         return CPU_BF16_EXPLICIT_MAX_TOKENS
-    if q.dtype == torch.float32 and not torch.compiler.is_compiling():
-        grad = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
-        return CPU_FP32_EXPLICIT_MAX_TOKENS if grad else CPU_FP32_INFERENCE_EXPLICIT_MAX_TOKENS
+    if dtype == torch.float32 and not torch.compiler.is_compiling():
+        return CPU_FP32_EXPLICIT_MAX_TOKENS
     return 0
 
 
