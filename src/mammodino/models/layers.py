@@ -126,11 +126,12 @@ def _explicit_max_tokens(dtype: torch.dtype) -> int:
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention through ``F.scaled_dot_product_attention``.
+    """Multi-head self-attention through :func:`attention`.
 
     SDPA picks a fused kernel (flash / memory-efficient on GPU, a flash-style kernel on CPU)
-    and never materialises the (T, T) matrix. ``return_attention=True`` takes the explicit
-    path that does, for attention maps.
+    and never materialises the (T, T) matrix; on CPU short sequences take the explicit
+    path, measured faster there. :meth:`attention_weights` gives the (T, T) matrix itself,
+    for attention maps.
     """
 
     def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = True, proj_bias: bool = True):
@@ -238,7 +239,7 @@ class Block(nn.Module):
 
     def forward(self, x: Tensor, rows: Tensor | None = None) -> Tensor:
         """(B, T, D) -> (B, T, D); with ``rows`` see :meth:`forward_rows` (an argument of
-        ``forward``, so FSDP's and DDP's forward hooks run as for any call)."""
+        ``forward``, so the hooks of a block wrapped by FSDP2 run as for any call)."""
         if rows is not None:
             return self.forward_rows(x, rows)
         if self.training and self.sample_drop_ratio > 0.1:
@@ -266,7 +267,7 @@ class Block(nn.Module):
 
     def _sample_scale(self, b: int, x: Tensor) -> Tensor | None:
         """Per-sample residual factor of this block's stochastic depth (None: keep all), drawn
-        as :func:`drop_add_residual_stochastic_depth` (above 0.1) or :class:`DropPath` draw."""
+        as :func:`drop_add_residual_stochastic_depth` (above 0.1) or :class:`DropPath` draws it."""
         p = self.sample_drop_ratio
         if not self.training or p == 0.0:
             return None
