@@ -76,7 +76,6 @@ def test_cpu_bf16_attention_is_softmax_qk_v():
     assert err < 0.03, err  # bf16 rounding of q, k, v and the probabilities
 
 
-
 @pytest.mark.parametrize("tokens", [14, 41, 197, 261])
 def test_cpu_fp32_attention_takes_the_measured_kernel_and_equals_sdpa(tokens):
     """fp32 on CPU: the explicit softmax(q k^T) v up to CPU_FP32_EXPLICIT_MAX_TOKENS (faster
@@ -105,4 +104,3 @@ def test_patch_embedding_stays_fp32_under_cpu_autocast():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = pe(x)
     assert out.dtype == torch.float32 and torch.equal(out, pe(x))
-

@@ -208,11 +208,16 @@ def drop_add_residual_stochastic_depth(x: Tensor, residual_func: Callable[[Tenso
     (DINOv2 ViT-L) it saves a fifth of the student's block compute.
     """
     b = x.shape[0]
-    keep = max(int(b * (1 - drop_ratio)), 1)
-    idx = torch.randperm(b, device=x.device)[:keep]
+    idx = kept_samples(b, drop_ratio, x.device)
     residual = residual_func(x[idx])
-    out = torch.index_add(x.flatten(1), 0, idx, residual.flatten(1).to(x.dtype), alpha=b / keep)
+    out = torch.index_add(x.flatten(1), 0, idx, residual.flatten(1).to(x.dtype), alpha=b / idx.numel())
     return out.view_as(x)
+
+
+def kept_samples(b: int, drop_ratio: float, device) -> Tensor:
+    """The samples whose residual branch runs under DINOv2's subset trick: a random
+    ``max(int(B * (1 - drop_ratio)), 1)`` of them (one draw, shared by both block paths)."""
+    return torch.randperm(b, device=device)[:max(int(b * (1 - drop_ratio)), 1)]
 
 
 class Block(nn.Module):
@@ -272,9 +277,8 @@ class Block(nn.Module):
         if not self.training or p == 0.0:
             return None
         if p > 0.1:
-            keep = max(int(b * (1 - p)), 1)
-            idx = torch.randperm(b, device=x.device)[:keep]
-            return x.new_zeros(b).index_fill_(0, idx, b / keep)
+            idx = kept_samples(b, p, x.device)
+            return x.new_zeros(b).index_fill_(0, idx, b / idx.numel())
         return x.new_empty(b).bernoulli_(1.0 - p) / (1.0 - p)
 
 
