@@ -1,0 +1,51 @@
+"""The real DDSM films as other digitisers would have left them (benchmarks/segmentation_variants.py)."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mammodino.synth.film_variants import SAME_BREAST, VARIANTS, variant
+
+
+@pytest.fixture(scope="module")
+def bench(shared_data):
+    root = shared_data / "ddsm_tissue"
+    if not root.exists():
+        pytest.skip(f"DDSM films not found at {root}")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    import segmentation_variants
+
+    return segmentation_variants, root
+
+
+def test_variants_transform_film_and_labels_alike():
+    img = np.zeros((120, 60), np.uint8)
+    img[20:100, :30] = 200
+    lab = np.full(img.shape, 64, np.uint8)
+    lab[20:100, :30] = 128
+    for name in VARIANTS:
+        out, labels = variant(name, img, lab)
+        assert out.shape == labels.shape, name
+    flipped, flipped_lab = variant("mirrored", img, lab)
+    assert flipped[50, -1] == 200 and flipped_lab[50, -1] == 128
+    dark, _ = variant("darker curve (gamma 2.2)", img, lab)
+    assert dark[0, 0] == 0 and dark[50, 0] == round(255 * (200 / 255) ** 2.2)
+    with pytest.raises(KeyError, match="unknown film variant 'sepia'"):
+        variant("sepia", img, lab)
+
+
+def test_the_box_holds_the_breast_on_every_same_breast_variant(bench):
+    mod, root = bench
+    results = mod.run(root, SAME_BREAST, every=3)
+    wrong = {v: [r["name"] for r in rows if r["wrong"]] for v, rows in results.items()}
+    assert not any(wrong.values()), mod.report(results, per_image=True)
+
+
+@pytest.mark.xfail(strict=True, reason="known weakness: on a darker transfer curve (gamma 2.2) the 10 %-step "
+                   "threshold loses the dim periphery (23 of 66 boxes hold < 0.95 of the tissue) and QC passes them")
+def test_the_box_holds_the_breast_on_a_darker_curve(bench):
+    mod, root = bench
+    results = mod.run(root, ["darker curve (gamma 2.2)"], every=3)
+    assert not any(r["wrong"] for r in results["darker curve (gamma 2.2)"]), mod.report(results, per_image=True)
