@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -32,20 +31,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from mammodino import machine  # noqa: E402
 from mammodino.data import qc  # noqa: E402
+from mammodino.data.cache_geometry import box_iou  # noqa: E402
 from mammodino.synth.film_variants import BACKGROUND_LABEL, VARIANTS, variant  # noqa: E402
-from mammodino.tissue.segmentation import segment  # noqa: E402
+from mammodino.tissue.segmentation import breast_box, segment  # noqa: E402
 from segmentation import ddsm_items  # noqa: E402
 
 SHARED = Path(os.environ.get("MAMMODINO_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 MIN_TISSUE_IN_BOX, MIN_FGT_IN_BOX, MIN_BOX_IOU = 0.95, 0.97, 0.80
-
-
-def _box_iou(a, b) -> float:
-    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
 def score(film: np.ndarray, labels: np.ndarray) -> dict:
@@ -56,8 +50,6 @@ def score(film: np.ndarray, labels: np.ndarray) -> dict:
     inside[y0:y1, x0:x1] = True
     breast = labels != BACKGROUND_LABEL
     tissue, fgt = breast & (labels != 255), labels == 192
-    ys, xs = np.nonzero(breast)
-    ref = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
     row = {"height": labels.shape[0], "width": labels.shape[1], "breast_box": f"{x0} {y0} {x1} {y1}",
            "tissue_fraction": seg.tissue_fraction, "flipped": int(not seg.chest_wall_on_left()),
            # the DDSM films here are all shown chest wall left, whatever their side: no laterality check
@@ -65,7 +57,7 @@ def score(film: np.ndarray, labels: np.ndarray) -> dict:
     verdict, reason = qc.check(row, seg.breast_small)
     out = {"tissue_in_box": float((tissue & inside).sum() / max(1, tissue.sum())),
            "fgt_in_box": float((fgt & inside).sum() / max(1, fgt.sum())) if fgt.any() else 1.0,
-           "box_iou": _box_iou((x0, y0, x1, y1), ref), "qc": verdict, "qc_reason": reason}
+           "box_iou": box_iou((x0, y0, x1, y1), breast_box(breast)), "qc": verdict, "qc_reason": reason}
     out["wrong"] = (out["tissue_in_box"] < MIN_TISSUE_IN_BOX or out["fgt_in_box"] < MIN_FGT_IN_BOX
                     or out["box_iou"] < MIN_BOX_IOU)
     return out
@@ -107,12 +99,9 @@ def main(argv=None) -> int:
     if not args.ddsm.exists():
         print(f"DDSM films not found at {args.ddsm}", file=sys.stderr)
         return 2
-    import torch
-
     t = time.perf_counter()
     results = run(args.ddsm, args.variant)
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"CPU capability {torch.backends.cpu.get_cpu_capability()}; {len(next(iter(results.values())))} DDSM films, "
+    print(f"machine: {machine.one_line()}; {len(next(iter(results.values())))} DDSM films, "
           f"{time.perf_counter() - t:.0f} s")
     print(report(results, args.per_image))
     return 0

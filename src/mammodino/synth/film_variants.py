@@ -17,14 +17,16 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from mammodino.tissue import orientation
+
 BACKGROUND_LABEL = 64  # DDSM tissue labels: 64 background, 128 fat, 192 fibroglandular, 255 pectoral
 
 Variant = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
-def _chest_wall_on_left(img: np.ndarray) -> bool:
-    w = img.shape[1]
-    return float(img[:, : w // 2].mean()) > float(img[:, w // 2:].mean())
+def _chest_wall_on_left(lab: np.ndarray) -> bool:
+    """The side the annotated breast leans on (the labels know the breast; the film may not)."""
+    return orientation.chest_wall_on_left(lab != BACKGROUND_LABEL)
 
 
 def _gamma(power: float) -> Variant:
@@ -79,7 +81,7 @@ def _bright_chest_band(img, lab):
     h, w = img.shape
     band = np.full((h, round(0.08 * w)), 240, np.uint8)
     back = np.full(band.shape, BACKGROUND_LABEL, np.uint8)
-    if _chest_wall_on_left(img):
+    if _chest_wall_on_left(lab):
         return np.hstack([band, img]), np.hstack([back, lab])
     return np.hstack([img, band]), np.hstack([lab, back])
 
@@ -88,7 +90,7 @@ def _ruler(img, lab):
     """A bright ruler with ticks along the air side, 5 % of the height from either end."""
     out = img.copy()
     h, w = img.shape
-    left = _chest_wall_on_left(img)
+    left = _chest_wall_on_left(lab)
     x0 = w - round(0.06 * w) if left else round(0.02 * w)
     bar = max(4, round(0.037 * w))
     y0, y1 = round(0.05 * h), h - round(0.05 * h)
@@ -109,7 +111,7 @@ def _label_touching(img, lab):
         return out, lab
     scale = h / 600.0
     (tw, _), _ = cv2.getTextSize("RMLO", cv2.FONT_HERSHEY_SIMPLEX, scale, max(2, round(2.5 * scale)))
-    x = row.max() + 2 if _chest_wall_on_left(img) else max(0, row.min() - tw - 2)
+    x = row.max() + 2 if _chest_wall_on_left(lab) else max(0, row.min() - tw - 2)
     cv2.putText(out, "RMLO", (int(x), y), cv2.FONT_HERSHEY_SIMPLEX, scale, 255, max(2, round(2.5 * scale)))
     return out, lab
 
@@ -127,7 +129,7 @@ def _cropped_anterior(img, lab):
     cols = np.flatnonzero((lab != BACKGROUND_LABEL).any(axis=0))
     if cols.size == 0:
         return img, lab
-    if _chest_wall_on_left(img):
+    if _chest_wall_on_left(lab):
         cut = int(0.85 * (cols.max() + 1))
         return img[:, :cut].copy(), lab[:, :cut].copy()
     cut = int(cols.min() + 0.15 * (w - cols.min()))
