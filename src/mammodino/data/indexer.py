@@ -1,7 +1,8 @@
 """``mammodino index``: an archive folder -> breast-cropped uint16 cache + manifest.
 
 Per source (a file or a per-slice DBT series), in a worker process:
-read (uint16 display values, tissue bright) -> segment a 512-px copy -> breast box (+2%
+read (uint16 display values, tissue bright) -> refuse a mask or label map
+(:mod:`mammodino.io.label_images`) -> segment a 512-px copy -> breast box (+2%
 margin) -> crop, mirror so the chest wall is on the left, resize (INTER_AREA, never up)
 to a long side of ``size`` -> write image and mask ``.npy`` atomically (tmp + rename)
 -> return the manifest row. The main process walks the source folder lazily, keeps a
@@ -36,6 +37,8 @@ from mammodino.data.prepare import prepare_image
 from mammodino.errors import SkipFile, UserError
 from mammodino.io.dicom_reader import DEFAULT_MAX_PIXELS, read_dicom, read_dicom_series
 from mammodino.io.image_reader import read_image
+from mammodino.io.label_images import label_image_reason
+from mammodino.tissue.segmentation import MIN_SIDE
 from mammodino.io.labels import load_label_table
 from mammodino.io.tags import patient_from_path, view_from_path
 from mammodino.locks import FolderLock
@@ -495,6 +498,10 @@ def _box_text(box) -> str:
 
 def _process(task: Task, opts: IndexOptions) -> dict:
     image = _read(task, opts)
+    # (an image too small to hold a breast keeps that reason: a 1 x 2 px fixture has 2 levels)
+    label_map = min(image.pixels.shape[-2:]) >= MIN_SIDE and label_image_reason(image.pixels)
+    if label_map:
+        raise SkipFile(label_map)  # a dataset's masks beside its images (DDSM label PNGs, ROI masks)
     meta = image.meta
     view = meta.get("view") or task.label_view or task.path_view
     prep = prepare_image(image, opts.size, opts.margin, view=view, remove_pectoral=opts.remove_pectoral,

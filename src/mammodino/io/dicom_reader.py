@@ -2,7 +2,8 @@
 
 Order of work, cheapest check first, so that a hostile or useless file costs a header read:
 parse the header with the pixel data deferred -> refuse what is not a usable image (dose
-reports, presentation states, secondary captures without pixels, FOR PROCESSING raw data,
+reports, presentation states, secondary captures without pixels, ROI masks and lesion crops
+(:mod:`mammodino.io.label_images`), FOR PROCESSING raw data,
 colour, zero-sized, absurdly large from the header alone, missing decoder, truncated native
 pixel data) -> decode -> one table lookup per frame (see :mod:`mammodino.io.voi`).
 """
@@ -21,6 +22,7 @@ from pydicom.uid import UID
 
 from mammodino.errors import SkipFile
 from mammodino.io import uids
+from mammodino.io.label_images import annotation_series_reason
 from mammodino.io.tags import identity_from_patient_id, laterality_from_tags, view_from_tags
 from mammodino.io.types import MammoImage, empty_meta
 from mammodino.io.voi import GreyParams, display_values
@@ -200,6 +202,9 @@ def check_header(ds, include_for_processing: bool = False, max_pixels: int = DEF
         raise SkipFile(f"no pixel data ({sop_name})")
     if modality not in ACCEPTED_MODALITIES:
         raise SkipFile(f"Modality {shown(modality)} is not mammography")
+    annotation = annotation_series_reason(ds.get("SeriesDescription", ""))
+    if annotation:
+        raise SkipFile(annotation)  # CBIS-DDSM's ROI masks and lesion crops, beside the full images
     for_processing = is_for_processing(ds)
     if for_processing and not include_for_processing:
         raise SkipFile(FOR_PROCESSING_REASON)
