@@ -90,33 +90,40 @@ def run_ddsm(root: Path) -> list[dict]:
     return rows
 
 
-def run_rsna(root: Path) -> list[dict]:
-    from mammodino.io.dicom_reader import read_dicom
-    from mammodino.tissue.segmentation import segment
-
+def rsna_references(root: Path) -> list[tuple[str, Path, str | None, tuple[float, float, float, float]]]:
+    """(name, DICOM path, view, hand-drawn box normalised to the image) for each boxed RSNA image."""
     import csv
 
     views = {}
     with open(root / "train.csv", newline="") as f:
         for row in csv.DictReader(f):
             views[f"{row['patient_id']}@{row['image_id']}"] = row["view"]
-    rows = []
+    out = []
     for name in RSNA_BOXED:
         patient, image = name.split("@")
         path, box_file = root / "train_images" / patient / f"{image}.dcm", root / "breast_boxes" / f"{name}.txt"
-        if not path.exists() or not box_file.exists():
-            continue
+        if path.exists() and box_file.exists():
+            _, cx, cy, bw, bh = (float(v) for v in box_file.read_text().split())
+            out.append((name, path, views.get(name), (cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2)))
+    return out
+
+
+def run_rsna(root: Path) -> list[dict]:
+    from mammodino.io.dicom_reader import read_dicom
+    from mammodino.tissue.segmentation import segment
+
+    rows = []
+    for name, path, view, (nx0, ny0, nx1, ny1) in rsna_references(root):
         img = read_dicom(path, dtype="uint16")
         h, w = img.pixels.shape
-        _, cx, cy, bw, bh = (float(v) for v in box_file.read_text().split())
-        ref = ((cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h)
+        ref = (nx0 * w, ny0 * h, nx1 * w, ny1 * h)
         t = time.perf_counter()
-        box = segment(img.pixels, view=views.get(name)).box()
+        box = segment(img.pixels, view=view).box()
         dt = time.perf_counter() - t
         om = plain_otsu(img.pixels)
         ys, xs = np.nonzero(om)
         obox = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
-        rows.append({"name": name, "view": views.get(name), "otsu": box_iou(obox, ref),
+        rows.append({"name": name, "view": view, "otsu": box_iou(obox, ref),
                      "box": box_iou(box, ref), "ms": dt * 1e3})
     return rows
 
