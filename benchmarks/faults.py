@@ -105,7 +105,7 @@ def scenario_fuzz(work: Path, args) -> dict:
     films = seeds_dir / "films"  # CBIS-style Secondary Capture films (RLE and uncompressed)
     generate_phantoms(films, n_ffdm=4, n_dbt=0, seed=5, ffdm_shape=(600, 360), patient_name="DOE^JANE", film=True)
     seeds = [(p, True) for p in sorted(small.rglob("*.dcm"))] + [(p, True) for p in sorted(full.rglob("*.dcm"))[:3]]
-    seeds += [(p, True) for p in sorted(films.rglob("*.dcm"))]
+    seeds += [(p, "rois" not in p.parts) for p in sorted(films.rglob("*.dcm"))]
     if (SHARED_DATA / "dicom_headers").is_dir():
         seeds += [(p, False) for p in sorted((SHARED_DATA / "dicom_headers").glob("*.dcm"))]
     rsna = sorted((SHARED_DATA / "rsna").rglob("*.dcm"), key=lambda p: p.stat().st_size) \

@@ -31,7 +31,7 @@ def _order(out):
 
 
 def _with_a_suspect_row(cache, tmp_path):
-    """A copy of the cache's manifest in which the last row is suspect (whatever tissue/ gives)."""
+    """A copy of the cache's manifest in which the last ok row is suspect (whatever tissue/ gives)."""
     import shutil
 
     copy = tmp_path / "cache"
@@ -40,12 +40,13 @@ def _with_a_suspect_row(cache, tmp_path):
     with (copy / "manifest.csv").open(newline="") as fh:
         reader = csv.DictReader(fh)
         fields, rows = reader.fieldnames, list(reader)
-    rows[-1]["qc"], rows[-1]["qc_reason"] = "suspect", "box is a strip (100% x 8% of the image)"
+    last_ok = [r for r in rows if r["status"] == "ok"][-1]  # (a lesion's ROI mask and crop are skipped rows)
+    last_ok["qc"], last_ok["qc_reason"] = "suspect", "box is a strip (100% x 8% of the image)"
     with (copy / "manifest.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
-    return copy, rows[-1]["id"]
+    return copy, last_ok["id"]
 
 
 def test_sheet_from_source_images_suspect_first(films, tmp_path, capsys):

@@ -41,7 +41,7 @@ def fuzzed(tmp_path_factory):
                       patient_name="DOE^JANE", patient_id_prefix="MRN-4242-")
     films = root / "seeds" / "films"  # CBIS-style Secondary Capture films, RLE and uncompressed
     generate_phantoms(films, n_ffdm=4, n_dbt=0, seed=3, ffdm_shape=(200, 128), patient_name="DOE^JANE", film=True)
-    seeds = [(p, True) for p in sorted(phantoms.rglob("*.dcm"))] + [(p, True) for p in sorted(films.rglob("*.dcm"))]
+    seeds = [(p, True) for p in sorted(phantoms.rglob("*.dcm"))] + [(p, "rois" not in p.parts) for p in sorted(films.rglob("*.dcm"))]
     fixtures = SHARED_DATA / "dicom_headers"
     if fixtures.is_dir():
         seeds += [(p, False) for p in sorted(fixtures.glob("*.dcm"))]

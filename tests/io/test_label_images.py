@@ -58,6 +58,7 @@ def test_real_detector_images_and_phantoms_are_mammograms(rsna_dir, phantom_dir)
 @pytest.mark.parametrize("text", ["ROI mask images", "cropped images", "Breast mask", "SEGMENTATION"])
 def test_annotation_series_descriptions(text):
     assert annotation_series_reason(text).startswith("an annotation, not a whole mammogram")
+    assert "ROI mask" in annotation_series_reason("ROI mask images")
 
 
 @pytest.mark.parametrize("text", ["full mammogram images", "L MLO", "R CC Tomo", "", None])

@@ -103,10 +103,15 @@ def test_index_reads_films_skips_truth_masks_and_flags_every_wrong_box(film_set,
 
     cache, summary = film_cache
     labels = {r["path"]: r for r in _labels(film_set)}
-    assert summary["ok"] == 8 and summary["skipped"] == 0  # the .truth/ PNGs are no sources
+    # the .truth/ PNGs are no sources; each lesion's CBIS-DDSM ROI mask and crop are skipped
+    lesions = sum(r["lesion"] == "1" for r in _labels(film_set))
+    assert lesions > 0 and summary["ok"] == 8 and summary["skipped"] == 2 * lesions
+    assert summary["reasons"] == {
+        "an annotation, not a whole mammogram (SeriesDescription names a ROI mask image)": lesions,
+        "an annotation, not a whole mammogram (SeriesDescription names a cropped image)": lesions}
     assert summary["ignored_by_extension"].get("(hidden folder)") == 1
     rows = with_sources(cache, read_manifest(cache))
-    assert sorted(r["source"] for r in rows) == sorted(labels)
+    assert sorted(r["source"] for r in rows if r["status"] == "ok") == sorted(labels)
     by_woman = {}
     for row in rows:
         truth = labels[row["source"]]
@@ -131,3 +136,27 @@ def test_synth_cli_film_option(tmp_path, capsys):
     # the same folder with other options is refused, nothing written
     assert main(["synth", str(tmp_path / "f"), "--n", "4", "--ffdm-size", "300x200", "--quiet"]) == 2
     assert "film" in capsys.readouterr().err
+
+
+def test_lesion_roi_mask_and_crop_sit_beside_the_film_as_in_cbis_ddsm(film_set, tmp_path):
+    """Same Secondary Capture MG as the film, PatientID with the lesion number; the mask is
+    caught by its pixels too when its SeriesDescription is gone."""
+    from mammodino.data.indexer import index_folder
+
+    lesion = next(r for r in _labels(film_set) if r["lesion"] == "1")
+    stem = lesion["image_id"]
+    film = pydicom.dcmread(film_set / lesion["path"], stop_before_pixels=True)
+    mask = pydicom.dcmread(film_set / "ffdm" / "rois" / f"{stem}_1_mask.dcm")
+    crop = pydicom.dcmread(film_set / "ffdm" / "rois" / f"{stem}_1_crop.dcm")
+    for ds, series in ((mask, "ROI mask images"), (crop, "cropped images")):
+        assert ds.SeriesDescription == series and ds.SOPClassUID == film.SOPClassUID and ds.Modality == "MG"
+        assert ds.PatientID == f"{film.PatientID}_1"
+    assert set(np.unique(mask.pixel_array)) == {0, 255} and mask.pixel_array.shape == (film.Rows, film.Columns)
+    assert crop.Rows < film.Rows and len(np.unique(crop.pixel_array)) > 100  # real tissue
+    del mask.SeriesDescription
+    (tmp_path / "src").mkdir()
+    mask.save_as(tmp_path / "src" / "mask.dcm")
+    index_folder(tmp_path / "src", tmp_path / "cache", size=128, workers=1, progress=False)
+    with (tmp_path / "cache" / "manifest.csv").open(newline="") as fh:
+        (row,) = list(csv.DictReader(fh))
+    assert row["status"] == "skipped" and row["reason"].startswith("a mask or label map, not a mammogram (2 grey levels")

@@ -15,6 +15,9 @@ Output:
                                  breast_mask
   OUT/.truth/ffdm_000000.png ... with --film: ground-truth breast masks (255 = breast; a
                                  hidden folder, which `index` does not walk)
+  OUT/ffdm/rois/ffdm_000000_1_mask.dcm, _1_crop.dcm
+                                 with --film, per lesion film: its CBIS-DDSM-style ROI mask
+                                 and cropped image (which `index` skips with a reason)
 
 --n is rounded up to whole patients of 4 views. The same --seed gives byte-identical
 files. OUT must be new, empty, or an earlier output of this command with the same options.

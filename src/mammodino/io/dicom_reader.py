@@ -202,9 +202,6 @@ def check_header(ds, include_for_processing: bool = False, max_pixels: int = DEF
         raise SkipFile(f"no pixel data ({sop_name})")
     if modality not in ACCEPTED_MODALITIES:
         raise SkipFile(f"Modality {shown(modality)} is not mammography")
-    annotation = annotation_series_reason(ds.get("SeriesDescription", ""))
-    if annotation:
-        raise SkipFile(annotation)  # CBIS-DDSM's ROI masks and lesion crops, beside the full images
     for_processing = is_for_processing(ds)
     if for_processing and not include_for_processing:
         raise SkipFile(FOR_PROCESSING_REASON)
@@ -221,6 +218,9 @@ def check_header(ds, include_for_processing: bool = False, max_pixels: int = DEF
     if n_pixels > max_pixels:
         raise SkipFile(f"image too large: {frames} x {rows} x {columns} = {n_pixels:,} pixels "
                        f"(limit {max_pixels:,}; raise it with --max-pixels)")
+    annotation = annotation_series_reason(ds.get("SeriesDescription", ""))
+    if annotation:
+        raise SkipFile(annotation)  # CBIS-DDSM's ROI masks and lesion crops, beside the full images
     samples = _int(ds.get("SamplesPerPixel"), default=1)
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2") or "MONOCHROME2").strip().upper()
     if samples != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):

@@ -38,8 +38,8 @@ def annotation_series_reason(series_description: str) -> str | None:
     match = ANNOTATION_SERIES.search(text)
     if match is None:
         return None
-    return (f"an annotation, not a whole mammogram (SeriesDescription names a "
-            f"{match.group(1).lower()} image)")
+    kind = re.sub(r"^roi\b", "ROI", match.group(1).lower())
+    return f"an annotation, not a whole mammogram (SeriesDescription names a {kind} image)"
 
 
 def label_image_reason(pixels: np.ndarray) -> str | None:

@@ -325,16 +325,23 @@ def film_patient_id(number: int, laterality: str, view: str, abnormality: str = 
     return f"{abnormality}-{split}_P_{number:05d}_{side}_{view}"
 
 
+FULL_FILM_SERIES = "full mammogram images"  # CBIS-DDSM's three SeriesDescriptions
+ROI_MASK_SERIES = "ROI mask images"
+CROP_SERIES = "cropped images"
+
+
 def write_film(path: Path, image: np.ndarray, bits_stored: int, ident: Identity, pixel_mm: float,
-               rle: bool) -> None:
+               rle: bool, series: str = FULL_FILM_SERIES) -> None:
     """A digitised film as CBIS-DDSM stores it: ``image`` uint16 (H, W) MONOCHROME2 in
     [0, 2**bits_stored - 1]; ``ident.patient_id`` carries side and view
-    (:func:`film_patient_id`); no laterality, view or window tags."""
+    (:func:`film_patient_id`); no laterality, view or window tags. ``series``: a lesion's
+    ``ROI_MASK_SERIES`` or ``CROP_SERIES`` file is the same kind of MG Secondary Capture; only
+    its SeriesDescription (and a PatientID ending in the lesion's number) tell it apart."""
     ds = Dataset()
     _identity(ds, ident, uids.SECONDARY_CAPTURE)
     ds.ConversionType = "DF"
     ds.SecondaryCaptureDeviceManufacturer = "Phantom film scanner"
-    ds.SeriesDescription = "full mammogram images"
+    ds.SeriesDescription = series
     ds.PatientOrientation = ""
     ds.ImageType = ["DERIVED", "SECONDARY"]
     ds.PixelSpacing = [_ds(pixel_mm), _ds(pixel_mm)]

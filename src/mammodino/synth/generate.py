@@ -167,6 +167,27 @@ def _patient_ident(settings: Settings, number: int, kind: str, image_id: str, in
     )
 
 
+def _write_lesion_annotations(out: Path, seed: int, image_id: str, film: np.ndarray, bits: int,
+                              box: tuple[int, int, int, int], ident: dw.Identity, px: float) -> None:
+    """The lesion's ROI mask and cropped image beside its film, as CBIS-DDSM ships them
+    (``ffdm/rois/``): index must skip both with a reason, not index them as mammograms."""
+    h, w = film.shape
+    x0, y0, x1, y1 = box
+    mask = np.zeros((h, w), np.uint16)
+    yy, xx = np.mgrid[y0:y1, x0:x1]
+    cy, cx, ry, rx = (y0 + y1 - 1) / 2, (x0 + x1 - 1) / 2, max(1.0, (y1 - y0) / 2), max(1.0, (x1 - x0) / 2)
+    mask[y0:y1, x0:x1] = np.where(((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1.0, 255, 0)
+    m = max(8, (x1 - x0) // 4)
+    crop = film[max(0, y0 - m):min(h, y1 + m), max(0, x0 - m):min(w, x1 + m)]
+    for suffix, pixels, bits_stored, series in (("mask", mask, 8, dw.ROI_MASK_SERIES),
+                                                ("crop", crop, bits, dw.CROP_SERIES)):
+        name = f"{image_id}_1_{suffix}"
+        roi = dataclasses.replace(ident, patient_id=f"{ident.patient_id}_1",
+                                  series_uid=dw.make_uid(seed, "series", name), sop_uid=dw.make_uid(seed, "sop", name))
+        dw.write_film(out / "ffdm" / "rois" / f"{name}.dcm", np.ascontiguousarray(pixels), bits_stored, roi, px,
+                      rle=False, series=series)
+
+
 def _box_text(box: tuple[int, int, int, int] | None) -> str:
     return "" if box is None else " ".join(str(int(v)) for v in box)
 
@@ -263,6 +284,8 @@ def _ffdm_patient(settings: Settings, out: str, patient: int) -> list[dict]:
                               rle=(s * 2 + v) % 2 == 0)
                 mask_rel = f".truth/{image_id}.png"
                 _write_mask_png(Path(out) / mask_rel, breast)
+                if box:
+                    _write_lesion_annotations(Path(out), settings.seed, image_id, img, film_bits, box, ident, px)
             else:
                 if side == "R":  # chest wall on the right, as a right breast is displayed
                     img, breast = img[:, ::-1], breast[:, ::-1]
