@@ -38,13 +38,13 @@ from mammodino.errors import SkipFile, UserError
 from mammodino.io.dicom_reader import DEFAULT_MAX_PIXELS, read_dicom, read_dicom_series
 from mammodino.io.image_reader import read_image
 from mammodino.io.label_images import label_image_reason
-from mammodino.tissue.segmentation import MIN_SIDE
 from mammodino.io.labels import load_label_table
 from mammodino.io.tags import patient_from_path, view_from_path
 from mammodino.locks import FolderLock
 from mammodino.parent_watch import exit_with_parent, process_identity
 from mammodino.privacy import KeyWriter, key_path_for, pseudonym, salt_for_cache
 from mammodino.processes import clean_context
+from mammodino.tissue.segmentation import MIN_SIDE
 
 
 class CacheWriteError(Exception):

@@ -2,9 +2,9 @@
 
 Order of work, cheapest check first, so that a hostile or useless file costs a header read:
 parse the header with the pixel data deferred -> refuse what is not a usable image (dose
-reports, presentation states, secondary captures without pixels, ROI masks and lesion crops
-(:mod:`mammodino.io.label_images`), FOR PROCESSING raw data,
-colour, zero-sized, absurdly large from the header alone, missing decoder, truncated native
+reports, presentation states, secondary captures without pixels, FOR PROCESSING raw data,
+zero-sized, absurdly large from the header alone, ROI masks and lesion crops
+(:mod:`mammodino.io.label_images`), colour, missing decoder, truncated native
 pixel data) -> decode -> one table lookup per frame (see :mod:`mammodino.io.voi`).
 """
 
