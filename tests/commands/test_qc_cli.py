@@ -96,6 +96,19 @@ def test_sheet_without_source_says_so(films, tmp_path):
         Image.open(out / name).verify()
 
 
+def test_sheet_names_what_index_skipped(films, tmp_path):
+    """The film set's lesion ROI masks and crops were skipped by index: the page says so."""
+    _, cache = films
+    with (cache / "manifest.csv").open(newline="") as fh:
+        skipped = sum(r["status"] == "skipped" for r in csv.DictReader(fh))
+    assert skipped > 0
+    out = tmp_path / "sheet"
+    assert main(["qc", str(cache), "--out", str(out)]) == 0
+    page = (out / "index.html").read_text()
+    assert f"{skipped} files were skipped by index (not shown)" in page
+    assert "an annotation, not a whole mammogram (SeriesDescription names a ROI mask image)" in page
+
+
 def test_older_cache_without_qc_columns_is_checked_on_the_fly(films, tmp_path):
     from mammodino.data.cache import MANIFEST_COLUMNS
 

@@ -241,7 +241,7 @@ class _Recorder:
         if status == "ok":
             qc.add_to_counts(self.qc_counts, row)
         else:
-            key = _reason_class(row.get("reason", ""))
+            key = reason_class(row.get("reason", ""))
             self.reasons[key] = self.reasons.get(key, 0) + 1
         if self.bar is not None:
             self.bar.update(1)
@@ -349,7 +349,7 @@ def _remove_stale_tmp(out: Path) -> None:
                         pass
 
 
-def _reason_class(reason: str) -> str:
+def reason_class(reason: str) -> str:
     """Group reasons that differ only by numbers ('tissue fraction 0.0012' ~ '0.0031')."""
     return re.sub(r"\d[\d,.]*", "#", reason) if reason else "(no reason)"
 

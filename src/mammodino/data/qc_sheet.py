@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import html
 import os
+from collections import Counter
 from pathlib import Path
 
 import cv2
@@ -23,6 +24,7 @@ import numpy as np
 from mammodino.data import qc
 from mammodino.data.cache import CachedImage, read_manifest, with_sources
 from mammodino.data.cache_geometry import cache_geometry, mask_on_source
+from mammodino.data.indexer import reason_class
 from mammodino.errors import SkipFile, UserError
 
 TILE_W, TILE_H, CAPTION_H = 240, 300, 64
@@ -77,10 +79,13 @@ def write_contact_sheet(cache_dir, out_dir, src=None, sample: int = 24, max_susp
         _write_png(out_dir / name, page[:used])
         pages.append(name)
     counts = qc.count_by_reason(rows)
+    skipped = Counter(reason_class(r.get("reason", "")) for r in read_manifest(cache_dir, only_ok=False, check_files=False)
+                      if r.get("status") == "skipped")
     _write_order(out_dir / "sheet.csv", order)
     summary = {"rows": len(rows), "suspect": len(suspect), "suspect_shown": min(len(suspect), max_suspect),
                "pass_shown": len(shown_pass), "pages": pages, "from_source": from_source,
-               "checked_now": checked_now, "reasons": counts["reasons"], "html": str(out_dir / "index.html")}
+               "checked_now": checked_now, "reasons": counts["reasons"], "skipped": dict(skipped.most_common()),
+               "html": str(out_dir / "index.html")}
     (out_dir / "index.html").write_text(_html(cache_dir, summary, order, src_root is not None), encoding="utf-8")
     return summary
 
@@ -236,6 +241,9 @@ def _html(cache_dir: Path, summary: dict, order: list[dict], src_given: bool) ->
         f"<p>Thumbnails show {e(shown)}. Red box: suspect; green: pass; cyan: breast mask outline; "
         "yellow: pectoral muscle edge (MLO, where found).</p>",
     ]
+    if summary["skipped"]:  # what index left out, so that a folder of masks or reports is seen
+        listed = "; ".join(f"{v} {e(k)}" for k, v in summary["skipped"].items())
+        parts.append(f"<p>{sum(summary['skipped'].values())} files were skipped by index (not shown): {listed}.</p>")
     if summary["checked_now"]:
         parts.append(f"<p>{summary['checked_now']} rows had no qc column (a cache indexed before quality control) "
                      "and were checked now; the manifest is unchanged.</p>")
