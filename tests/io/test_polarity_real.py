@@ -50,3 +50,16 @@ def test_real_films_saved_air_white_are_turned_back(shared_data, tmp_path):
         cv2.imwrite(str(path), 255 - cv2.imread(str(film), cv2.IMREAD_GRAYSCALE))
         found.append(read_image(path).meta["inverted"])
     assert np.mean(found) >= 0.9, found  # measured 65 of 66 (one centre-dark fatty film missed)
+
+
+def test_a_framed_film_stored_as_optical_density_is_turned_back(shared_data, tmp_path):
+    """Stored as optical density, a framed film has its unexposed border black and its air
+    white: judged inside the black whole-side lines (before: 0 of 66 found)."""
+    found = []
+    for film, labels in _films(shared_data):
+        framed, _ = variant("bright frame", cv2.imread(str(film), cv2.IMREAD_GRAYSCALE),
+                            cv2.imread(str(labels), cv2.IMREAD_GRAYSCALE))
+        path = tmp_path / film.name
+        cv2.imwrite(str(path), 255 - framed)
+        found.append(read_image(path).meta["inverted"])
+    assert np.mean(found) >= 0.9, found  # measured 65 of 66
