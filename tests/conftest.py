@@ -57,10 +57,14 @@ def phantom_cache(phantom_dir, tmp_path_factory) -> Path:
     return out
 
 
-RSNA_BOXED = [
-    "10006@1864590858", "10006@1874946579", "10006@462822612",
-    "10011@1031443799", "10011@220375232", "10011@270344397", "10011@541722628",
-]
+def _rsna_boxed_names() -> list[str]:
+    """The boxed RSNA images, as the segmentation benchmark lists them (one list for both)."""
+    import sys
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from segmentation import RSNA_BOXED
+
+    return list(RSNA_BOXED)
 
 
 @pytest.fixture(scope="session")
@@ -70,7 +74,7 @@ def rsna_boxed(rsna_dir):
     from mammodino.io.dicom_reader import read_dicom
 
     out = {}
-    for name in RSNA_BOXED:
+    for name in _rsna_boxed_names():
         patient, image = name.split("@")
         path = rsna_dir / "train_images" / patient / f"{image}.dcm"
         box_file = rsna_dir / "breast_boxes" / f"{name}.txt"
