@@ -27,12 +27,16 @@ batch = collate([dataset[k] for k in BatchPlan(dataset, cfg).batch_keys(0)])
 torch.manual_seed(0)
 step = build_train_step(cfg, SSLModel(cfg), torch.device("cpu"))
 
-def faults_per_step(n=3):
+def faults_per_step(n=5):
+    # the median step: a one-off allocation in one step (seen once under a loaded CI run:
+    # a mean of 1,052 faults per step against the usual few) is not what the setting is about
     step(200, [batch])
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    counts = []
     for _ in range(n):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         step(200, [batch])
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / n
+        counts.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    return sorted(counts)[n // 2]
 
 default = faults_per_step()
 setting = allocator.keep_freed_memory()
