@@ -37,7 +37,8 @@ def write_contact_sheet(cache_dir, out_dir, src=None, sample: int = 24, max_susp
     """Write the sheet for ``cache_dir`` into ``out_dir`` (created; existing sheet files of
     an earlier run are replaced, nothing else is touched). Returns a summary dict."""
     cache_dir, out_dir = Path(cache_dir), Path(out_dir)
-    rows = read_manifest(cache_dir)
+    every_row = read_manifest(cache_dir, only_ok=False)
+    rows = [r for r in every_row if r.get("status") == "ok"]
     if not rows:
         raise UserError(f"{cache_dir}: no ok rows to show")
     rows = with_sources(cache_dir, rows)
@@ -79,8 +80,7 @@ def write_contact_sheet(cache_dir, out_dir, src=None, sample: int = 24, max_susp
         _write_png(out_dir / name, page[:used])
         pages.append(name)
     counts = qc.count_by_reason(rows)
-    skipped = Counter(reason_class(r.get("reason", "")) for r in read_manifest(cache_dir, only_ok=False, check_files=False)
-                      if r.get("status") == "skipped")
+    skipped = Counter(reason_class(r.get("reason", "")) for r in every_row if r.get("status") == "skipped")
     _write_order(out_dir / "sheet.csv", order)
     summary = {"rows": len(rows), "suspect": len(suspect), "suspect_shown": min(len(suspect), max_suspect),
                "pass_shown": len(shown_pass), "pages": pages, "from_source": from_source,

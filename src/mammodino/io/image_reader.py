@@ -22,7 +22,8 @@ import numpy as np
 from mammodino.errors import SkipFile
 from mammodino.io.dicom_reader import DEFAULT_MAX_PIXELS
 from mammodino.io.types import MammoImage, empty_meta
-from mammodino.tissue.film import border_lines
+from mammodino.tissue.film import border_lines, local_std
+from mammodino.tissue.segmentation import downsample
 
 IMAGE_EXTENSIONS = {".png": "png", ".tif": "tiff", ".tiff": "tiff", ".npy": "npy",
                     ".jpg": "jpeg", ".jpeg": "jpeg", ".pgm": "pnm", ".pnm": "pnm"}
@@ -290,10 +291,7 @@ def _looks_inverted(img2d: np.ndarray) -> bool:
     h, w = img2d.shape
     if min(h, w) < 8:
         return False
-    scale = min(1.0, 512 / max(h, w))
-    small = img2d.astype(np.float32, copy=False)
-    if scale < 1.0:
-        small = cv2.resize(small, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    small, _ = downsample(img2d)  # the segmentation's own 512-px copy
     if _air_white(small):
         return True
     # a film stored as optical density: its unexposed border is black, its air white; the
@@ -361,8 +359,7 @@ def _texture_ratio(small: np.ndarray) -> float:
     lo, hi = np.percentile(small, (0.5, 99.5))
     unit = np.clip((small - lo) / max(float(hi - lo), 1e-6), 0.0, 1.0)
     blurred = cv2.GaussianBlur(unit, (0, 0), 1.0)
-    mean = cv2.blur(blurred, (7, 7))
-    std = np.sqrt(np.maximum(cv2.blur(blurred * blurred, (7, 7)) - mean * mean, 0.0))
+    std = local_std(blurred, 7)
     otsu, _ = cv2.threshold((blurred * 255.0).astype(np.uint8), 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     bright = (blurred > otsu / 255.0).astype(np.uint8)
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9))
