@@ -18,15 +18,16 @@ def test_breast_mask_matches_the_annotation(ddsm_results, split):
 
 
 def test_pectoral_removal_quality_bar_reached_today(ddsm_results):
-    """Today: mean 0.905 (tune 0.903, held-out 0.908); the issue's per-film floor is not met
+    """Today: mean 0.903 (tune 0.901, held-out 0.908); the issue's per-film floor is not met
     yet (see the strict xfail below)."""
     mean = float(np.mean([r["no_pec"] for r in ddsm_results]))
     assert mean >= 0.90, f"no-pec mean IoU {mean:.3f}\n{_summary(ddsm_results, 'no_pec')}"
     assert min(r["no_pec"] for r in ddsm_results) >= 0.60
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 target not met yet: pectoral-removed mean 0.905 but 2 films < 0.80 "
-                   "(D_4555 0.796 and D_4588 0.754: their breast masks take in the film's halo)")
+@pytest.mark.xfail(strict=True, reason="issue 9 target not met yet: pectoral-removed mean 0.903 but 3 films < 0.80 "
+                   "(D_4555 0.796 and D_4588 0.754: their breast masks take in the film's halo; A_0589 "
+                   "0.796: its crowded grey-level curve takes the smaller step into the halo)")
 def test_pectoral_removal_issue_target(ddsm_results):
     mean = float(np.mean([r["no_pec"] for r in ddsm_results]))
     assert mean >= 0.90 and min(r["no_pec"] for r in ddsm_results) >= 0.80

@@ -43,8 +43,21 @@ def test_the_box_holds_the_breast_on_every_same_breast_variant(bench):
     assert not any(wrong.values()), mod.report(results, per_image=True)
 
 
-@pytest.mark.xfail(strict=True, reason="known weakness: on a darker transfer curve (gamma 2.2) the 10 %-step "
-                   "threshold loses the dim periphery (23 of 66 boxes hold < 0.95 of the tissue) and QC passes them")
+def test_a_darker_curve_keeps_the_dim_periphery(bench):
+    """A darker transfer curve crowds the periphery towards the air; the step shrinks with it
+    (tissue.transfer_curve). On these 22 films the plain 10 % step left 7 wrong boxes, tissue in
+    box mean 0.958 and fibroglandular min 0.908; now 4, 0.970 and 0.980."""
+    mod, root = bench
+    rows = mod.run(root, ["darker curve (gamma 2.2)"], every=3)["darker curve (gamma 2.2)"]
+    report = mod.report({"darker curve (gamma 2.2)": rows}, per_image=True)
+    assert np.mean([r["tissue_in_box"] for r in rows]) >= 0.965, report
+    assert min(r["fgt_in_box"] for r in rows) >= 0.97, report
+    assert sum(r["wrong"] for r in rows) <= 4, report
+
+
+@pytest.mark.xfail(strict=True, reason="known weakness: on a darker transfer curve (gamma 2.2) a few dense or "
+                   "grey-air films still lose part of the dim periphery (11 of 66 boxes hold < 0.95 of the tissue or "
+                   "miss the annotated box, B_3606 the most: 0.844) and QC passes them")
 def test_the_box_holds_the_breast_on_a_darker_curve(bench):
     mod, root = bench
     results = mod.run(root, ["darker curve (gamma 2.2)"], every=3)

@@ -13,7 +13,10 @@ borders, scanner strips, burned-in labels and tape. The recipe here:
 3. Otsu gives a coarse split; the background level is the most frequent grey level of the
    dark class, or a darker sizeable mode beyond a deep valley (a fatty breast filling the
    film outnumbers the air); a generous threshold 10% of the way from the background level to Otsu (at
-   least 3 noise sigmas above it) keeps the dim periphery near the skin line.
+   least 3 noise sigmas above it) keeps the dim periphery near the skin line. Where the
+   grey-level curve crowds the breast towards the air (a darker digitiser curve), the
+   step shrinks with it (:mod:`mammodino.tissue.transfer_curve`) and the mask is taken
+   again, so the periphery is kept whatever curve the scanner used.
 4. Small saturated flat blobs (labels, markers, tape ends) are cut out, a 5 px opening
    detaches thin bridges, thin leaks (:mod:`mammodino.tissue.tails`: a film border's
    blurred inner edge, streaks in the air) are cut where they leave the breast, the largest
@@ -40,6 +43,7 @@ and RSNA hand-drawn boxes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -52,6 +56,7 @@ from mammodino.tissue.fog import fog_trend
 from mammodino.tissue.orientation import chest_wall_on_left
 from mammodino.tissue.pectoral import pectoral_mask
 from mammodino.tissue.tails import body, cut_thin_tails
+from mammodino.tissue.transfer_curve import crowded_step, tissue_median_share
 
 SEG_LONG_SIDE = 512  # segmentation resolution (long side, pixels)
 MIN_SIDE = 16  # an image smaller than this on either side cannot show a breast
@@ -239,18 +244,39 @@ def _mask_small(small: np.ndarray) -> np.ndarray | None:
             levels = _levels(blurred, inside)
     if mask is not None and levels is not None:
         mask = _without_fog_trend(small, blurred, inside, mask, levels)
+        mask = _with_dim_periphery(small, blurred, inside, mask, levels)
     return mask
 
 
+def _with_dim_periphery(small: np.ndarray, blurred: np.ndarray, inside: np.ndarray, mask: np.ndarray,
+                        levels: Levels) -> np.ndarray:
+    """The mask thresholded again with the smaller step of a crowded transfer curve
+    (:mod:`mammodino.tissue.transfer_curve`), kept when it is the same breast, only wider:
+    it holds >= 90 % of the first mask and is no picture rectangle (a breast filling the
+    film would otherwise send the film's own-air pass into the fat)."""
+    share = tissue_median_share(blurred[mask.astype(bool) & inside], levels.background)
+    step = crowded_step(share, BACKGROUND_STEP)
+    lower = levels.background + (step or 0.0) * (levels.otsu - levels.background)
+    if step is None or lower >= levels.threshold:
+        return mask
+    lower_levels = Levels(levels.background, lower, levels.otsu)
+    wider = _threshold_mask(small, blurred, inside, lower_levels)
+    if wider is None or _is_a_picture_rectangle(wider, inside):
+        return mask
+    if np.count_nonzero(wider.astype(bool) & mask.astype(bool)) < 0.9 * np.count_nonzero(mask):
+        return mask
+    return _without_fog_trend(small, blurred, inside, wider, lower_levels)
+
+
 def _without_fog_trend(small: np.ndarray, blurred: np.ndarray, inside: np.ndarray, mask: np.ndarray,
-                       levels: tuple[float, float]) -> np.ndarray:
+                       levels: Levels) -> np.ndarray:
     """The mask less the thick patches that a threshold on the image less its fog trend
     (:mod:`mammodino.tissue.fog`) leaves out, when the trend across the air spans more than
     FOG_SPAN of the threshold step."""
     margin = _disc(max(2, round(FOG_MARGIN * max(small.shape) / SEG_LONG_SIDE)))
     air = inside & ~cv2.dilate(mask.astype(np.uint8), margin).astype(bool)
     fitted = fog_trend(blurred, air)
-    if fitted is None or fitted[1] <= FOG_SPAN * (levels[1] - levels[0]):
+    if fitted is None or fitted[1] <= FOG_SPAN * (levels.threshold - levels.background):
         return mask
     trend = fitted[0]
     flat = _threshold_mask(small - trend, blurred - trend, inside)
@@ -282,8 +308,15 @@ def _is_a_picture_rectangle(mask: np.ndarray, inside: np.ndarray) -> bool:
     return PICTURE_FILL * (x1 - x0) * (y1 - y0) <= area < PICTURE_FILL * np.count_nonzero(inside)
 
 
-def _levels(blurred: np.ndarray, inside: np.ndarray) -> tuple[float, float] | None:
-    """(background, threshold) grey levels of the breast threshold; None on a uniform image."""
+class Levels(NamedTuple):
+    """Grey levels of the breast threshold."""
+    background: float  # the air
+    threshold: float  # breast above this
+    otsu: float  # Otsu's split of the image (dense from fatty, or breast from air)
+
+
+def _levels(blurred: np.ndarray, inside: np.ndarray) -> Levels | None:
+    """The breast threshold's grey levels; None on a uniform image."""
     lo, hi = float(blurred[inside].min()), float(blurred[inside].max())
     if hi - lo < 0.02:  # uniform image: nothing to separate
         return None
@@ -296,15 +329,15 @@ def _levels(blurred: np.ndarray, inside: np.ndarray) -> tuple[float, float] | No
     background = lo + bg8 / 255.0 * (hi - lo)
     below = blurred[inside & (as8 <= bg8)]
     sigma = 1.4826 * float(np.median(background - below)) if below.size else 0.0
-    return background, background + max(BACKGROUND_STEP * (otsu - background), 3.0 * sigma)
+    return Levels(background, background + max(BACKGROUND_STEP * (otsu - background), 3.0 * sigma), otsu)
 
 
 def _threshold_mask(small: np.ndarray, blurred: np.ndarray, inside: np.ndarray,
-                    levels: tuple[float, float] | None = None) -> np.ndarray | None:
+                    levels: Levels | None = None) -> np.ndarray | None:
     levels = levels or _levels(blurred, inside)
     if levels is None:
         return None
-    above = (blurred > levels[1]) & inside
+    above = (blurred > levels.threshold) & inside
     mask = (above & ~label_blobs(blurred, above)).astype(np.uint8)
     radius = max(1, round(2 * max(small.shape) / SEG_LONG_SIDE))
     opened = cv2.morphologyEx(mask, cv2.MORPH_OPEN, _disc(radius))
