@@ -67,7 +67,8 @@ TIMED_STEP = 200  # a step past the last-layer freeze and the lr warm-up: the co
 
 def build_cfg(args):
     if args.preset == "cpu-tiny":
-        over = [f"train.precision={args.precision}", f"train.keep_freed_memory={_keep(args)}"]
+        over = [f"train.precision={args.precision}", f"train.keep_freed_memory={_keep(args)}",
+                f"train.half_batches={getattr(args, 'half_batches', 'auto')}"]
         if args.batch:
             over.append(f"train.batch_size={args.batch}")
         return load_config("cpu-tiny", over)
@@ -78,7 +79,8 @@ def build_cfg(args):
         "dino.hidden_dim=2048", "dino.bottleneck_dim=256", "dino.centering=sinkhorn_knopp",
         f"crops.global_crop_size={args.global_size}", f"crops.local_crop_size={args.local_size}",
         f"crops.local_crops_number={args.n_local}", f"train.batch_size={args.batch or 8}", "slice.enabled=false",
-        "train.steps=1000", f"train.precision={args.precision}", f"train.keep_freed_memory={_keep(args)}"])
+        "train.steps=1000", f"train.precision={args.precision}", f"train.keep_freed_memory={_keep(args)}",
+        f"train.half_batches={getattr(args, 'half_batches', 'auto')}"])
 
 
 def _keep(args) -> bool:
@@ -111,6 +113,13 @@ def make_batch(cfg, device) -> dict:
         "n_masked_patches": torch.tensor([idx.numel()]), "upperbound": upperbound, "is_dbt": is_dbt,
     }
     return {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in batch.items()}
+
+
+def _splits(cfg, device) -> bool:
+    """Whether the default step splits its backbone passes here (train.half_batches)."""
+    from mammodino.train.step import use_half_batches
+
+    return use_half_batches(cfg, device, True)
 
 
 class TrainerVariant:
@@ -305,20 +314,23 @@ def measure(args) -> dict:
     batch = make_batch(cfg, device)
     names = [v.strip() for v in args.variants.split(",") if v.strip()]
     runs, flops, precisions = {}, {}, {}
-    wanted = {"trainer": args.precision, "trainer-fp32": "fp32", "trainer-bf16": "bf16"}
+    wanted = {"trainer": args.precision, "trainer-fp32": "fp32", "trainer-bf16": "bf16", "trainer-one-batch": args.precision}
     for name in [n for n in names if n in wanted]:
         if name == "trainer-bf16" and device.type != "cpu":
             continue
-        vcfg = build_cfg(argparse.Namespace(**{**vars(args), "precision": wanted[name]}))
+        split = "false" if name == "trainer-one-batch" else "auto"
+        vcfg = build_cfg(argparse.Namespace(**{**vars(args), "precision": wanted[name], "half_batches": split}))
         tv = TrainerVariant(vcfg, batch, device)
-        if name != "trainer" and any(p == tv.step.precision for p in precisions.values()):
+        if name == "trainer-one-batch" and not _splits(build_cfg(argparse.Namespace(**{**vars(args), "half_batches": "auto"})), device):
+            continue  # the default step is not split here either
+        if name in ("trainer-fp32", "trainer-bf16") and any(p == tv.step.precision for p in precisions.values()):
             continue  # the default already runs this precision here
         label = f"{name} [{tv.step.precision}]" if name == "trainer" else name
         runs[label] = partial(tv, None)
         precisions[label] = tv.step.precision
-        if "fp32" not in flops:  # aten GEMMs in fp32: the counter sees every matmul
-            ftv = tv if tv.step.precision == "fp32" else TrainerVariant(build_cfg(argparse.Namespace(
-                **{**vars(args), "precision": "fp32"})), batch, device)
+        if "fp32" not in flops:  # aten GEMMs in fp32, one thread team: the counter sees every matmul
+            ftv = TrainerVariant(build_cfg(argparse.Namespace(  # (a dispatch mode is per thread)
+                **{**vars(args), "precision": "fp32", "half_batches": "false"})), batch, device)
             flops["fp32"] = step_flops(ftv, "aten")
         flops[label] = flops["fp32"]
     if "dinov2" in names:
@@ -413,8 +425,10 @@ def main(argv=None) -> int:
                    help="yardstick: DESIGN.md's ViT-S/14 step; cpu-tiny: the demo's step")
     p.add_argument("--dinov2-src", help="a checkout of facebookresearch/dinov2 (adds the dinov2 variant)")
     p.add_argument("--variants", default=None, help="comma list of trainer (the default step: --precision, GEMM "
-                   "path as chosen here), trainer-fp32, trainer-bf16, dinov2 (default: trainer,trainer-fp32[,dinov2 "
-                   "with --dinov2-src]); a variant whose precision the default already runs is left out")
+                   "path as chosen here), trainer-one-batch (the same without train.half_batches), trainer-fp32, "
+                   "trainer-bf16, dinov2 (default: trainer,trainer-one-batch,trainer-fp32[,dinov2 with --dinov2-src]); "
+                   "a variant whose precision the default already runs is left out, and trainer-one-batch where "
+                   "the default step is not split")
     p.add_argument("--isa", default="native", help="comma list of native, avx2 (avx2 emulated in a child process)")
     p.add_argument("--malloc", default="keep", help="comma list of keep (train.keep_freed_memory, the default), "
                    "default (glibc's own thresholds); each in its own child process, DINOv2 beside it")
@@ -436,7 +450,8 @@ def main(argv=None) -> int:
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.variants is None:
-        args.variants = "trainer,trainer-fp32,dinov2" if args.dinov2_src else "trainer,trainer-fp32"
+        args.variants = ("trainer,trainer-one-batch,trainer-fp32,dinov2" if args.dinov2_src
+                         else "trainer,trainer-one-batch,trainer-fp32")
     if args.child:
         print(json.dumps(measure(args)))
         return 0

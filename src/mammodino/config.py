@@ -22,6 +22,7 @@ CHOICES = {
     "crops.sampler": {"tissue", "random"},
     "train.precision": {"auto", "bf16", "fp32"},
     "train.fsdp": {"auto", True, False},
+    "train.half_batches": {"auto", True, False},
 }
 
 

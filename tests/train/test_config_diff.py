@@ -14,7 +14,7 @@ from mammodino.train.config_diff import check_resume_config, config_changes, fla
 # added here (and to the list in config_diff's docstring) on purpose.
 EXPECTED_HOUSEKEEPING = {
     "train.steps", "train.checkpoint_every", "train.keep_every", "train.log_every", "train.max_nonfinite_steps",
-    "train.precision", "train.deterministic", "train.fsdp", "train.compile", "train.grad_accum",
+    "train.precision", "train.deterministic", "train.fsdp", "train.compile", "train.half_batches", "train.grad_accum",
     "train.eval_every", "train.patience", "train.eval_batch_size", "data.num_workers", "model.grad_checkpointing",
     "model.pretrained", "monitor.collapse_min_prototypes_frac", "monitor.collapse_min_cls_std",
     "eval.n_boot", "eval.calibrate", "eval.calibration_min_images",

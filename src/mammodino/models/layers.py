@@ -8,6 +8,8 @@ their weights is a near-identity key mapping.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from typing import Callable
 
 import torch
@@ -186,6 +188,25 @@ class LayerScale(nn.Module):
         return x * self.gamma
 
 
+_draws = threading.local()
+
+
+@contextlib.contextmanager
+def sample_generator(gen: torch.Generator | None):
+    """Stochastic depth on this thread draws from ``gen`` inside the block (None: the global
+    generator), so two half-batches on two threads draw reproducibly (train.half_batches)."""
+    before = getattr(_draws, "gen", None)
+    _draws.gen = gen
+    try:
+        yield
+    finally:
+        _draws.gen = before
+
+
+def _generator() -> torch.Generator | None:
+    return getattr(_draws, "gen", None)
+
+
 class DropPath(nn.Module):
     """Stochastic depth: drop a sample's whole residual branch with probability ``p``."""
 
@@ -197,7 +218,7 @@ class DropPath(nn.Module):
         if self.p == 0.0 or not self.training:
             return x
         keep = 1.0 - self.p
-        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep, generator=_generator())
         return x * mask / keep
 
 
@@ -217,7 +238,7 @@ def drop_add_residual_stochastic_depth(x: Tensor, residual_func: Callable[[Tenso
 def kept_samples(b: int, drop_ratio: float, device) -> Tensor:
     """The samples whose residual branch runs under DINOv2's subset trick: a random
     ``max(int(B * (1 - drop_ratio)), 1)`` of them (one draw, shared by both block paths)."""
-    return torch.randperm(b, device=device)[:max(int(b * (1 - drop_ratio)), 1)]
+    return torch.randperm(b, device=device, generator=_generator())[:max(int(b * (1 - drop_ratio)), 1)]
 
 
 class Block(nn.Module):
@@ -279,7 +300,7 @@ class Block(nn.Module):
         if p > 0.1:
             idx = kept_samples(b, p, x.device)
             return x.new_zeros(b).index_fill_(0, idx, b / idx.numel())
-        return x.new_empty(b).bernoulli_(1.0 - p) / (1.0 - p)
+        return x.new_empty(b).bernoulli_(1.0 - p, generator=_generator()) / (1.0 - p)
 
 
 def _per_row(residual: Tensor, scale: Tensor | None, sample: Tensor) -> Tensor:

@@ -11,7 +11,7 @@ share the names):
 
 - housekeeping: ``train.steps`` (the schedules follow the new length from the resumed step),
   ``train.checkpoint_every / keep_every / log_every / max_nonfinite_steps / precision /
-  deterministic / fsdp / compile``, ``train.grad_accum`` (the global batch is
+  deterministic / fsdp / compile / half_batches``, ``train.grad_accum`` (the global batch is
   ``train.batch_size`` whatever the split), ``train.eval_every / patience /
   eval_batch_size`` (when validation runs and early stopping looks: the weights' path is
   the same), ``data.num_workers``, ``model.grad_checkpointing`` (memory only),
@@ -35,7 +35,7 @@ from mammodino.errors import UserError
 HOUSEKEEPING = (
     "train.steps", "train.checkpoint_every", "train.keep_every", "train.log_every",
     "train.max_nonfinite_steps", "train.precision", "train.deterministic", "train.fsdp",
-    "train.compile", "train.grad_accum", "train.eval_every", "train.patience", "train.eval_batch_size",
+    "train.compile", "train.half_batches", "train.grad_accum", "train.eval_every", "train.patience", "train.eval_batch_size",
     "data.num_workers", "model.grad_checkpointing", "model.pretrained", "monitor.",
     "eval.n_boot", "eval.calibrate", "eval.calibration_min_images",
 )

@@ -33,8 +33,19 @@ def _dino_head(cfg, in_dim, n_prototypes):
     return DINOHead(in_dim, n_prototypes, hidden_dim=d.hidden_dim, bottleneck_dim=d.bottleneck_dim, nlayers=d.nlayers)
 
 
+def _backbone_passes(module, calls: list[tuple]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``(cls, patches)`` of ``module.backbone.forward_cls_and_patches`` for each call, as two
+    half-batches on two threads when the step set ``module.halves`` (train.half_batches)."""
+    halves = module.halves
+    if halves is not None and all(c[0].shape[0] >= 2 for c in calls):
+        return halves.cls_and_patches(module.backbone, calls)
+    return [module.backbone.forward_cls_and_patches(*c) for c in calls]
+
+
 class Student(nn.Module):
     """Everything that receives gradients; its forward is what DDP wraps."""
+
+    halves = None  # a train.half_batches.HalfBatches when the step splits its backbone passes
 
     def __init__(self, cfg):
         super().__init__()
@@ -45,9 +56,11 @@ class Student(nn.Module):
         self.slice_proj = SliceProjector(dim, cfg.slice.hidden_dim, cfg.slice.proj_dim, predictor=True) if cfg.slice.enabled else None
 
     def forward(self, global_crops, local_crops, masks, mask_indices):
-        cls, patches = self.backbone.forward_cls_and_patches(global_crops, masks, mask_indices)
         has_local = local_crops is not None and local_crops.numel() > 0
-        local_cls = self.backbone.forward_cls_and_patches(local_crops)[0] if has_local else cls[:0]
+        calls = [(global_crops, masks, mask_indices)] + ([(local_crops, None, None)] if has_local else [])
+        passes = _backbone_passes(self, calls)
+        cls, patches = passes[0]
+        local_cls = passes[1][0] if has_local else cls[:0]
         if self.ibot_head is None:  # one head pass over everything, as DINOv2 does
             logits = self.dino_head(torch.cat((cls, local_cls, patches)))
             g_logits, l_logits, p_logits = logits.split([cls.shape[0], local_cls.shape[0], patches.shape[0]])
@@ -65,6 +78,8 @@ class Student(nn.Module):
 class Teacher(nn.Module):
     """The EMA network; its forward gives the raw targets (a forward, so FSDP can shard it)."""
 
+    halves = None  # as Student.halves
+
     def __init__(self, cfg):
         super().__init__()
         self.backbone = _backbone(cfg, 0.0)
@@ -75,7 +90,7 @@ class Teacher(nn.Module):
 
     def forward(self, global_crops, mask_indices):
         """Targets in crop order (crop 1 of every sample, then crop 2): the losses pair them."""
-        cls, patches = self.backbone.forward_cls_and_patches(global_crops, patch_rows=mask_indices)
+        cls, patches = _backbone_passes(self, [(global_crops, None, mask_indices)])[0]
         if self.ibot_head is None:
             dino_logits, ibot_logits = self.dino_head(torch.cat((cls, patches))).split([cls.shape[0], patches.shape[0]])
         else:

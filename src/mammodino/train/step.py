@@ -24,6 +24,7 @@ import torch
 from mammodino import allocator
 from mammodino.models import gemm
 from mammodino.train import distributed as dist
+from mammodino.train.half_batches import HalfBatches
 from mammodino.train.monitor import CollapseMonitor
 from mammodino.train.optim import apply_schedules, build_optimizer, param_groups
 from mammodino.train.schedules import Schedules, build_schedules
@@ -159,12 +160,27 @@ def _mean_of(logged: list[dict]) -> dict:
     return dict(zip(keys, table.mean(0).tolist()))
 
 
+def use_half_batches(cfg, device: torch.device, plain_student: bool) -> bool:
+    """``train.half_batches``: ``auto`` splits the backbone passes on a CPU with two intra-op
+    threads, one process, an unwrapped student (no DDP, FSDP or compile) and no
+    bit-exact mode; ``true`` asks for it wherever the student is plain; ``false`` never."""
+    want = cfg.train.get("half_batches", "auto")
+    if want is False or not plain_student:
+        return False
+    if cfg.train.compile or cfg.train.deterministic or device.type != "cpu" or dist.world_size() > 1:
+        return False
+    return want is True or torch.get_num_threads() == 2
+
+
 def build_train_step(cfg, model, device: torch.device) -> TrainStep:
     """Wrap ``model`` for this process group, build AdamW over the wrapped parameters, the
     schedules and the monitor: the one way a step is assembled (trainer, demo, benchmarks)."""
     if device.type == "cpu" and cfg.train.get("keep_freed_memory", True):
         allocator.keep_freed_memory()
     student, fsdp = dist.prepare_for_training(model, cfg, device)
+    splittable = hasattr(model, "teacher") and hasattr(model.student, "halves")  # (not the MAE baseline)
+    if splittable and use_half_batches(cfg, device, student is model.student and not fsdp):
+        model.student.halves = model.teacher.halves = HalfBatches()
     n_blocks = len(model.student.backbone.blocks)
     modules = {name: mod for name, mod in model.student.named_children() if mod is not None}
     optimizer = build_optimizer(
