@@ -102,6 +102,8 @@ def test_workers_run_one_intra_op_thread_and_leave_the_main_thread_alone(two_thr
     (["train.half_batches=false"], 2, False),
     (["train.deterministic=true"], 2, False),       # bit-exact runs keep the one-batch step
     (["train.compile=true", "train.half_batches=true"], 2, False),
+    (["model.arch=small"], 2, False),               # ViT-S: its GEMMs scale already (measured: no gain)
+    (["model.arch=small", "train.half_batches=true"], 2, True),
 ])
 def test_when_the_step_splits(over, threads, expected):
     before = torch.get_num_threads()
