@@ -67,8 +67,7 @@ TIMED_STEP = 200  # a step past the last-layer freeze and the lr warm-up: the co
 
 def build_cfg(args):
     if args.preset == "cpu-tiny":
-        over = [f"train.precision={args.precision}", f"train.keep_freed_memory={_keep(args)}",
-                f"train.half_batches={getattr(args, 'half_batches', 'auto')}"]
+        over = [f"train.precision={args.precision}", f"train.keep_freed_memory={_keep(args)}", *_split(args)]
         if args.batch:
             over.append(f"train.batch_size={args.batch}")
         return load_config("cpu-tiny", over)
@@ -80,7 +79,13 @@ def build_cfg(args):
         f"crops.global_crop_size={args.global_size}", f"crops.local_crop_size={args.local_size}",
         f"crops.local_crops_number={args.n_local}", f"train.batch_size={args.batch or 8}", "slice.enabled=false",
         "train.steps=1000", f"train.precision={args.precision}", f"train.keep_freed_memory={_keep(args)}",
-        f"train.half_batches={getattr(args, 'half_batches', 'auto')}"])
+        *_split(args)])
+
+
+def _split(args) -> list[str]:
+    """train.half_batches of a variant: the shipped default unless the variant names one."""
+    value = getattr(args, "half_batches", None)
+    return [] if value is None else [f"train.half_batches={value}"]
 
 
 def _keep(args) -> bool:
@@ -116,7 +121,7 @@ def make_batch(cfg, device) -> dict:
 
 
 def _splits(cfg, device) -> bool:
-    """Whether the default step splits its backbone passes here (train.half_batches)."""
+    """Whether the shipped default step splits its backbone passes here (train.half_batches)."""
     from mammodino.train.step import use_half_batches
 
     return use_half_batches(cfg, device, True)
@@ -314,15 +319,16 @@ def measure(args) -> dict:
     batch = make_batch(cfg, device)
     names = [v.strip() for v in args.variants.split(",") if v.strip()]
     runs, flops, precisions = {}, {}, {}
-    wanted = {"trainer": args.precision, "trainer-fp32": "fp32", "trainer-bf16": "bf16", "trainer-one-batch": args.precision}
+    wanted = {"trainer": args.precision, "trainer-fp32": "fp32", "trainer-bf16": "bf16",
+              "trainer-half-batches": args.precision}
     for name in [n for n in names if n in wanted]:
         if name == "trainer-bf16" and device.type != "cpu":
             continue
-        split = "false" if name == "trainer-one-batch" else "auto"
+        split = "true" if name == "trainer-half-batches" else None
         vcfg = build_cfg(argparse.Namespace(**{**vars(args), "precision": wanted[name], "half_batches": split}))
+        if name == "trainer-half-batches" and _splits(build_cfg(args), device):
+            continue  # the default step is split already
         tv = TrainerVariant(vcfg, batch, device)
-        if name == "trainer-one-batch" and not _splits(build_cfg(argparse.Namespace(**{**vars(args), "half_batches": "auto"})), device):
-            continue  # the default step is not split here either
         if name in ("trainer-fp32", "trainer-bf16") and any(p == tv.step.precision for p in precisions.values()):
             continue  # the default already runs this precision here
         label = f"{name} [{tv.step.precision}]" if name == "trainer" else name
@@ -425,10 +431,10 @@ def main(argv=None) -> int:
                    help="yardstick: DESIGN.md's ViT-S/14 step; cpu-tiny: the demo's step")
     p.add_argument("--dinov2-src", help="a checkout of facebookresearch/dinov2 (adds the dinov2 variant)")
     p.add_argument("--variants", default=None, help="comma list of trainer (the default step: --precision, GEMM "
-                   "path as chosen here), trainer-one-batch (the same without train.half_batches), trainer-fp32, "
-                   "trainer-bf16, dinov2 (default: trainer,trainer-one-batch,trainer-fp32[,dinov2 with --dinov2-src]); "
-                   "a variant whose precision the default already runs is left out, and trainer-one-batch where "
-                   "the default step is not split")
+                   "path as chosen here), trainer-half-batches (the same with train.half_batches=true), "
+                   "trainer-fp32, trainer-bf16, dinov2 (default: trainer,trainer-half-batches,trainer-fp32[,dinov2 with "
+                   "--dinov2-src]); a variant whose precision the default already runs is left out, and "
+                   "trainer-half-batches where the default step is split already")
     p.add_argument("--isa", default="native", help="comma list of native, avx2 (avx2 emulated in a child process)")
     p.add_argument("--malloc", default="keep", help="comma list of keep (train.keep_freed_memory, the default), "
                    "default (glibc's own thresholds); each in its own child process, DINOv2 beside it")
@@ -450,8 +456,8 @@ def main(argv=None) -> int:
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.variants is None:
-        args.variants = ("trainer,trainer-one-batch,trainer-fp32,dinov2" if args.dinov2_src
-                         else "trainer,trainer-one-batch,trainer-fp32")
+        args.variants = ("trainer,trainer-half-batches,trainer-fp32,dinov2" if args.dinov2_src
+                         else "trainer,trainer-half-batches,trainer-fp32")
     if args.child:
         print(json.dumps(measure(args)))
         return 0

@@ -51,3 +51,22 @@ def test_a_power_curve_on_a_synthetic_breast_keeps_its_periphery():
     x0, y0, x1, y1 = segment((dark * 65535).astype(np.uint16)).box()
     edge = int(np.flatnonzero((r < 1.0).any(axis=0))[-1]) + 1
     assert x1 >= edge - 4, (x1, edge)
+
+
+def test_phantoms_with_a_sharp_skin_line_keep_their_first_mask(tmp_path, monkeypatch):
+    """The demo's phantoms (bright dense spots on fat) sit low on the curve too, but their skin
+    line is sharp: the smaller step moved a few edge pixels on 12 of the demo's 80 images, which
+    was enough to change its training run. The second mask must add a periphery to count."""
+    from mammodino.io.dicom_reader import read_dicom
+    from mammodino.synth.generate import generate_phantoms
+    from mammodino.tissue import segmentation
+
+    generate_phantoms(tmp_path / "ph", n_ffdm=24, n_dbt=0, seed=1, ffdm_shape=(512, 400), mass_scale=2.0)
+    images = [read_dicom(p, dtype="uint16").pixels for p in sorted((tmp_path / "ph" / "ffdm").glob("*.dcm"))]
+    first = [segmentation.segment(px).small_mask.copy() for px in images]
+    monkeypatch.setattr(segmentation, "crowded_step", lambda share, step: None)
+    plain = [segmentation.segment(px).small_mask for px in images]
+    assert all((a == b).all() for a, b in zip(first, plain))
+    monkeypatch.undo()
+    monkeypatch.setattr(segmentation, "MIN_PERIPHERY_GAIN", 0.0)  # without the rule: edge pixels move
+    assert any((segmentation.segment(px).small_mask != b).any() for px, b in zip(images, plain))

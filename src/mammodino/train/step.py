@@ -168,9 +168,10 @@ def use_half_batches(cfg, device: torch.device, plain_student: bool) -> bool:
     """``train.half_batches``: ``auto`` splits the backbone passes of a small ViT (width <=
     HALF_BATCH_MAX_WIDTH) on a CPU with two intra-op threads, one process, an unwrapped student
     (no DDP, FSDP or compile) and no bit-exact mode; ``true`` asks for it wherever the student
-    is plain; ``false`` never. Measured in one run each (benchmarks/train_step.py, 2 threads):
-    ViT-tiny (`cpu-tiny`) 5-7 % faster; ViT-S/14 bf16 4 % slower, AVX2 1 % faster (its GEMMs
-    already scale across both threads)."""
+    is plain; ``false`` (the shipped default) never. Measured (2 threads): the bare `cpu-tiny`
+    step 5-7 % faster, ViT-S/14 not (bf16 4 % slower, AVX2 1 % faster: its GEMMs scale across
+    both threads already), and the whole `pretrain` command on 2 cores not faster (its loader
+    worker takes the time back: steady state 0.269-0.275 vs 0.266-0.268 s/step)."""
     want = cfg.train.get("half_batches", "auto")
     if want is False or not plain_student:
         return False
