@@ -59,7 +59,7 @@ from mammodino.config import load_config  # noqa: E402
 from mammodino.models import gemm  # noqa: E402
 from mammodino.models.vit import ARCHS  # noqa: E402
 from mammodino.train.ssl_model import SSLModel  # noqa: E402
-from mammodino.train.step import build_train_step  # noqa: E402
+from mammodino.train.step import build_train_step, use_half_batches  # noqa: E402
 
 AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 TIMED_STEP = 200  # a step past the last-layer freeze and the lr warm-up: the common case
@@ -118,13 +118,6 @@ def make_batch(cfg, device) -> dict:
         "n_masked_patches": torch.tensor([idx.numel()]), "upperbound": upperbound, "is_dbt": is_dbt,
     }
     return {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in batch.items()}
-
-
-def _splits(cfg, device) -> bool:
-    """Whether the shipped default step splits its backbone passes here (train.half_batches)."""
-    from mammodino.train.step import use_half_batches
-
-    return use_half_batches(cfg, device, True)
 
 
 class TrainerVariant:
@@ -326,7 +319,7 @@ def measure(args) -> dict:
             continue
         split = "true" if name == "trainer-half-batches" else None
         vcfg = build_cfg(argparse.Namespace(**{**vars(args), "precision": wanted[name], "half_batches": split}))
-        if name == "trainer-half-batches" and _splits(build_cfg(args), device):
+        if name == "trainer-half-batches" and use_half_batches(build_cfg(args), device, True):
             continue  # the default step is split already
         tv = TrainerVariant(vcfg, batch, device)
         if name in ("trainer-fp32", "trainer-bf16") and any(p == tv.step.precision for p in precisions.values()):

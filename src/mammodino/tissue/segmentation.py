@@ -260,8 +260,10 @@ def _with_dim_periphery(small: np.ndarray, blurred: np.ndarray, inside: np.ndarr
     mask moved a few edge pixels, which was enough to change the demo's training run."""
     share = tissue_median_share(blurred[mask.astype(bool) & inside], levels.background)
     step = crowded_step(share, BACKGROUND_STEP)
-    lower = levels.background + (step or 0.0) * (levels.otsu - levels.background)
-    if step is None or lower >= levels.threshold:
+    if step is None:
+        return mask
+    lower = levels.background + step * (levels.otsu - levels.background)
+    if lower >= levels.threshold:
         return mask
     lower_levels = Levels(levels.background, lower, levels.otsu)
     wider = _threshold_mask(small, blurred, inside, lower_levels)
