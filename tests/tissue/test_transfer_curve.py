@@ -55,8 +55,8 @@ def test_a_power_curve_on_a_synthetic_breast_keeps_its_periphery():
 
 def test_phantoms_with_a_sharp_skin_line_keep_their_first_mask(tmp_path, monkeypatch):
     """The demo's phantoms (bright dense spots on fat) sit low on the curve too, but their skin
-    line is sharp: the smaller step moved a few edge pixels on 12 of the demo's 80 images, which
-    was enough to change its training run. The second mask must add a periphery to count."""
+    line is sharp: the smaller step moved a few edge pixels on 12 of the demo's 80 images, a
+    change with no gain. The second mask must add a periphery to count."""
     from mammodino.io.dicom_reader import read_dicom
     from mammodino.synth.generate import generate_phantoms
     from mammodino.tissue import segmentation

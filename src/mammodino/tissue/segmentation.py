@@ -257,7 +257,7 @@ def _with_dim_periphery(small: np.ndarray, blurred: np.ndarray, inside: np.ndarr
     would otherwise send the film's own-air pass into the fat) and adds a periphery (at least
     MIN_PERIPHERY_GAIN of the area). Phantoms with bright dense spots on fat have a low
     median too (12 of 80 demo phantoms below 0.40) but a sharp skin line: there the second
-    mask moved a few edge pixels, which was enough to change the demo's training run."""
+    mask only moved a few edge pixels, a change of the training data with no gain."""
     share = tissue_median_share(blurred[mask.astype(bool) & inside], levels.background)
     step = crowded_step(share, BACKGROUND_STEP)
     if step is None:
