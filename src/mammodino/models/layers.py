@@ -235,6 +235,32 @@ def drop_add_residual_stochastic_depth(x: Tensor, residual_func: Callable[[Tenso
     return out.view_as(x)
 
 
+def drop_add_residual_kept_rows(x: Tensor, residual_func: Callable[[Tensor], Tensor], drop_ratio: float) -> Tensor:
+    """``x + DropPath(residual_func(x))`` with the branch run on the kept samples only.
+
+    Same per-sample Bernoulli draw, values and gradients as :class:`DropPath` (a dropped
+    sample adds exactly 0), but a dropped sample's branch costs nothing: at DINOv2's ViT-S/B
+    rates (<= 0.1, where its own code computes every sample) that is ``drop_ratio`` of the
+    branch's work. CPU only: the kept count is data-dependent, which would cost a GPU a
+    host sync per block (there, and while compiling, :func:`stochastic_depth_kept_rows`
+    says no and DropPath runs).
+    """
+    b = x.shape[0]
+    keep = 1.0 - drop_ratio
+    kept = x.new_empty(b).bernoulli_(keep, generator=_generator()).nonzero().flatten()
+    if kept.numel() == b:
+        return x + residual_func(x) / keep
+    if kept.numel() == 0:
+        return x
+    residual = residual_func(x.index_select(0, kept)) / keep
+    return x.index_add(0, kept, residual.to(x.dtype))
+
+
+def stochastic_depth_kept_rows(x: Tensor) -> bool:
+    """Whether :func:`drop_add_residual_kept_rows` may run here (CPU, eager)."""
+    return x.device.type == "cpu" and not torch.compiler.is_compiling()
+
+
 def kept_samples(b: int, drop_ratio: float, device) -> Tensor:
     """The samples whose residual branch runs under DINOv2's subset trick: a random
     ``max(int(B * (1 - drop_ratio)), 1)`` of them (one draw, shared by both block paths)."""
@@ -272,6 +298,9 @@ class Block(nn.Module):
             # DINOv2's rule: above 0.1 the subset trick pays off; below, plain DropPath.
             x = drop_add_residual_stochastic_depth(x, self._attn_residual, self.sample_drop_ratio)
             return drop_add_residual_stochastic_depth(x, self._ffn_residual, self.sample_drop_ratio)
+        if self.training and self.sample_drop_ratio > 0.0 and stochastic_depth_kept_rows(x):
+            x = drop_add_residual_kept_rows(x, self._attn_residual, self.sample_drop_ratio)
+            return drop_add_residual_kept_rows(x, self._ffn_residual, self.sample_drop_ratio)
         x = x + self.drop_path1(self._attn_residual(x))
         return x + self.drop_path2(self._ffn_residual(x))
 
