@@ -188,18 +188,20 @@ def _saturated_and_flat(blurred: np.ndarray, size: int) -> np.ndarray:
     return (blurred >= top - SATURATED * span) & (local_std(blurred, size) < FLAT_STD * span)
 
 
-def padding_box(small: np.ndarray) -> tuple[int, int, int, int]:
+def padding_box(small: np.ndarray, soft_edge: int = 0) -> tuple[int, int, int, int]:
     """(x0, y0, x1, y1) of the picture inside a constant frame: collections of scanned film
     (MIAS and its kin) centre each film on a black (or white) square, so the film's bright
     unexposed border sits inside the image, not on its edge, where the border tests look.
     A frame line has one grey level along its whole length, and the picture's first lines
     beside it are largely picture: a straight edge. Air clipped to one grey level around
     an FFDM breast is not a frame (its first non-constant lines are mostly still air), so
-    detector images keep their whole field. The whole image when there is no frame."""
-    exact = _framed_picture(small, _all_within_tolerance)
+    detector images keep their whole field. The whole image when there is no frame.
+    ``soft_edge``: the straight film edge may lie that many lines inside the frame (a scan
+    turned upright by :mod:`mammodino.tissue.deskew` was resampled: its edge is blurred)."""
+    exact = _framed_picture(small, _all_within_tolerance, soft_edge)
     if exact is not None:
         return exact
-    ringing = _framed_picture(small, _within_jpeg_ringing)
+    ringing = _framed_picture(small, _within_jpeg_ringing, soft_edge)
     return ringing if ringing is not None else (0, 0, small.shape[1], small.shape[0])
 
 
@@ -214,7 +216,7 @@ def _within_jpeg_ringing(line: np.ndarray, value: float) -> bool:
     return bool(dev.max() <= PAD_RING_MAX) and float(np.mean(dev <= PAD_TOL)) >= PAD_LINE_SHARE
 
 
-def _framed_picture(small: np.ndarray, frame_line) -> tuple[int, int, int, int] | None:
+def _framed_picture(small: np.ndarray, frame_line, soft_edge: int = 0) -> tuple[int, int, int, int] | None:
     """The picture box found by peeling lines that ``frame_line`` accepts from the edges,
     or None when there is no frame or the picture beside it is not a straight edge."""
     h, w = small.shape
@@ -249,9 +251,9 @@ def _framed_picture(small: np.ndarray, frame_line) -> tuple[int, int, int, int] 
         # strip and its bright border joined the breast (0.980 -> 0.922), and not framing
         # such strips at all cost more (a DDSM film dressed as DICOM kept only 0.878 of its
         # breast inside the box)
-        return _framed_if_straight(box, _edge_shares(small, box, {}, corner))
+        return _framed_if_straight(box, _edge_shares(small, box, {}, corner, soft_edge))
     box = _past_scanner_strips(small, box, peeled, corner)
-    shares = _edge_shares(small, box, peeled, corner)
+    shares = _edge_shares(small, box, peeled, corner, soft_edge)
     # beside a padding frame, a side peeled by a few constant lines only, next to which the
     # picture is no straight edge, is the film's own border or strip touching the image
     # edge: given back to the picture (a film against one side of its square, its bright
@@ -261,7 +263,7 @@ def _framed_picture(small: np.ndarray, frame_line) -> tuple[int, int, int, int] 
     if given_back:
         box = (0 if "left" in given_back else box[0], 0 if "top" in given_back else box[1],
                w if "right" in given_back else box[2], h if "bottom" in given_back else box[3])
-        shares = _edge_shares(small, box, peeled, corner)
+        shares = _edge_shares(small, box, peeled, corner, soft_edge)
     return _framed_if_straight(box, shares)
 
 
@@ -276,10 +278,11 @@ def _framed_if_straight(box, shares: dict[str, tuple[float, float]]) -> tuple[in
     return box
 
 
-def _edge_shares(small: np.ndarray, box, peeled, corner) -> dict[str, tuple[float, float]]:
+def _edge_shares(small: np.ndarray, box, peeled, corner, soft_edge: int = 0) -> dict[str, tuple[float, float]]:
     """For each framed side: (the largest share of its first PAD_EDGE_LINES picture lines
-    that is off its frame's grey, that share on the line against the frame). A side's
-    frame grey is ``peeled[side]``, every corner's where that is not known."""
+    that is off its frame's grey, that share on the line against the frame, or the largest
+    on its first ``soft_edge + 1`` lines). A side's frame grey is ``peeled[side]``, every
+    corner's where that is not known."""
     h, w = small.shape
     x0, y0, x1, y1 = box
     k = PAD_EDGE_LINES
@@ -292,7 +295,7 @@ def _edge_shares(small: np.ndarray, box, peeled, corner) -> dict[str, tuple[floa
         if framed[side]:
             shares = [min(float(np.mean(np.abs(line - v) > PAD_TOL)) for v in peeled.get(side) or corner)
                       for line in lines]
-            out[side] = (max(shares), shares[0])
+            out[side] = (max(shares), max(shares[:soft_edge + 1]))
     return out
 
 

@@ -6,7 +6,10 @@ hand-drawn boxes on RSNA, 0.75 mean against the DDSM film masks): Otsu splits de
 fatty tissue rather than breast from air, and digitised film adds bright unexposed
 borders, scanner strips, burned-in labels and tape. The recipe here:
 
-1. Downsample to a long side of 512 (INTER_AREA) and blur lightly (sigma 1 px).
+1. Downsample to a long side of 512 (INTER_AREA) and blur lightly (sigma 1 px). A film laid
+   crooked on the scanner (a straight film edge 1-12 degrees off the axes,
+   :mod:`mammodino.tissue.deskew`) is turned upright for the steps below, its masks turned
+   back at the end.
 2. Film borders (:mod:`mammodino.tissue.film`): bright, flat lines running along a whole
    image side, and bright flat strips hugging one side, are set to the background level,
    so neither the histogram nor the largest component sees them.
@@ -51,6 +54,7 @@ from scipy import ndimage as ndi
 
 from mammodino.errors import SkipFile
 from mammodino.pixels import to_unit_float
+from mammodino.tissue.deskew import scan_tilt, upright
 from mammodino.tissue.film import film_borders, label_blobs, padding_box
 from mammodino.tissue.fog import fog_trend
 from mammodino.tissue.orientation import chest_wall_on_left
@@ -70,6 +74,7 @@ SNAP_SIGMA = 2.0  # gradient smoothing for the refinement (pixels at 512)
 FOG_SPAN = 0.5  # a fog trend spanning more than this x the threshold step is taken out
 FOG_MARGIN = 8  # air for the fog fit: this many pixels (at 512) away from the first mask
 MIN_PERIPHERY_GAIN = 0.02  # a crowded-curve mask must add this share of the area to replace the first
+UPRIGHT_SOFT_EDGE = 2  # a scan turned upright: its film edge is blurred over this many lines by the resampling
 PICTURE_FILL = 0.95  # a mask filling this share of its bounding box is a film picture, not a breast
 
 
@@ -178,10 +183,13 @@ def segment(img2d: np.ndarray, view: str | None = None, remove_pectoral_muscle: 
     if min(H, W) < MIN_SIDE:
         raise SkipFile(f"image too small ({H} x {W} pixels) to hold a breast")
     small, scale = downsample(img2d, long_side)
-    h, w = small.shape
-    x0, y0, x1, y1 = padding_box(small)  # a film centred on a black square: segment the film
+    tilt = scan_tilt(small)  # a film scanned crooked is segmented upright, then turned back
+    turn = upright(small.shape, tilt) if tilt is not None else None
+    work = small if turn is None else turn.image(small)
+    h, w = work.shape
+    x0, y0, x1, y1 = padding_box(work, 0 if turn is None else UPRIGHT_SOFT_EDGE)  # a film on a square: the film
     framed = (x0, y0, x1, y1) != (0, 0, w, h) and min(y1 - y0, x1 - x0) >= MIN_SIDE // 4
-    picture = small[y0:y1, x0:x1] if framed else small
+    picture = work[y0:y1, x0:x1] if framed else work
     mask = _mask_small(picture)
     if mask is None:
         mask = np.zeros(picture.shape, dtype=np.uint8)
@@ -191,9 +199,13 @@ def segment(img2d: np.ndarray, view: str | None = None, remove_pectoral_muscle: 
     tissue = mask
     if remove_pectoral_muscle and (view or "").upper().startswith("MLO"):
         tissue = remove_pectoral(picture, mask)
-    return Segmentation(_paste(tissue, small.shape, framed, (x0, y0)), scale, (H, W),
-                        (x0, y0, x1, y1) if framed else None,
-                        None if tissue is mask else _paste(mask, small.shape, framed, (x0, y0)))
+    tissue_small = _paste(tissue, work.shape, framed, (x0, y0))
+    breast_small = None if tissue is mask else _paste(mask, work.shape, framed, (x0, y0))
+    if turn is not None:  # back onto the scan's own grid; the upright frame box has no place there
+        tissue_small = turn.back(tissue_small)
+        breast_small = None if breast_small is None else turn.back(breast_small)
+        framed = False
+    return Segmentation(tissue_small, scale, (H, W), (x0, y0, x1, y1) if framed else None, breast_small)
 
 
 def _paste(mask: np.ndarray, shape, framed: bool, at) -> np.ndarray:
