@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mammodino.synth.film_variants import SAME_BREAST, TILTED, VARIANTS, variant
+from mammodino.synth.film_variants import SAME_BREAST, TILTED, TILTED_CORNERS_CUT, VARIANTS, variant
 
 
 @pytest.fixture(scope="module")
@@ -47,16 +47,17 @@ def test_a_crooked_scan_is_segmented_upright(bench):
     """Films laid 3-8 degrees crooked on a dark or light scanner bed, with or without their
     bright border: before the deskew step 9-65 of 66 boxes per variant were wrong (the whole
     scan, or 0.06 of the fibroglandular tissue left inside on the light bed). Now every box
-    holds the tissue where lesions arise, and at most one per variant misses the annotated
-    box (IoU 0.79-0.80: the turned-back skin line)."""
+    holds the tissue where lesions arise, and, where the scan holds the whole film, at most
+    one per variant misses the annotated box (IoU 0.79-0.80: the turned-back skin line)."""
     mod, root = bench
     results = mod.run(root, TILTED, every=3)
     report = mod.report(results, per_image=True)
     for v, rows in results.items():
         assert min(r["tissue_in_box"] for r in rows) >= 0.95, report
         assert min(r["fgt_in_box"] for r in rows) >= 0.97, report
-        assert np.mean([r["box_iou"] for r in rows]) >= 0.9, report
-        assert sum(r["wrong"] for r in rows) <= 1, report
+        if v not in TILTED_CORNERS_CUT:
+            assert np.mean([r["box_iou"] for r in rows]) >= 0.9, report
+            assert sum(r["wrong"] for r in rows) <= 1, report
 
 
 def test_a_darker_curve_keeps_the_dim_periphery(bench):

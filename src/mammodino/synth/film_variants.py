@@ -137,16 +137,18 @@ def _cropped_anterior(img, lab):
     return img[:, cut:].copy(), lab[:, cut:].copy()
 
 
-def _tilted(degrees: float, bed: int, framed: bool) -> Variant:
+def _tilted(degrees: float, bed: int, framed: bool, whole: bool = True) -> Variant:
     """The film laid ``degrees`` crooked (counter-clockwise) on a scanner bed of grey ``bed``
-    that shows in the corners, optionally with its unexposed border (a tilted wedge)."""
+    that shows in the corners, optionally with its unexposed border (a tilted wedge).
+    ``whole``: the scan holds the whole film; else a scan of the film's own size, which
+    cuts the film's corners off."""
     def apply(img, lab):
         if framed:
             img, lab = _bright_frame(img, lab)
         h, w = img.shape
         m = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), degrees, 1.0)
         c, s = abs(m[0, 0]), abs(m[0, 1])
-        size = (int(np.ceil(h * s + w * c)), int(np.ceil(h * c + w * s)))
+        size = (int(np.ceil(h * s + w * c)), int(np.ceil(h * c + w * s))) if whole else (w, h)
         m[0, 2] += size[0] / 2.0 - w / 2.0
         m[1, 2] += size[1] / 2.0 - h / 2.0
         return (cv2.warpAffine(img, m, size, flags=cv2.INTER_LINEAR, borderValue=bed),
@@ -172,12 +174,16 @@ VARIANTS: dict[str, Variant] = {
     "tilted -4 deg, bright frame, dark bed": _tilted(-4.0, 0, True),
     "tilted -5 deg, light bed": _tilted(-5.0, 235, False),
     "tilted 8 deg, dark bed": _tilted(8.0, 0, False),
+    "tilted 4 deg, bright frame, corners cut": _tilted(4.0, 0, True, whole=False),
     "darker curve (gamma 2.2)": _gamma(2.2),
     "brighter curve (gamma 0.45)": _gamma(0.45),
 }
 
-# Films laid crooked on the scanner (segmented upright, :mod:`mammodino.tissue.deskew`).
+# Films laid crooked on the scanner (segmented upright, :mod:`mammodino.tissue.deskew`);
+# with the film's corners cut off by the scan, its border has gaps that the border walk does
+# not peel: the box then takes in part of the border (all tissue still inside).
 TILTED = tuple(v for v in VARIANTS if v.startswith("tilted"))
+TILTED_CORNERS_CUT = tuple(v for v in TILTED if v.endswith("corners cut"))
 
 # Variants that change the picture, not the breast's extent: the box must still hold the breast.
 # ("cropped through the breast" fills the image by design; the two transfer curves are where

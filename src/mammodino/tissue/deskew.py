@@ -132,12 +132,16 @@ class Upright(NamedTuple):
     shape: tuple[int, int]  # (h, w) of the small image
 
     def image(self, small: np.ndarray) -> np.ndarray:
-        """The small image turned upright; the canvas corners outside it take the median grey
-        of its outermost lines (the scanner bed where one shows: a constant frame; repeating
-        the edge instead drew rays of a border's bright corner across them)."""
-        edge = np.concatenate((small[0], small[-1], small[:, 0], small[:, -1]))
+        """The small image turned upright; the canvas outside it takes the grey of the
+        image's corners, which a crooked scan shows the scanner bed in: bed and canvas then
+        make one constant frame around the upright film. (Repeating the image's edge drew
+        rays of a border's bright corner across the canvas; the median of its outermost
+        lines, a mix of border and bed, left a grey frame that the bed's wedges broke.)"""
+        k = 3
+        corners = np.concatenate([small[:k, :k].ravel(), small[:k, -k:].ravel(),
+                                  small[-k:, :k].ravel(), small[-k:, -k:].ravel()])
         return cv2.warpAffine(small, self.matrix, self.canvas, flags=cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_CONSTANT, borderValue=float(np.median(edge)))
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=float(np.median(corners)))
 
     def back(self, mask: np.ndarray) -> np.ndarray:
         """A canvas mask on the small image's own grid."""
