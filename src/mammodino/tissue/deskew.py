@@ -150,6 +150,21 @@ class Upright(NamedTuple):
                               borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
+    def box_back(self, box: tuple[int, int, int, int]) -> tuple[int, int, int, int] | None:
+        """The small-grid bounding box of a canvas box (x0, y0, x1, y1), clipped to the image;
+        None when that is the whole image."""
+        h, w = self.shape
+        x0, y0, x1, y1 = box
+        inverse = cv2.invertAffineTransform(self.matrix)
+        corners = np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]], np.float64)
+        back = corners @ inverse[:, :2].T + inverse[:, 2]
+        bx0, by0 = max(0, int(np.floor(back[:, 0].min()))), max(0, int(np.floor(back[:, 1].min())))
+        bx1, by1 = min(w, int(np.ceil(back[:, 0].max()))), min(h, int(np.ceil(back[:, 1].max())))
+        if (bx0, by0, bx1, by1) == (0, 0, w, h) or bx1 <= bx0 or by1 <= by0:
+            return None
+        return bx0, by0, bx1, by1
+
+
 def upright(shape: tuple[int, int], tilt_deg: float) -> Upright:
     """The map that undoes a tilt of ``tilt_deg`` (see :func:`scan_tilt`)."""
     h, w = shape

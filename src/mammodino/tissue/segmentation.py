@@ -201,11 +201,12 @@ def segment(img2d: np.ndarray, view: str | None = None, remove_pectoral_muscle: 
         tissue = remove_pectoral(picture, mask)
     tissue_small = _paste(tissue, work.shape, framed, (x0, y0))
     breast_small = None if tissue is mask else _paste(mask, work.shape, framed, (x0, y0))
-    if turn is not None:  # back onto the scan's own grid; the upright frame box has no place there
+    picture = (x0, y0, x1, y1) if framed else None
+    if turn is not None:  # back onto the scan's own grid (a frame: the box around the turned picture)
         tissue_small = turn.back(tissue_small)
         breast_small = None if breast_small is None else turn.back(breast_small)
-        framed = False
-    return Segmentation(tissue_small, scale, (H, W), (x0, y0, x1, y1) if framed else None, breast_small)
+        picture = None if picture is None else turn.box_back(picture)
+    return Segmentation(tissue_small, scale, (H, W), picture, breast_small)
 
 
 def _paste(mask: np.ndarray, shape, framed: bool, at) -> np.ndarray:
