@@ -229,6 +229,7 @@ def main(argv=None) -> int:
     ap.add_argument("--jpeg", action="store_true", help="with --png8: JPEG (quality 90) copies instead of PNG")
     ap.add_argument("--align", choices=("centre", "left", "right"), default="centre",
                     help="with --png8: the film centred on its square or against one side")
+    ap.add_argument("--tilt", type=float, default=0.0, help="films laid crooked on the scanner, 1 to TILT degrees")
     ap.add_argument("--ddsm", type=Path, help="dress the real DDSM films of this ddsm_tissue folder instead of phantoms")
     ap.add_argument("--scale", type=float, default=1.0, help="with --ddsm: resize the 960x480 films by this factor first")
     args = ap.parse_args(argv)
@@ -246,9 +247,10 @@ def main(argv=None) -> int:
             shutil.rmtree(src)  # this benchmark's own dressed films, made anew
         dress_ddsm(args.ddsm, src, args.seed, args.scale)
     else:
-        src, cache = work / f"films-{args.n}-{args.size}-{args.seed}", work / f"cache-{args.n}-{args.size}-{args.seed}"
+        tag = f"{args.n}-{args.size}-{args.seed}" + (f"-tilt{args.tilt:g}" if args.tilt else "")
+        src, cache = work / f"films-{tag}", work / f"cache-{tag}"
         generate_phantoms(src, n_ffdm=args.n, n_dbt=0, seed=args.seed, workers=args.workers, ffdm_shape=rows_cols,
-                          film=True)
+                          film=True, film_tilt=args.tilt)
     if args.png8:
         kind = "jpeg8" if args.jpeg else "png8"
         kind += "" if args.align == "centre" else f"-{args.align}"

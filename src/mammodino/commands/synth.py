@@ -84,6 +84,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(Mass-Training_P_00001_LEFT_CC), bright borders on 1-3 sides, scanner edge strip, "
                              "burned-in label, lead markers, tape, scanner noise; ground-truth breast masks in "
                              "OUT/.truth/ and boxes in labels.csv breast_box")
+    parser.add_argument("--tilt", type=float, default=0.0, metavar="DEG",
+                        help="with --film: every film laid crooked on a dark scanner bed, 1 to DEG degrees "
+                             "either way (masks and lesion boxes turn with it; default 0, upright)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -108,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
         mass_scale=args.mass_scale,
         detector_fov=args.detector_fov,
         film=args.film,
+        film_tilt=args.tilt,
     )
     elapsed = time.perf_counter() - start
     rows = read_labels(labels)

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from mammodino.tissue import orientation
+from mammodino.tissue.deskew import upright
 
 BACKGROUND_LABEL = 64  # DDSM tissue labels: 64 background, 128 fat, 192 fibroglandular, 255 pectoral
 
@@ -145,12 +146,12 @@ def _tilted(degrees: float, bed: int, framed: bool, whole: bool = True) -> Varia
     def apply(img, lab):
         if framed:
             img, lab = _bright_frame(img, lab)
-        h, w = img.shape
-        m = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), degrees, 1.0)
-        c, s = abs(m[0, 0]), abs(m[0, 1])
-        size = (int(np.ceil(h * s + w * c)), int(np.ceil(h * c + w * s))) if whole else (w, h)
-        m[0, 2] += size[0] / 2.0 - w / 2.0
-        m[1, 2] += size[1] / 2.0 - h / 2.0
+        if whole:  # the canvas the segmentation turns back on
+            turn = upright(img.shape, -degrees)
+            m, size = turn.matrix, turn.canvas
+        else:
+            h, w = img.shape
+            m, size = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), degrees, 1.0), (w, h)
         return (cv2.warpAffine(img, m, size, flags=cv2.INTER_LINEAR, borderValue=bed),
                 cv2.warpAffine(lab, m, size, flags=cv2.INTER_NEAREST, borderValue=BACKGROUND_LABEL))
     return apply

@@ -44,7 +44,7 @@ from mammodino.synth.geometry import BreastShape, thickness_profile, view_geomet
 from mammodino.synth import imaging
 from mammodino.synth.imaging import ffdm_projection, presentation, to_display
 from mammodino.synth.lesions import LesionSpec, draw_spec, insert_lesion
-from mammodino.synth.markers import burn_in_markers, film_layout, film_scan
+from mammodino.synth.markers import burn_in_markers, crooked_scan, film_layout, film_scan
 from mammodino.synth.phantom import DENSITY_FRACTION, MU_FAT, build_phantom
 
 LABEL_COLUMNS = [
@@ -97,12 +97,13 @@ class Settings:
     film: bool = False
     dbt_detail: float = 1.5
     dbt_slice_noise: float = 2.0
+    film_tilt: float = 0.0
 
     def as_json(self) -> dict:
         d = asdict(self)
         d["ffdm_shape"] = list(self.ffdm_shape)
         d["dbt_shape"] = list(self.dbt_shape)
-        for key in ("detector_fov", "film"):
+        for key in ("detector_fov", "film", "film_tilt"):
             if not d[key]:  # folders written before the option keep matching
                 del d[key]
         return {"generator": "mammodino.synth", "version": GENERATOR_VERSION, "params": d}
@@ -278,6 +279,9 @@ def _ffdm_patient(settings: Settings, out: str, patient: int) -> list[dict]:
                 if box:
                     box = (box[0] + layout.chest, box[1] + layout.top, box[2] + layout.chest, box[3] + layout.top)
                     box = _mirror_box(box, w) if side == "R" else box
+                if settings.film_tilt:  # drawn last: untilted sets keep every other draw
+                    turn = float(vrng.uniform(1.0, settings.film_tilt)) * (1 if vrng.random() < 0.5 else -1)
+                    img, breast, box = crooked_scan(img, breast, box, turn)
                 ident = dataclasses.replace(ident, patient_id=dw.film_patient_id(
                     number, side, view, *FILM_KINDS[patient % len(FILM_KINDS)]))
                 dw.write_film(Path(out) / rel, np.ascontiguousarray(img), film_bits, ident, px,
@@ -474,6 +478,7 @@ def generate_phantoms(
     film: bool = False,
     dbt_detail: float = 1.5,
     dbt_slice_noise: float = 2.0,
+    film_tilt: float = 0.0,
 ) -> Path:
     """Write ``n_ffdm`` FFDM images (rounded up to whole 4-view patients) and ``n_dbt`` DBT
     volumes as DICOM under ``out``, plus ``out/labels.csv``; returns the labels path.
@@ -514,6 +519,9 @@ def generate_phantoms(
             so ``mammodino index`` never takes it for an image) and its box to the
             labels' ``breast_box``. Films have patient ids ``P_<5 digits>`` in the labels
             (``patient_id_prefix`` does not apply). DBT volumes stay DBT.
+        film_tilt: with ``film``, every film laid crooked on a dark scanner bed, turned by
+            1 to ``film_tilt`` degrees either way (:func:`mammodino.synth.markers.crooked_scan`);
+            masks and lesion boxes turn with it (0: upright, as before).
 
     Example:
         >>> labels = generate_phantoms("/tmp/phantoms", n_ffdm=12, n_dbt=2, seed=0)  # doctest: +SKIP
@@ -521,7 +529,7 @@ def generate_phantoms(
     out = Path(out)
     settings = _settings(n_ffdm, n_dbt, seed, ffdm_shape, dbt_shape, dbt_projections, dbt_half_angle_deg,
                          patient_name, patient_id_prefix, mass_scale, detector_fov, film, dbt_detail,
-                         dbt_slice_noise)
+                         dbt_slice_noise, film_tilt)
     labels_path = out / "labels.csv"
     if _check_folder(out, settings):
         return labels_path
@@ -538,7 +546,7 @@ def generate_phantoms(
 
 def _settings(n_ffdm, n_dbt, seed, ffdm_shape, dbt_shape, dbt_projections, dbt_half_angle_deg,
               patient_name, patient_id_prefix, mass_scale, detector_fov, film=False, dbt_detail=1.5,
-              dbt_slice_noise=2.0) -> Settings:
+              dbt_slice_noise=2.0, film_tilt=0.0) -> Settings:
     """The arguments checked (a :class:`UserError` naming the bad one) and frozen."""
     if n_ffdm < 0 or n_dbt < 0:
         raise UserError(f"n_ffdm and n_dbt must be >= 0 (got {n_ffdm}, {n_dbt})")
@@ -558,6 +566,8 @@ def _settings(n_ffdm, n_dbt, seed, ffdm_shape, dbt_shape, dbt_projections, dbt_h
         raise UserError(f"mass_scale must be in (0, 4], got {mass_scale}")
     if not (0 <= dbt_detail <= 10 and 0 <= dbt_slice_noise <= 10):
         raise UserError(f"dbt_detail and dbt_slice_noise must be in [0, 10] (got {dbt_detail}, {dbt_slice_noise})")
+    if not 0 <= film_tilt <= 12 or (film_tilt and (not film or film_tilt < 1)):
+        raise UserError(f"film_tilt must be 0 or 1-12 degrees, with film phantoms (got {film_tilt}, film={film})")
     return Settings(
         n_ffdm=int(n_ffdm),
         n_dbt=int(n_dbt),
@@ -573,6 +583,7 @@ def _settings(n_ffdm, n_dbt, seed, ffdm_shape, dbt_shape, dbt_projections, dbt_h
         film=bool(film),
         dbt_detail=float(dbt_detail),
         dbt_slice_noise=float(dbt_slice_noise),
+        film_tilt=float(film_tilt),
     )
 
 

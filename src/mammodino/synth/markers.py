@@ -152,6 +152,25 @@ def film_scan(inner: np.ndarray, inner_breast: np.ndarray, layout: FilmLayout, l
     return np.rint(np.clip(film, 0.0, 1.0) * top).astype(np.uint16), breast
 
 
+def crooked_scan(film: np.ndarray, breast: np.ndarray, box, degrees: float, bed: float = 0.0):
+    """The film laid ``degrees`` crooked (counter-clockwise) on a scanner bed of grey ``bed``,
+    on a canvas large enough for all of it (the bed shows in the corners): returns (film,
+    breast mask, the bounding box of ``box`` turned, or None)."""
+    from mammodino.tissue.deskew import upright  # the same canvas the segmentation turns back on
+
+    turn = upright(film.shape, -degrees)  # undoing a tilt of -degrees turns by +degrees
+    out = cv2.warpAffine(film, turn.matrix, turn.canvas, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                         borderValue=bed)
+    mask = cv2.warpAffine(breast.astype(np.uint8), turn.matrix, turn.canvas, flags=cv2.INTER_NEAREST) > 0
+    if box:
+        x0, y0, x1, y1 = box
+        pts = np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]], np.float64) @ turn.matrix[:, :2].T + turn.matrix[:, 2]
+        cw, ch = turn.canvas
+        box = (max(0, int(np.floor(pts[:, 0].min()))), max(0, int(np.floor(pts[:, 1].min()))),
+               min(cw, int(np.ceil(pts[:, 0].max()))), min(ch, int(np.ceil(pts[:, 1].max()))))
+    return out, mask, box
+
+
 @dataclass(frozen=True)
 class DressedFilm:
     """A breast image put through the film scanner (:func:`dress_as_film`): the film, its
