@@ -103,6 +103,18 @@ def _ruler(img, lab):
     return out, lab
 
 
+def _tilted_ruler(img, lab):
+    """A bright ruler 80 % of the height long laid 7 degrees off the vertical in the air: a
+    long straight flat-sided edge that is no film edge (the crooked-scan check must not
+    turn the film by it)."""
+    out = img.copy()
+    h, w = img.shape
+    x = 0.85 * w if _chest_wall_on_left(lab) else 0.15 * w
+    bar = cv2.boxPoints(((x, h / 2.0), (max(4.0, 0.035 * w), 0.8 * h), 7.0))
+    cv2.fillPoly(out, [np.round(bar).astype(np.int32)], 250)
+    return out, lab
+
+
 def _label_touching(img, lab):
     """A burned-in view label whose first letter touches the skin line at a third of the height."""
     out = img.copy()
@@ -168,6 +180,7 @@ VARIANTS: dict[str, Variant] = {
     "bright frame": _bright_frame,
     "bright chest band": _bright_chest_band,
     "ruler": _ruler,
+    "tilted ruler": _tilted_ruler,
     "label touching": _label_touching,
     "cropped top": _cropped_top,
     "cropped through the breast": _cropped_anterior,
@@ -183,7 +196,7 @@ VARIANTS: dict[str, Variant] = {
 # Films laid crooked on the scanner (segmented upright, :mod:`mammodino.tissue.deskew`);
 # with the film's corners cut off by the scan, its border has gaps that the border walk does
 # not peel: the box then takes in part of the border (all tissue still inside).
-TILTED = tuple(v for v in VARIANTS if v.startswith("tilted"))
+TILTED = tuple(v for v in VARIANTS if v.startswith("tilted ") and "deg" in v)
 TILTED_CORNERS_CUT = tuple(v for v in TILTED if v.endswith("corners cut"))
 
 # Variants that change the picture, not the breast's extent: the box must still hold the breast.
