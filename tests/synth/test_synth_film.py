@@ -196,3 +196,14 @@ def test_film_tilt_needs_film_and_a_sane_angle(tmp_path):
         with pytest.raises(UserError, match="film_tilt"):
             generate_phantoms(tmp_path / "x", n_ffdm=4, n_dbt=0, **kwargs)
     assert not (tmp_path / "x").exists()
+
+
+def test_a_film_set_is_reused_with_its_lesion_annotations(film_set):
+    """The same call on its own complete output reuses it: the ROI masks and crops it wrote
+    beside the films are its own files (they were once taken for a stranger's)."""
+    from mammodino.synth.generate import generate_phantoms
+
+    assert list((film_set / "ffdm" / "rois").glob("*.dcm"))
+    before = {p: p.stat().st_mtime_ns for p in film_set.rglob("*") if p.is_file()}
+    generate_phantoms(film_set, n_ffdm=8, n_dbt=0, seed=0, ffdm_shape=(450, 280), film=True)
+    assert {p: p.stat().st_mtime_ns for p in film_set.rglob("*") if p.is_file()} == before

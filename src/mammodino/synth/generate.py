@@ -75,7 +75,8 @@ DBT_BITS = 12
 # files a run writes (".name.tmp" while a write is in flight, left behind if it was killed)
 _OWN_FILE = re.compile(
     r"^(labels\.csv(\.tmp)?|\.mammodino-synth\.json(\.tmp)?"
-    r"|ffdm/\.?ffdm_\d{6}\.dcm(\.tmp)?|dbt/\.?dbt_\d{6}\.dcm(\.tmp)?|\.truth/\.?ffdm_\d{6}\.png(\.tmp)?)$"
+    r"|ffdm/\.?ffdm_\d{6}\.dcm(\.tmp)?|dbt/\.?dbt_\d{6}\.dcm(\.tmp)?|\.truth/\.?ffdm_\d{6}\.png(\.tmp)?"
+    r"|ffdm/rois/\.?ffdm_\d{6}_\d+_(mask|crop)\.dcm(\.tmp)?)$"  # a film lesion's CBIS-style annotations
 )
 
 
