@@ -162,13 +162,7 @@ def crooked_scan(film: np.ndarray, breast: np.ndarray, box, degrees: float, bed:
     out = cv2.warpAffine(film, turn.matrix, turn.canvas, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                          borderValue=bed)
     mask = cv2.warpAffine(breast.astype(np.uint8), turn.matrix, turn.canvas, flags=cv2.INTER_NEAREST) > 0
-    if box:
-        x0, y0, x1, y1 = box
-        pts = np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]], np.float64) @ turn.matrix[:, :2].T + turn.matrix[:, 2]
-        cw, ch = turn.canvas
-        box = (max(0, int(np.floor(pts[:, 0].min()))), max(0, int(np.floor(pts[:, 1].min()))),
-               min(cw, int(np.ceil(pts[:, 0].max()))), min(ch, int(np.ceil(pts[:, 1].max()))))
-    return out, mask, box
+    return out, mask, (turn.box_onto(box) if box else None)
 
 
 @dataclass(frozen=True)

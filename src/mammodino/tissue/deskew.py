@@ -151,20 +151,24 @@ class Upright(NamedTuple):
         return cv2.warpAffine(mask, self.matrix, (w, h), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
                               borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
-
     def box_back(self, box: tuple[int, int, int, int]) -> tuple[int, int, int, int] | None:
         """The small-grid bounding box of a canvas box (x0, y0, x1, y1), clipped to the image;
         None when that is the whole image."""
         h, w = self.shape
-        x0, y0, x1, y1 = box
-        inverse = cv2.invertAffineTransform(self.matrix)
-        corners = np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]], np.float64)
-        back = corners @ inverse[:, :2].T + inverse[:, 2]
-        bx0, by0 = max(0, int(np.floor(back[:, 0].min()))), max(0, int(np.floor(back[:, 1].min())))
-        bx1, by1 = min(w, int(np.ceil(back[:, 0].max()))), min(h, int(np.ceil(back[:, 1].max())))
-        if (bx0, by0, bx1, by1) == (0, 0, w, h) or bx1 <= bx0 or by1 <= by0:
-            return None
-        return bx0, by0, bx1, by1
+        out = _box_through(cv2.invertAffineTransform(self.matrix), box, (w, h))
+        return None if out == (0, 0, w, h) or out[2] <= out[0] or out[3] <= out[1] else out
+
+    def box_onto(self, box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+        """The canvas bounding box of a small-grid box (x0, y0, x1, y1)."""
+        return _box_through(self.matrix, box, self.canvas)
+
+
+def _box_through(matrix: np.ndarray, box, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The bounding box, clipped to ``size`` (width, height), of ``box`` mapped by ``matrix``."""
+    x0, y0, x1, y1 = box
+    pts = np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]], np.float64) @ matrix[:, :2].T + matrix[:, 2]
+    return (max(0, int(np.floor(pts[:, 0].min()))), max(0, int(np.floor(pts[:, 1].min()))),
+            min(size[0], int(np.ceil(pts[:, 0].max()))), min(size[1], int(np.ceil(pts[:, 1].max()))))
 
 
 def upright(shape: tuple[int, int], tilt_deg: float) -> Upright:
