@@ -50,9 +50,9 @@ def score(film: np.ndarray, labels: np.ndarray) -> dict:
     inside[y0:y1, x0:x1] = True
     breast = labels != BACKGROUND_LABEL
     tissue, fgt = breast & (labels != 255), labels == 192
-    picture = seg.picture_box()  # as `index` writes it: QC judges the film inside a frame
-    row = {"height": labels.shape[0], "width": labels.shape[1], "breast_box": f"{x0} {y0} {x1} {y1}",
-           "picture_box": "" if picture is None else " ".join(str(v) for v in picture),
+    # as `index` writes the row: QC judges the film inside its frame (picture_box)
+    row = {"height": labels.shape[0], "width": labels.shape[1], "breast_box": qc.box_text((x0, y0, x1, y1)),
+           "picture_box": qc.box_text(seg.picture_box()),
            "tissue_fraction": seg.tissue_fraction, "flipped": int(not seg.chest_wall_on_left()),
            # the DDSM films here are all shown chest wall left, whatever their side: no laterality check
            "laterality": "", "laterality_source": ""}

@@ -491,11 +491,6 @@ def _read(task: Task, opts: IndexOptions):
                       max_pixels=opts.max_pixels, dtype=np.uint16)
 
 
-def _box_text(box) -> str:
-    """ "x0 y0 x1 y1" for the manifest; empty for no box."""
-    return " ".join(str(int(v)) for v in box) if box else ""
-
-
 def _process(task: Task, opts: IndexOptions) -> dict:
     image = _read(task, opts)
     # (an image too small to hold a breast keeps that reason: a 1 x 2 px fixture has 2 levels)
@@ -536,7 +531,7 @@ def _process(task: Task, opts: IndexOptions) -> dict:
         study_key=pseudonym(meta.get("study_uid"), opts.salt),
         height=int(H),
         width=int(W),
-        breast_box=_box_text(box),
+        breast_box=qc.box_text(box),
         tissue_fraction=f"{seg.tissue_fraction:.4f}",
         flipped=int(flipped),
         cache_height=int(out_h),
@@ -545,7 +540,7 @@ def _process(task: Task, opts: IndexOptions) -> dict:
         mask_file=mask_relpath(task.id),
         status="ok",
         reason="",
-        picture_box=_box_text(seg.picture_box()),
+        picture_box=qc.box_text(seg.picture_box()),
     )
     row["qc"], row["qc_reason"] = qc.check(row, prep.breast)
     return row

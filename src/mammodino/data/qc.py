@@ -54,6 +54,12 @@ CHEST_WALL_GAP = 0.15  # box gap to the chest-wall edge / image width
 CHECKS = ("strip", "whole image", "tissue fraction", "laterality", "borders", "shape", "tail", "chest wall")
 
 
+def box_text(box) -> str:
+    """``"x0 y0 x1 y1"`` as the manifest and the phantom labels store a box; empty for none
+    (:func:`parse_box` reads it back)."""
+    return " ".join(str(int(v)) for v in box) if box else ""
+
+
 def parse_box(text) -> tuple[int, int, int, int] | None:
     """``"x0 y0 x1 y1"`` -> ints, or None when absent or malformed."""
     try:

@@ -41,6 +41,7 @@ import numpy as np
 from mammodino.errors import UserError
 from mammodino.synth import dicom_writer as dw
 from mammodino.synth.geometry import BreastShape, thickness_profile, view_geometry
+from mammodino.data.qc import box_text
 from mammodino.synth import imaging
 from mammodino.synth.imaging import ffdm_projection, presentation, to_display
 from mammodino.synth.lesions import LesionSpec, draw_spec, insert_lesion
@@ -190,10 +191,6 @@ def _write_lesion_annotations(out: Path, seed: int, image_id: str, film: np.ndar
                       rle=False, series=series)
 
 
-def _box_text(box: tuple[int, int, int, int] | None) -> str:
-    return "" if box is None else " ".join(str(int(v)) for v in box)
-
-
 def _mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     if rows.size == 0:
@@ -309,9 +306,9 @@ def _ffdm_patient(settings: Settings, out: str, patient: int) -> list[dict]:
                     "density": density,
                     "lesion": 1 if side_spec else 0,
                     "lesion_type": side_spec.kind if side_spec else "none",
-                    "lesion_box": _box_text(box),
+                    "lesion_box": box_text(box),
                     "lesion_slices": "",
-                    "breast_box": _box_text(_mask_box(breast)),
+                    "breast_box": box_text(_mask_box(breast)),
                     "breast_mask": mask_rel,
                 }
             )
@@ -370,9 +367,9 @@ def _dbt_case(settings: Settings, out: str, index: int, n_ffdm_patients: int) ->
             "density": density,
             "lesion": 1 if spec else 0,
             "lesion_type": spec.kind if spec else "none",
-            "lesion_box": _box_text(box),
+            "lesion_box": box_text(box),
             "lesion_slices": slices,
-            "breast_box": _box_text(_mask_box(breast)),
+            "breast_box": box_text(_mask_box(breast)),
             "breast_mask": "",
         }
     ]
