@@ -160,12 +160,11 @@ def _tilted(degrees: float, bed: int, framed: bool, whole: bool = True) -> Varia
             img, lab = _bright_frame(img, lab)
         if whole:  # the canvas the segmentation turns back on
             turn = upright(img.shape, -degrees)
-            m, size = turn.matrix, turn.canvas
-        else:
-            h, w = img.shape
-            m, size = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), degrees, 1.0), (w, h)
-        return (cv2.warpAffine(img, m, size, flags=cv2.INTER_LINEAR, borderValue=bed),
-                cv2.warpAffine(lab, m, size, flags=cv2.INTER_NEAREST, borderValue=BACKGROUND_LABEL))
+            return turn.onto(img, bed), turn.onto(lab, BACKGROUND_LABEL, nearest=True)
+        h, w = img.shape
+        m = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), degrees, 1.0)
+        return (cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=bed),
+                cv2.warpAffine(lab, m, (w, h), flags=cv2.INTER_NEAREST, borderValue=BACKGROUND_LABEL))
     return apply
 
 

@@ -159,10 +159,8 @@ def crooked_scan(film: np.ndarray, breast: np.ndarray, box, degrees: float, bed:
     from mammodino.tissue.deskew import upright  # the same canvas the segmentation turns back on
 
     turn = upright(film.shape, -degrees)  # undoing a tilt of -degrees turns by +degrees
-    out = cv2.warpAffine(film, turn.matrix, turn.canvas, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                         borderValue=bed)
-    mask = cv2.warpAffine(breast.astype(np.uint8), turn.matrix, turn.canvas, flags=cv2.INTER_NEAREST) > 0
-    return out, mask, (turn.box_onto(box) if box else None)
+    mask = turn.onto(breast.astype(np.uint8), 0, nearest=True) > 0
+    return turn.onto(film, bed), mask, (turn.box_onto(box) if box else None)
 
 
 @dataclass(frozen=True)

@@ -142,8 +142,13 @@ class Upright(NamedTuple):
         k = 3
         corners = np.concatenate([small[:k, :k].ravel(), small[:k, -k:].ravel(),
                                   small[-k:, :k].ravel(), small[-k:, -k:].ravel()])
-        return cv2.warpAffine(small, self.matrix, self.canvas, flags=cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_CONSTANT, borderValue=float(np.median(corners)))
+        return self.onto(small, float(np.median(corners)))
+
+    def onto(self, img: np.ndarray, fill: float, nearest: bool = False) -> np.ndarray:
+        """``img`` (of the small image's shape) on the canvas, ``fill`` outside it; ``nearest``
+        for masks and label images."""
+        return cv2.warpAffine(img, self.matrix, self.canvas, flags=cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=fill)
 
     def back(self, mask: np.ndarray) -> np.ndarray:
         """A canvas mask on the small image's own grid."""
