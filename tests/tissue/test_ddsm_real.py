@@ -12,22 +12,24 @@ def _summary(rows, key):
 @pytest.mark.parametrize("split", ["all", "held"])
 def test_breast_mask_matches_the_annotation(ddsm_results, split):
     rows = [r for r in ddsm_results if split == "all" or r["held"]]
+    """The issue's bar is 0.93; today 0.954 (tune 0.953, held-out 0.955; 0.936 before the
+    tissue mask stopped at the annotated skin line), so the test holds it at 0.95."""
     mean = float(np.mean([r["breast"] for r in rows]))
-    assert mean >= 0.93, f"{split}: breast mean IoU {mean:.3f} < 0.93\n{_summary(rows, 'breast')}"
+    assert mean >= 0.95, f"{split}: breast mean IoU {mean:.3f} < 0.95\n{_summary(rows, 'breast')}"
     assert min(r["breast"] for r in rows) >= 0.80, _summary(rows, "breast")
 
 
 def test_pectoral_removal_quality_bar_reached_today(ddsm_results):
-    """Today: mean 0.903 (tune 0.901, held-out 0.908); the issue's per-film floor is not met
-    yet (see the strict xfail below)."""
+    """Today: mean 0.924 (tune 0.922, held-out 0.927; 0.903 before the skin-line step); the
+    issue's per-film floor is missed by one film (see the strict xfail below)."""
     mean = float(np.mean([r["no_pec"] for r in ddsm_results]))
-    assert mean >= 0.90, f"no-pec mean IoU {mean:.3f}\n{_summary(ddsm_results, 'no_pec')}"
-    assert min(r["no_pec"] for r in ddsm_results) >= 0.60
+    assert mean >= 0.92, f"no-pec mean IoU {mean:.3f}\n{_summary(ddsm_results, 'no_pec')}"
+    assert min(r["no_pec"] for r in ddsm_results) >= 0.79
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 target not met yet: pectoral-removed mean 0.903 but 3 films < 0.80 "
-                   "(D_4555 0.796 and D_4588 0.754: their breast masks take in the film's halo; A_0589 "
-                   "0.796: its crowded grey-level curve takes the smaller step into the halo)")
+@pytest.mark.xfail(strict=True, reason="issue 9 target not met yet: pectoral-removed mean 0.924 but held-out "
+                   "D_4588 at 0.7998 < 0.80 (its annotated skin line lies far up a long soft ramp; the skin "
+                   "step chosen on the tune split, 2.0, leaves it there; 2.5 would lift it, chosen on it)")
 def test_pectoral_removal_issue_target(ddsm_results):
     mean = float(np.mean([r["no_pec"] for r in ddsm_results]))
     assert mean >= 0.90 and min(r["no_pec"] for r in ddsm_results) >= 0.80
@@ -58,7 +60,7 @@ def test_pectoral_search_raises_no_runtime_warning(shared_data):
     if not path.exists():
         pytest.skip(f"DDSM film not found: {path}")
     small, _ = downsample(cv2.imread(str(path), cv2.IMREAD_GRAYSCALE))
-    mask = _mask_small(small).astype(bool)
+    mask = _mask_small(small).extent.astype(bool)
     mask[:, 60:] = False
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
@@ -80,9 +82,36 @@ def test_pectoral_removal_leaves_the_crop_of_the_whole_breast(shared_data):
     whole, removed = segment(img, view="MLO"), segment(img, view="MLO", remove_pectoral_muscle=True)
     assert removed.box() == whole.box() and removed.tissue_fraction == whole.tissue_fraction
     assert removed.small_mask.sum() < 0.85 * whole.small_mask.sum()  # the muscle is out of the mask
-    assert np.array_equal(removed.breast_small, whole.small_mask)
+    assert np.array_equal(removed.breast_small, whole.breast_small)
     assert lab is not None, path
     # what is taken out is muscle
     muscle = cv2.resize((lab == 255).astype(np.uint8), removed.small_mask.shape[::-1], interpolation=cv2.INTER_NEAREST)
     taken = whole.small_mask.astype(bool) & ~removed.small_mask.astype(bool)
     assert (muscle[taken] > 0).mean() > 0.8
+
+
+def test_the_tissue_mask_stops_at_the_annotated_skin_line_and_the_box_at_the_ramps_foot(shared_data):
+    """D_4555 (held out) has a long soft edge: the annotators' skin line lies 20-30 px up the
+    ramp from where the breast meets the air. The tissue mask follows them; the box (and
+    the crop) still reach the ramp's foot, and the tissue mask lies inside the breast's
+    extent."""
+    import cv2
+
+    from mammodino.data.cache_geometry import mask_iou
+    from mammodino.tissue.segmentation import breast_box, segment
+
+    path = shared_data / "ddsm_tissue" / "train_valid" / "fgt_seg" / "D_4555_1.RIGHT_MLO.png"
+    if not path.exists():
+        pytest.skip(f"DDSM film not found: {path}")
+    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    lab = cv2.imread(str(path.parent.parent / "fgt_seg_labels" / path.name.replace(".png", "_LI.png")), cv2.IMREAD_GRAYSCALE)
+    seg = segment(img, view="MLO")
+    assert seg.extent is not None
+    assert not (seg.small_mask.astype(bool) & ~seg.extent.astype(bool)).any()
+    assert seg.box() == seg._to_source(breast_box(seg.extent))
+    size = (img.shape[1], img.shape[0])
+    tissue = seg.full_mask().astype(bool)
+    extent = seg.mask_for_region((0, 0, *size), size, whole_breast=True).astype(bool)
+    truth = lab != 64
+    assert mask_iou(tissue, truth) >= 0.90 and mask_iou(tissue, truth) >= mask_iou(extent, truth) + 0.05
+    assert (truth & extent & ~tissue).sum() < 0.01 * truth.sum()  # what the cut took was ramp, not breast

@@ -79,5 +79,5 @@ def prepare_image(image: MammoImage, long_side: int, margin: float, view: str | 
         for z in range(pixels.shape[0]):
             out[z] = crop_resize(pixels[z], region, size, flipped)
     mask = seg.mask_for_region(region, size, flip=flipped)
-    breast = mask if seg.with_muscle is None else seg.mask_for_region(region, size, flip=flipped, whole_breast=True)
+    breast = mask if seg.extent is None else seg.mask_for_region(region, size, flip=flipped, whole_breast=True)
     return PreparedImage(out, mask, seg, region, flipped, (int(H), int(W)), breast)
