@@ -131,7 +131,8 @@ def dress_ddsm(root: Path, dst: Path, seed: int, scale: float = 1.0) -> Path:
     """Real DDSM breasts as CBIS-DDSM-style film DICOMs (see the module docstring), with
     labels.csv, truth masks and each film's clean-film box mapped onto the dressed grid."""
     from mammodino.synth import dicom_writer as dw
-    from mammodino.synth.generate import FILM_BITS, _box_text, _mask_box, _write_mask_png
+    from mammodino.data.qc import box_text
+    from mammodino.synth.generate import FILM_BITS, _mask_box, _write_mask_png
     from mammodino.synth.markers import dress_as_film
     from mammodino.tissue.segmentation import segment
 
@@ -156,10 +157,10 @@ def dress_ddsm(root: Path, dst: Path, seed: int, scale: float = 1.0) -> Path:
         _write_mask_png(dst / ".truth" / f"{image_id}-tissue.png", tissue)
         _write_mask_png(dst / ".truth" / f"{image_id}-gland.png", gland)
         rows.append({"image_id": image_id, "path": f"films/{image_id}.dcm", "laterality": side, "view": "MLO",
-                     "source": name, "breast_box": _box_text(_mask_box(breast)),
+                     "source": name, "breast_box": box_text(_mask_box(breast)),
                      "breast_mask": f".truth/{image_id}.png", "tissue_mask": f".truth/{image_id}-tissue.png",
                      "gland_mask": f".truth/{image_id}-gland.png",
-                     "lesion_box": "", "clean_box": _box_text(dressed.box(clean))})
+                     "lesion_box": "", "clean_box": box_text(dressed.box(clean))})
     with (dst / "labels.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -184,7 +185,8 @@ def to_png8(src: Path, dst: Path, side: int = 1024, jpeg: bool = False, align: s
     centred (MIAS) or against the square's left or right side (mini-MIAS)."""
     import pydicom
 
-    from mammodino.synth.generate import _box_text, _mask_box
+    from mammodino.data.qc import box_text
+    from mammodino.synth.generate import _mask_box
     from mammodino.synth.markers import PaddedSquare
 
     rows = list(csv.DictReader((src / "labels.csv").open(newline="")))
@@ -205,10 +207,10 @@ def to_png8(src: Path, dst: Path, side: int = 1024, jpeg: bool = False, align: s
                 cv2.imwrite(str(dst / ".truth" / f"{name}{suffix}.png"), part.astype(np.uint8) * 255)
                 moved[key] = f".truth/{name}{suffix}.png"
                 if key == "breast_mask":
-                    moved["breast_box"] = _box_text(_mask_box(part))
+                    moved["breast_box"] = box_text(_mask_box(part))
         for key in ("lesion_box", "clean_box"):
             if r.get(key):
-                moved[key] = _box_text(square.box([float(v) for v in r[key].split()]))
+                moved[key] = box_text(square.box([float(v) for v in r[key].split()]))
         out.append({**r, **moved})
     with (dst / "labels.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(out[0]))
