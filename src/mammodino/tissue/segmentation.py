@@ -34,7 +34,7 @@ borders, scanner strips, burned-in labels and tape. The recipe here:
    scatter leaves outside the skin) are thereby not counted as breast.
 6. Rows at the top/bottom narrower than 20% of the widest row (a thin skin fold) are cut.
    The axillary part of an MLO view is kept: upper-outer-quadrant lesions project there.
-7. Two masks: the breast's *extent* (the mask of steps 3-6, out to the foot of the skin
+7. Two masks: the breast's *extent* (the mask of steps 1-6, out to the foot of the skin
    ramp) gives the box, the tissue fraction, the side and what QC judges; the *tissue
    mask* (what the sampler draws crops and masks from, what the cache stores) stops at the
    skin line as annotators draw it, higher up a long soft ramp: the part of the extent
@@ -287,7 +287,7 @@ def _within_skin_line(blurred: np.ndarray, mask: np.ndarray, levels: Levels) -> 
     breast thins out to the skin, so that the box and the crop keep the faint periphery
     (on a darker digitiser curve, the whole periphery). The DDSM annotators draw the skin
     line higher up that ramp, 20-30 px inside ours on films with a long soft edge; the
-    sampler's tissue mask follows them (DDSM breast IoU 0.936 -> 0.95, docs/ingest.md).
+    sampler's tissue mask follows them (DDSM breast IoU 0.936 -> 0.954, docs/ingest.md).
     A cut that would take more than 1 - MIN_SKIN_SHARE of the breast (a fatty breast whose
     fat lies near the threshold) is not a skin ramp: the mask stays whole."""
     level = levels.background + SKIN_STEP * (levels.threshold - levels.background)
@@ -298,14 +298,15 @@ def _within_skin_line(blurred: np.ndarray, mask: np.ndarray, levels: Levels) -> 
 
 
 def _with_dim_periphery(small: np.ndarray, blurred: np.ndarray, inside: np.ndarray, mask: np.ndarray,
-                        levels: Levels) -> tuple[np.ndarray, "Levels"]:
+                        levels: Levels) -> tuple[np.ndarray, Levels]:
     """The mask thresholded again with the smaller step of a crowded transfer curve
     (:mod:`mammodino.tissue.transfer_curve`), kept when it is the same breast, only wider:
     it holds >= 90 % of the first mask, is no picture rectangle (a breast filling the film
     would otherwise send the film's own-air pass into the fat) and adds a periphery (at least
     MIN_PERIPHERY_GAIN of the area). Phantoms with bright dense spots on fat have a low
     median too (12 of 80 demo phantoms below 0.40) but a sharp skin line: there the second
-    mask only moved a few edge pixels, a change of the training data with no gain."""
+    mask only moved a few edge pixels, a change of the training data with no gain.
+    Returns the mask and the levels it was thresholded at (the skin line is placed from them)."""
     kept = (mask, levels)
     share = tissue_median_share(blurred[mask.astype(bool) & inside], levels.background)
     step = crowded_step(share, BACKGROUND_STEP)
