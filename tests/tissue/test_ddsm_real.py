@@ -116,3 +116,13 @@ def test_the_tissue_mask_stops_at_the_annotated_skin_line_and_the_box_at_the_ram
     truth = lab != 64
     assert mask_iou(tissue, truth) >= 0.90 and mask_iou(tissue, truth) >= mask_iou(extent, truth) + 0.05
     assert (truth & extent & ~tissue).sum() < 0.01 * truth.sum()  # what the cut took was ramp, not breast
+
+
+def test_the_tissue_mask_agrees_with_the_annotators_better_than_the_extent(ddsm_results):
+    """The extent (what the box is of) keeps the foot of the skin ramp and scores 0.936; the
+    tissue mask, cut at the skin line, 0.954 on all 66 and better on both splits."""
+    for held in (False, True):
+        rows = [r for r in ddsm_results if r["held"] == held]
+        extent = float(np.mean([r["extent"] for r in rows]))
+        tissue = float(np.mean([r["breast"] for r in rows]))
+        assert extent >= 0.93 and tissue >= extent + 0.01, (held, extent, tissue)
