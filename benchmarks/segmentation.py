@@ -80,8 +80,7 @@ def run_ddsm(root: Path) -> list[dict]:
         seg = segment(img, view="MLO")
         m = seg.full_mask()
         dt = time.perf_counter() - t
-        size = (img.shape[1], img.shape[0])
-        extent = seg.mask_for_region((0, 0, *size), size, whole_breast=True)  # what the box is of
+        extent = seg.full_mask(whole_breast=True)  # what the box is of
         mp = segment(img, view="MLO", remove_pectoral_muscle=True).full_mask()
         rows.append({"name": name, "held": held, "otsu": mask_iou(plain_otsu(img), breast),
                      "breast": mask_iou(m, breast), "extent": mask_iou(extent, breast), "no_pec": mask_iou(mp, no_pec),

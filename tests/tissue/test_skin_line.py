@@ -23,7 +23,7 @@ def test_the_tissue_mask_stops_up_the_ramp_and_the_box_reaches_its_foot():
     img, inside = _ramped_breast()
     seg = S.segment(img)
     assert seg.extent is not None
-    extent = seg.mask_for_region((0, 0, img.shape[1], img.shape[0]), img.shape[::-1], whole_breast=True).astype(bool)
+    extent = seg.full_mask(whole_breast=True).astype(bool)
     tissue = seg.full_mask().astype(bool)
     assert not (tissue & ~extent).any()
     # the extent's outline lies near the ramp's foot, the tissue mask's further up the ramp

@@ -163,9 +163,10 @@ class Segmentation:
         mask = (warped >= 0.5).astype(np.uint8)
         return mask[:, ::-1].copy() if flip else mask
 
-    def full_mask(self) -> np.ndarray:
+    def full_mask(self, whole_breast: bool = False) -> np.ndarray:
+        """The tissue mask (``whole_breast``: the extent) at the source image's resolution."""
         H, W = self.source_shape
-        return self.mask_for_region((0, 0, W, H), (W, H))
+        return self.mask_for_region((0, 0, W, H), (W, H), whole_breast=whole_breast)
 
 
 def downsample(img2d: np.ndarray, long_side: int = SEG_LONG_SIDE) -> tuple[np.ndarray, float]:
