@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from mammodino.tissue import orientation
-from mammodino.tissue.deskew import upright
+from mammodino.tissue.deskew import Upright, upright
 
 BACKGROUND_LABEL = 64  # DDSM tissue labels: 64 background, 128 fat, 192 fibroglandular, 255 pectoral
 
@@ -158,13 +158,11 @@ def _tilted(degrees: float, bed: int, framed: bool, whole: bool = True) -> Varia
     def apply(img, lab):
         if framed:
             img, lab = _bright_frame(img, lab)
-        if whole:  # the canvas the segmentation turns back on
-            turn = upright(img.shape, -degrees)
-            return turn.onto(img, bed), turn.onto(lab, BACKGROUND_LABEL, nearest=True)
-        h, w = img.shape
-        m = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), degrees, 1.0)
-        return (cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=bed),
-                cv2.warpAffine(lab, m, (w, h), flags=cv2.INTER_NEAREST, borderValue=BACKGROUND_LABEL))
+        turn = upright(img.shape, -degrees)  # whole: the canvas the segmentation turns back on
+        if not whole:  # the same turn about the centre, onto the film's own size
+            h, w = img.shape
+            turn = Upright(cv2.getRotationMatrix2D((w / 2.0, h / 2.0), degrees, 1.0), (w, h), (h, w))
+        return turn.onto(img, bed), turn.onto(lab, BACKGROUND_LABEL, nearest=True)
     return apply
 
 
