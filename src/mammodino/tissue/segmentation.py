@@ -82,7 +82,7 @@ FOG_SPAN = 0.5  # a fog trend spanning more than this x the threshold step is ta
 FOG_MARGIN = 8  # air for the fog fit: this many pixels (at 512) away from the first mask
 MIN_PERIPHERY_GAIN = 0.02  # a crowded-curve mask must add this share of the area to replace the first
 UPRIGHT_SOFT_EDGE = 2  # a scan turned upright: its film edge is blurred over this many lines by the resampling
-SKIN_STEP = 2.0  # the skin line (tissue mask) lies this x the breast threshold's step above the air
+SKIN_STEP = 2.2  # the skin line (tissue mask) lies this x the breast threshold's step above the air
 MIN_SKIN_SHARE = 0.85  # ... unless that cut would take more than 15 % of the breast
 PICTURE_FILL = 0.95  # a mask filling this share of its bounding box is a film picture, not a breast
 
