@@ -177,12 +177,29 @@ def _inside(point, box) -> bool:
     return box[0] <= point[0] <= box[2] and box[1] <= point[1] <= box[3]
 
 
-def to_png8(src: Path, dst: Path, side: int = 1024, jpeg: bool = False, align: str = "centre") -> Path:
+def black_point(px: np.ndarray, breast: np.ndarray) -> np.ndarray:
+    """The film digitised with its black point at its air (MIAS): grey levels up to the air's
+    90th percentile become 0, the frame's own black, the rest is stretched back to full
+    scale. The air: pixels outside the breast (dilated by 2 %) darker than the breast's 10th
+    percentile (not the film's bright borders or labels). The film's air then meets the
+    frame at one grey level on most lines, as on the MIAS films (mdb001: its air 0 but for
+    the bottom rows) while the breast keeps its dim periphery."""
+    r = max(1, round(0.02 * max(px.shape)))
+    near = cv2.dilate(breast.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    floor = float(np.percentile(px[breast], 10)) if breast.any() else 1.0
+    air = px[(near == 0) & (px < floor)]
+    black = float(np.percentile(air, 90)) if air.size else 0.0
+    return np.clip((px - black) / max(1e-6, 1.0 - black), 0.0, 1.0)
+
+
+def to_png8(src: Path, dst: Path, side: int = 1024, jpeg: bool = False, align: str = "centre",
+            clip_air: bool = False) -> Path:
     """The film set as 8-bit 1024 x 1024 PNGs (film scaled to the long side, centred on black),
     with labels.csv, breast boxes and truth masks mapped onto the new grid. ``jpeg``: JPEG at
     quality 90 instead (how web copies of such sets ship): the black frame is then no
     longer one grey level, JPEG ringing runs along the film's edge. ``align``: the film
-    centred (MIAS) or against the square's left or right side (mini-MIAS)."""
+    centred (MIAS) or against the square's left or right side (mini-MIAS). ``clip_air``: the
+    film's air digitised to the frame's black (:func:`black_point`)."""
     import pydicom
 
     from mammodino.data.qc import box_text
@@ -196,6 +213,8 @@ def to_png8(src: Path, dst: Path, side: int = 1024, jpeg: bool = False, align: s
     for r in rows:
         ds = pydicom.dcmread(src / r["path"])
         px = ds.pixel_array.astype(np.float64) / float(2 ** int(ds.BitsStored) - 1)
+        if clip_air:
+            px = black_point(px, cv2.imread(str(src / r["breast_mask"]), cv2.IMREAD_GRAYSCALE) > 0)
         square = PaddedSquare.fit(px.shape, side, align)
         name = Path(r["path"]).stem
         image_name = f"{name}.jpg" if jpeg else f"{name}.png"
@@ -231,6 +250,8 @@ def main(argv=None) -> int:
     ap.add_argument("--jpeg", action="store_true", help="with --png8: JPEG (quality 90) copies instead of PNG")
     ap.add_argument("--align", choices=("centre", "left", "right"), default="centre",
                     help="with --png8: the film centred on its square or against one side")
+    ap.add_argument("--clip-air", action="store_true",
+                    help="with --png8: the film's air digitised to the frame's black, as on MIAS")
     ap.add_argument("--tilt", type=float, default=0.0, help="films laid crooked on the scanner, 1 to TILT degrees")
     ap.add_argument("--ddsm", type=Path, help="dress the real DDSM films of this ddsm_tissue folder instead of phantoms")
     ap.add_argument("--scale", type=float, default=1.0, help="with --ddsm: resize the 960x480 films by this factor first")
@@ -256,7 +277,9 @@ def main(argv=None) -> int:
     if args.png8:
         kind = "jpeg8" if args.jpeg else "png8"
         kind += "" if args.align == "centre" else f"-{args.align}"
-        src, cache = to_png8(src, work / f"{kind}-{src.name}", jpeg=args.jpeg, align=args.align), \
+        kind += "-black" if args.clip_air else ""
+        src, cache = to_png8(src, work / f"{kind}-{src.name}", jpeg=args.jpeg, align=args.align,
+                             clip_air=args.clip_air), \
             cache.with_name(f"{cache.name}-{kind}")
     t1 = time.perf_counter()
     if (cache / "manifest.csv").exists():
@@ -271,7 +294,7 @@ def main(argv=None) -> int:
     what = f"--ddsm {args.ddsm} --scale {args.scale:g}" if args.ddsm else f"--n {args.n} --size {args.size}"
     print(f"command: python benchmarks/film_qc.py {what} --seed {args.seed} "
           f"--workers {args.workers}{' --png8' if args.png8 else ''}{' --jpeg' if args.jpeg else ''}"
-          f"{f' --align {args.align}' if args.align != 'centre' else ''}")
+          f"{f' --align {args.align}' if args.align != 'centre' else ''}{' --clip-air' if args.clip_air else ''}")
     print(f"{len(results)} films {'DDSM dressed' if args.ddsm else args.size}: make {t1 - t0:.1f} s, index {t2 - t1:.1f} s "
           f"({summary['ok']} ok, {summary['skipped']} skipped)")
     counts = qc.count_by_reason([{"status": "ok", **r} for r in results])

@@ -8,13 +8,16 @@ cached breast mask, so the same function judges a row as ``index`` writes it and
 an older cache that has no ``qc`` column (``mammodino qc`` does that on the fly).
 
 The box is the bounding box of the segmentation mask, so a box edge on an image edge means
-the mask touches that edge. Reasons are fixed phrases and numbers: never a name or an id.
+the mask touches that edge; the mask (cached: chest wall on the left; or the source's) says
+how far along it. Reasons are fixed phrases and numbers: never a name or an id.
 
 Checks (thresholds are module constants; see README "Quality control"):
 
 - ``strip``: the box is a thin band (height < 25 % of the image, width < 12 %, or an aspect
   ratio beyond 1:5) - a film edge or scanner strip taken for the breast;
-- ``whole image``: the box covers >= 97 % of both sides - a bright film border taken for it;
+- ``whole image``: the box covers >= 97 % of both sides - a bright film border taken for it
+  (with the mask: not when the mask runs along one side edge, EDGE_RUN, and meets the other
+  at a point - a breast cropped tight, chest wall on one side, nipple at the other);
 - ``tissue fraction``: outside 4-90 % of the image;
 - ``laterality``: the breast leans on the side opposite its laterality tag or label
   (a left breast is displayed with its chest wall on the left);
@@ -49,6 +52,11 @@ MAX_BORDERS = 2
 MIN_SOLIDITY = 0.80
 MIN_BODY_BOX_IOU = 0.90  # box of the opened mask vs box of the mask (real breasts here: >= 0.94)
 CHEST_WALL_GAP = 0.15  # box gap to the chest-wall edge / image width
+# with the mask: the mask runs along an image edge when it covers this share of it. 30 MIAS
+# films cropped tight to the breast (14 were "whole image" suspects, every box right): the
+# chest wall 0.36-1.0, the nipple side 0-0.15 (a point); a film border taken runs along a
+# whole side; a DDSM film laid crooked in a square meets the sides at its corners (<= 0.04)
+EDGE_RUN = 0.25
 
 # the check names, in the order reasons are written (also the summary's groups)
 CHECKS = ("strip", "whole image", "tissue fraction", "laterality", "borders", "shape", "tail", "chest wall")
@@ -110,6 +118,10 @@ def findings(row: dict, mask: np.ndarray | None = None) -> list[tuple[str, str]]
             box = (max(0, box[0] - px0), max(0, box[1] - py0), min(px1, box[2]) - px0, min(py1, box[3]) - py0)
             box = box if box[2] > box[0] and box[3] > box[1] else None
         H, W = py1 - py0, px1 - px0
+    # how far the mask runs along each image edge (top, bottom, one side, the other), when its
+    # grid ends at the image's edges (no padding frame; the cached region reaches every
+    # edge the box touches)
+    runs = edge_runs(mask) if mask is not None and picture is None and np.asarray(mask).any() else None
     if box is not None and H > 0 and W > 0:
         x0, y0, x1, y1 = box
         bw, bh = x1 - x0, y1 - y0
@@ -117,7 +129,11 @@ def findings(row: dict, mask: np.ndarray | None = None) -> list[tuple[str, str]]
         aspect = max(bw, bh) / max(1, min(bw, bh))
         if fh < STRIP_MIN_HEIGHT or fw < STRIP_MIN_WIDTH or aspect > STRIP_MAX_ASPECT:
             out.append(("strip", f"box is a strip ({100 * fw:.0f}% x {100 * fh:.0f}% of the image)"))
-        if fw >= WHOLE_IMAGE and fh >= WHOLE_IMAGE:
+        # a breast cropped tight fills the box too, but runs along its chest-wall edge and
+        # meets its nipple side at a point; a film border taken runs along both sides, a
+        # film laid crooked in its scan along neither
+        tight_crop = runs is not None and max(runs[2], runs[3]) >= EDGE_RUN > min(runs[2], runs[3])
+        if fw >= WHOLE_IMAGE and fh >= WHOLE_IMAGE and not tight_crop:
             out.append(("whole image", f"box covers nearly the whole image ({100 * fw:.0f}% x {100 * fh:.0f}%)"))
     if tf is not None and not TISSUE_RANGE[0] <= tf <= TISSUE_RANGE[1]:
         out.append(("tissue fraction", f"implausible tissue fraction {tf:.3f}"))
@@ -148,6 +164,12 @@ def findings(row: dict, mask: np.ndarray | None = None) -> list[tuple[str, str]]
         if body < MIN_BODY_BOX_IOU:
             out.append(("tail", f"thin tail of the mask stretches the box (body box IoU {body:.2f})"))
     return out
+
+
+def edge_runs(mask: np.ndarray) -> tuple[float, float, float, float]:
+    """Share of the top, bottom, left and right edge of the mask's grid that the mask covers."""
+    m = np.asarray(mask) > 0
+    return float(m[0].mean()), float(m[-1].mean()), float(m[:, 0].mean()), float(m[:, -1].mean())
 
 
 def body_box_iou(mask: np.ndarray) -> float:
