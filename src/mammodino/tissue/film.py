@@ -188,6 +188,22 @@ def _saturated_and_flat(blurred: np.ndarray, size: int) -> np.ndarray:
     return (blurred >= top - SATURATED * span) & (local_std(blurred, size) < FLAT_STD * span)
 
 
+def air_framed_box(small: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(x0, y0, x1, y1) of a film on a constant frame whose own air has the frame's grey on
+    some sides (MIAS: a film centred on black, its air digitised to 0 as well), so that
+    :func:`padding_box` finds no frame: the frame is peeled where the breast meets the film's
+    straight, filled edge, and the air sides go back to the image's edge. None when no side
+    is such an edge (clipped air around a detector breast meets every framed side with the
+    breast's curved tip). A box to judge the film by (QC's chest-wall gap, the side), not to
+    segment in: segmented inside it, the film's edge became the picture's edge, where the
+    opening no longer cut a bright bottom border from the breast (docs/qc.md)."""
+    for rule in (_all_within_tolerance, _within_jpeg_ringing):
+        box = _framed_picture(small, rule, give_back_air=True)
+        if box is not None:
+            return box
+    return None
+
+
 def padding_box(small: np.ndarray, soft_edge: int = 0) -> tuple[int, int, int, int]:
     """(x0, y0, x1, y1) of the picture inside a constant frame: collections of scanned film
     (MIAS and its kin) centre each film on a black (or white) square, so the film's bright
@@ -216,9 +232,11 @@ def _within_jpeg_ringing(line: np.ndarray, value: float) -> bool:
     return bool(dev.max() <= PAD_RING_MAX) and float(np.mean(dev <= PAD_TOL)) >= PAD_LINE_SHARE
 
 
-def _framed_picture(small: np.ndarray, frame_line, soft_edge: int = 0) -> tuple[int, int, int, int] | None:
+def _framed_picture(small: np.ndarray, frame_line, soft_edge: int = 0,
+                    give_back_air: bool = False) -> tuple[int, int, int, int] | None:
     """The picture box found by peeling lines that ``frame_line`` accepts from the edges,
-    or None when there is no frame or the picture beside it is not a straight edge."""
+    or None when there is no frame or the picture beside it is not a straight edge.
+    ``give_back_air``: only the box of :func:`air_framed_box` (None when no side is air)."""
     h, w = small.shape
     corner = {float(v) for v in (small[0, 0], small[0, -1], small[-1, 0], small[-1, -1])}
     x0, y0, x1, y1 = 0, 0, w, h
@@ -245,6 +263,8 @@ def _framed_picture(small: np.ndarray, frame_line, soft_edge: int = 0) -> tuple[
         return None
     box = (x0, y0, x1, y1)
     if max(x0, y0, w - x1, h - y1) <= EDGE_SKIP:
+        if give_back_air:
+            return None
         # only a few constant lines at the edges (a scanner's strips on an unpadded scan):
         # no strip skipped, no side given back, judged against every corner's grey as
         # before; judged against each side's own, a 600 x 360 film phantom was framed on its
@@ -260,6 +280,18 @@ def _framed_picture(small: np.ndarray, frame_line, soft_edge: int = 0) -> tuple[
     # bottom border constant on one row, lost its frame: 1 of 66 dressed DDSM squares)
     depth = {"left": box[0], "top": box[1], "right": w - box[2], "bottom": h - box[3]}
     given_back = [side for side, (filled, _) in shares.items() if filled < PAD_EDGE_FILLED and depth[side] <= EDGE_SKIP]
+    if give_back_air:
+        # the air sides: deep, their first picture lines still air; the film's edge: filled
+        # and straight within its first PAD_EDGE_LINES lines (resampled to the 512 grid, its
+        # first line is part frame)
+        air = [side for side, (filled, _) in shares.items() if filled < PAD_EDGE_FILLED and side not in given_back]
+        if not air or not any(filled >= PAD_STRAIGHT for filled, _ in shares.values()):
+            return None
+        given_back += air
+        box = (0 if "left" in given_back else box[0], 0 if "top" in given_back else box[1],
+               w if "right" in given_back else box[2], h if "bottom" in given_back else box[3])
+        shares = _edge_shares(small, box, peeled, corner, soft_edge)
+        return box if shares and all(filled >= PAD_EDGE_FILLED for filled, _ in shares.values()) else None
     if given_back:
         box = (0 if "left" in given_back else box[0], 0 if "top" in given_back else box[1],
                w if "right" in given_back else box[2], h if "bottom" in given_back else box[3])

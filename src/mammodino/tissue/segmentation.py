@@ -62,7 +62,7 @@ from scipy import ndimage as ndi
 from mammodino.errors import SkipFile
 from mammodino.pixels import to_unit_float
 from mammodino.tissue.deskew import scan_tilt, upright
-from mammodino.tissue.film import film_borders, label_blobs, padding_box
+from mammodino.tissue.film import air_framed_box, film_borders, label_blobs, padding_box
 from mammodino.tissue.fog import fog_trend
 from mammodino.tissue.orientation import chest_wall_on_left
 from mammodino.tissue.pectoral import pectoral_mask
@@ -210,7 +210,7 @@ def segment(img2d: np.ndarray, view: str | None = None, remove_pectoral_muscle: 
         tissue = remove_pectoral(picture, mask, tissue)
     tissue_small = _paste(tissue, work.shape, framed, (x0, y0))
     breast_small = None if tissue is mask else _paste(mask, work.shape, framed, (x0, y0))
-    picture = (x0, y0, x1, y1) if framed else None
+    picture = (x0, y0, x1, y1) if framed else air_framed_box(work)  # judged by, not segmented in
     if turn is not None:  # back onto the scan's own grid (a frame: the box around the turned picture)
         tissue_small = turn.back(tissue_small)
         breast_small = None if breast_small is None else turn.back(breast_small)
