@@ -287,16 +287,19 @@ def _framed_picture(small: np.ndarray, frame_line, soft_edge: int = 0,
         air = [side for side, (filled, _) in shares.items() if filled < PAD_EDGE_FILLED and side not in given_back]
         if not air or not any(filled >= PAD_STRAIGHT for filled, _ in shares.values()):
             return None
-        given_back += air
-        box = (0 if "left" in given_back else box[0], 0 if "top" in given_back else box[1],
-               w if "right" in given_back else box[2], h if "bottom" in given_back else box[3])
+        box = _given_back(box, given_back + air, w, h)
         shares = _edge_shares(small, box, peeled, corner, soft_edge)
         return box if shares and all(filled >= PAD_EDGE_FILLED for filled, _ in shares.values()) else None
     if given_back:
-        box = (0 if "left" in given_back else box[0], 0 if "top" in given_back else box[1],
-               w if "right" in given_back else box[2], h if "bottom" in given_back else box[3])
+        box = _given_back(box, given_back, w, h)
         shares = _edge_shares(small, box, peeled, corner, soft_edge)
     return _framed_if_straight(box, shares)
+
+
+def _given_back(box, sides, w: int, h: int) -> tuple[int, int, int, int]:
+    """``box`` with the named sides moved back out to the image's edges."""
+    return (0 if "left" in sides else box[0], 0 if "top" in sides else box[1],
+            w if "right" in sides else box[2], h if "bottom" in sides else box[3])
 
 
 def _framed_if_straight(box, shares: dict[str, tuple[float, float]]) -> tuple[int, int, int, int] | None:

@@ -12,7 +12,10 @@ borders, scanner strips, burned-in labels and tape. The recipe here:
    back at the end.
 2. Film borders (:mod:`mammodino.tissue.film`): bright, flat lines running along a whole
    image side, and bright flat strips hugging one side, are set to the background level,
-   so neither the histogram nor the largest component sees them.
+   so neither the histogram nor the largest component sees them. (A film whose air has the
+   frame's grey on some sides, MIAS, is segmented on the whole square; the frame found where
+   the breast meets the film's edge, :func:`~mammodino.tissue.film.air_framed_box`, is only
+   what QC and the side judge it in.)
 3. Otsu gives a coarse split; the background level is the most frequent grey level of the
    dark class, or a darker sizeable mode beyond a deep valley (a fatty breast filling the
    film outnumbers the air); a generous threshold 10% of the way from the background level to Otsu (at
@@ -94,7 +97,7 @@ class Segmentation:
     small_mask: np.ndarray  # uint8 (h, w), 1 = breast tissue within the skin line (the pectoral muscle out, if removed)
     scale: float  # small = source * scale
     source_shape: tuple[int, int]  # (H, W) of the source image
-    picture: tuple[int, int, int, int] | None = None  # small-grid box inside a padding frame, if any
+    picture: tuple[int, int, int, int] | None = None  # small-grid box of the film inside a padding frame, if any
     extent: np.ndarray | None = None  # the whole breast (muscle and skin ramp in), when it differs from small_mask
 
     @property
