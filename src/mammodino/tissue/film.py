@@ -16,6 +16,8 @@ the skin, and it touches at most the chest-wall side over most of its length.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import cv2
 import numpy as np
 
@@ -188,20 +190,30 @@ def _saturated_and_flat(blurred: np.ndarray, size: int) -> np.ndarray:
     return (blurred >= top - SATURATED * span) & (local_std(blurred, size) < FLAT_STD * span)
 
 
-def air_framed_box(small: np.ndarray) -> tuple[int, int, int, int] | None:
-    """(x0, y0, x1, y1) of a film on a constant frame whose own air has the frame's grey on
-    some sides (MIAS: a film centred on black, its air digitised to 0 as well), so that
-    :func:`padding_box` finds no frame: the frame is peeled where the breast meets the film's
-    straight, filled edge, and the air sides go back to the image's edge. None when no side
-    is such an edge (clipped air around a detector breast meets every framed side with the
-    breast's curved tip). A box to judge the film by (QC's chest-wall gap, the side), not to
+class Frame(NamedTuple):
+    """What one walk round the image's edges found."""
+    picture: tuple[int, int, int, int] | None  # the film inside a constant frame: segmented in and judged by
+    air_framed: tuple[int, int, int, int] | None  # no such picture, but a film whose air has the frame's grey
+    # on some sides (MIAS): judged by only (QC's chest-wall gap, the side), see :func:`find_frame`
+
+
+def find_frame(small: np.ndarray, soft_edge: int = 0) -> Frame:
+    """The padding frame of a film centred on a constant square, in one walk per rule (exact
+    grey, then JPEG ringing): the picture of :func:`padding_box` and, where there is none, the
+    *air-framed* box of a film whose own air has the frame's grey on some sides (MIAS: a film
+    centred on black, its air digitised to 0 as well): the frame is peeled where the breast
+    meets the film's straight, filled edge, and the air sides go back to the image's edge. No
+    air-framed box when no side is such an edge (clipped air around a detector breast meets
+    every framed side with the breast's curved tip). It is a box to judge the film by, not to
     segment in: segmented inside it, the film's edge became the picture's edge, where the
     opening no longer cut a bright bottom border from the breast (docs/qc.md)."""
+    air = None
     for rule in (_all_within_tolerance, _within_jpeg_ringing):
-        box = _framed_picture(small, rule, give_back_air=True)
-        if box is not None:
-            return box
-    return None
+        picture, air_box = _framed_picture(small, rule, soft_edge)
+        if picture is not None:
+            return Frame(picture, None)
+        air = air or air_box
+    return Frame(None, air)
 
 
 def padding_box(small: np.ndarray, soft_edge: int = 0) -> tuple[int, int, int, int]:
@@ -214,11 +226,8 @@ def padding_box(small: np.ndarray, soft_edge: int = 0) -> tuple[int, int, int, i
     detector images keep their whole field. The whole image when there is no frame.
     ``soft_edge``: the straight film edge may lie that many lines inside the frame (a scan
     turned upright by :mod:`mammodino.tissue.deskew` was resampled: its edge is blurred)."""
-    exact = _framed_picture(small, _all_within_tolerance, soft_edge)
-    if exact is not None:
-        return exact
-    ringing = _framed_picture(small, _within_jpeg_ringing, soft_edge)
-    return ringing if ringing is not None else (0, 0, small.shape[1], small.shape[0])
+    picture = find_frame(small, soft_edge).picture
+    return picture if picture is not None else (0, 0, small.shape[1], small.shape[0])
 
 
 def _all_within_tolerance(line: np.ndarray, value: float) -> bool:
@@ -232,11 +241,10 @@ def _within_jpeg_ringing(line: np.ndarray, value: float) -> bool:
     return bool(dev.max() <= PAD_RING_MAX) and float(np.mean(dev <= PAD_TOL)) >= PAD_LINE_SHARE
 
 
-def _framed_picture(small: np.ndarray, frame_line, soft_edge: int = 0,
-                    give_back_air: bool = False) -> tuple[int, int, int, int] | None:
-    """The picture box found by peeling lines that ``frame_line`` accepts from the edges,
-    or None when there is no frame or the picture beside it is not a straight edge.
-    ``give_back_air``: only the box of :func:`air_framed_box` (None when no side is air)."""
+def _framed_picture(small: np.ndarray, frame_line, soft_edge: int = 0):
+    """(picture, air-framed box) found by peeling lines that ``frame_line`` accepts from the
+    edges: the picture None when there is no frame or the picture beside it is not a straight
+    edge; the air-framed box (:func:`find_frame`) None when no framed side is air."""
     h, w = small.shape
     corner = {float(v) for v in (small[0, 0], small[0, -1], small[-1, 0], small[-1, -1])}
     x0, y0, x1, y1 = 0, 0, w, h
@@ -260,18 +268,16 @@ def _framed_picture(small: np.ndarray, frame_line, soft_edge: int = 0,
             if moved:
                 peeled[side].add(value)
     if (x0, y0, x1, y1) == (0, 0, w, h) or x1 - x0 < 2 or y1 - y0 < 2:
-        return None
+        return None, None
     box = (x0, y0, x1, y1)
     if max(x0, y0, w - x1, h - y1) <= EDGE_SKIP:
-        if give_back_air:
-            return None
         # only a few constant lines at the edges (a scanner's strips on an unpadded scan):
         # no strip skipped, no side given back, judged against every corner's grey as
         # before; judged against each side's own, a 600 x 360 film phantom was framed on its
         # strip and its bright border joined the breast (0.980 -> 0.922), and not framing
         # such strips at all cost more (a DDSM film dressed as DICOM kept only 0.878 of its
         # breast inside the box)
-        return _framed_if_straight(box, _edge_shares(small, box, {}, corner, soft_edge))
+        return _framed_if_straight(box, _edge_shares(small, box, {}, corner, soft_edge)), None
     box = _past_scanner_strips(small, box, peeled, corner)
     shares = _edge_shares(small, box, peeled, corner, soft_edge)
     # beside a padding frame, a side peeled by a few constant lines only, next to which the
@@ -280,20 +286,24 @@ def _framed_picture(small: np.ndarray, frame_line, soft_edge: int = 0,
     # bottom border constant on one row, lost its frame: 1 of 66 dressed DDSM squares)
     depth = {"left": box[0], "top": box[1], "right": w - box[2], "bottom": h - box[3]}
     given_back = [side for side, (filled, _) in shares.items() if filled < PAD_EDGE_FILLED and depth[side] <= EDGE_SKIP]
-    if give_back_air:
-        # the air sides: deep, their first picture lines still air; the film's edge: filled
-        # and straight within its first PAD_EDGE_LINES lines (resampled to the 512 grid, its
-        # first line is part frame)
-        air = [side for side, (filled, _) in shares.items() if filled < PAD_EDGE_FILLED and side not in given_back]
-        if not air or not any(filled >= PAD_STRAIGHT for filled, _ in shares.values()):
-            return None
-        box = _given_back(box, given_back + air, w, h)
-        shares = _edge_shares(small, box, peeled, corner, soft_edge)
-        return box if shares and all(filled >= PAD_EDGE_FILLED for filled, _ in shares.values()) else None
-    if given_back:
-        box = _given_back(box, given_back, w, h)
-        shares = _edge_shares(small, box, peeled, corner, soft_edge)
-    return _framed_if_straight(box, shares)
+    picture = _given_back(box, given_back, w, h) if given_back else box
+    picture = _framed_if_straight(picture, _edge_shares(small, picture, peeled, corner, soft_edge)
+                                  if given_back else shares)
+    return picture, (None if picture is not None else _air_framed(small, box, shares, given_back, peeled, corner))
+
+
+def _air_framed(small: np.ndarray, box, shares, given_back, peeled, corner) -> tuple[int, int, int, int] | None:
+    """The air-framed box of :func:`find_frame` from a walk's deep frame: the air sides (deep,
+    their first picture lines still air) given back when a framed side is the film's edge,
+    filled and straight within its first PAD_EDGE_LINES lines (resampled to the 512 grid, its
+    first line is part frame); then every side still framed must be filled."""
+    h, w = small.shape
+    air = [side for side, (filled, _) in shares.items() if filled < PAD_EDGE_FILLED and side not in given_back]
+    if not air or not any(filled >= PAD_STRAIGHT for filled, _ in shares.values()):
+        return None
+    box = _given_back(box, given_back + air, w, h)
+    shares = _edge_shares(small, box, peeled, corner)
+    return box if shares and all(filled >= PAD_EDGE_FILLED for filled, _ in shares.values()) else None
 
 
 def _given_back(box, sides, w: int, h: int) -> tuple[int, int, int, int]:

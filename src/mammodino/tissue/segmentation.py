@@ -14,7 +14,7 @@ borders, scanner strips, burned-in labels and tape. The recipe here:
    image side, and bright flat strips hugging one side, are set to the background level,
    so neither the histogram nor the largest component sees them. (A film whose air has the
    frame's grey on some sides, MIAS, is segmented on the whole square; the frame found where
-   the breast meets the film's edge, :func:`~mammodino.tissue.film.air_framed_box`, is only
+   the breast meets the film's edge, :func:`~mammodino.tissue.film.find_frame`, is only
    what QC and the side judge it in.)
 3. Otsu gives a coarse split; the background level is the most frequent grey level of the
    dark class, or a darker sizeable mode beyond a deep valley (a fatty breast filling the
@@ -65,7 +65,7 @@ from scipy import ndimage as ndi
 from mammodino.errors import SkipFile
 from mammodino.pixels import to_unit_float
 from mammodino.tissue.deskew import scan_tilt, upright
-from mammodino.tissue.film import air_framed_box, film_borders, label_blobs, padding_box
+from mammodino.tissue.film import film_borders, find_frame, label_blobs
 from mammodino.tissue.fog import fog_trend
 from mammodino.tissue.orientation import chest_wall_on_left
 from mammodino.tissue.pectoral import pectoral_mask
@@ -201,8 +201,9 @@ def segment(img2d: np.ndarray, view: str | None = None, remove_pectoral_muscle: 
     turn = upright(small.shape, tilt) if tilt is not None else None
     work = small if turn is None else turn.image(small)
     h, w = work.shape
-    x0, y0, x1, y1 = padding_box(work, 0 if turn is None else UPRIGHT_SOFT_EDGE)  # a film on a square: the film
-    framed = (x0, y0, x1, y1) != (0, 0, w, h) and min(y1 - y0, x1 - x0) >= MIN_SIDE // 4
+    frame = find_frame(work, 0 if turn is None else UPRIGHT_SOFT_EDGE)  # a film on a square: the film
+    x0, y0, x1, y1 = frame.picture if frame.picture is not None else (0, 0, w, h)
+    framed = frame.picture is not None and min(y1 - y0, x1 - x0) >= MIN_SIDE // 4
     picture = work[y0:y1, x0:x1] if framed else work
     found = _mask_small(picture)
     mask, tissue = found if found is not None else (np.zeros(picture.shape, dtype=np.uint8),) * 2
@@ -213,7 +214,7 @@ def segment(img2d: np.ndarray, view: str | None = None, remove_pectoral_muscle: 
         tissue = remove_pectoral(picture, mask, tissue)
     tissue_small = _paste(tissue, work.shape, framed, (x0, y0))
     breast_small = None if tissue is mask else _paste(mask, work.shape, framed, (x0, y0))
-    picture = (x0, y0, x1, y1) if framed else air_framed_box(work)  # judged by, not segmented in
+    picture = (x0, y0, x1, y1) if framed else frame.air_framed  # the latter judged by, not segmented in
     if turn is not None:  # back onto the scan's own grid (a frame: the box around the turned picture)
         tissue_small = turn.back(tissue_small)
         breast_small = None if breast_small is None else turn.back(breast_small)
