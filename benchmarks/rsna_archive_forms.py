@@ -79,8 +79,8 @@ def score(source, view, laterality: str, ref) -> dict:
     except SkipFile as exc:
         return {"iou": 0.0, "inverted": inverted, "qc": "skipped", "reason": exc.reason}
     x0, y0, x1, y1 = seg.box()
-    row = {"height": h, "width": w, "breast_box": f"{x0} {y0} {x1} {y1}", "tissue_fraction": seg.tissue_fraction,
-           "flipped": int(not seg.chest_wall_on_left()), "laterality": laterality, "laterality_source": "tag"}
+    row = {**qc.segmentation_fields(seg, not seg.chest_wall_on_left()), "laterality": laterality,
+           "laterality_source": "tag"}  # as `index` writes it, the picture box included
     verdict, reason = qc.check(row, seg.breast_small)
     return {"iou": box_iou((x0 / w, y0 / h, x1 / w, y1 / h), ref), "inverted": inverted, "qc": verdict, "reason": reason}
 

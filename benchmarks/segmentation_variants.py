@@ -51,9 +51,7 @@ def score(film: np.ndarray, labels: np.ndarray) -> dict:
     breast = labels != BACKGROUND_LABEL
     tissue, fgt = breast & (labels != 255), labels == 192
     # as `index` writes the row: QC judges the film inside its frame (picture_box)
-    row = {"height": labels.shape[0], "width": labels.shape[1], "breast_box": qc.box_text((x0, y0, x1, y1)),
-           "picture_box": qc.box_text(seg.picture_box()),
-           "tissue_fraction": seg.tissue_fraction, "flipped": int(not seg.chest_wall_on_left()),
+    row = {**qc.segmentation_fields(seg, not seg.chest_wall_on_left()),
            # the DDSM films here are all shown chest wall left, whatever their side: no laterality check
            "laterality": "", "laterality_source": ""}
     verdict, reason = qc.check(row, seg.breast_small)

@@ -150,9 +150,7 @@ def test_a_film_whose_air_is_the_frames_black_is_judged_inside_its_film(shared_d
     for r in csv.DictReader((png / "labels.csv").open(newline="")):
         img = cv2.imread(str(png / r["path"]), cv2.IMREAD_GRAYSCALE)
         seg = segment(img)
-        row = {"height": img.shape[0], "width": img.shape[1], "breast_box": qc.box_text(seg.box()),
-               "picture_box": qc.box_text(seg.picture_box()), "tissue_fraction": seg.tissue_fraction,
-               "flipped": int(not seg.chest_wall_on_left())}
+        row = qc.segmentation_fields(seg, not seg.chest_wall_on_left())
         framed += seg.picture_box() is not None
         chest_wall += "chest wall" in qc.reason_names(qc.check(row)[1])
         picture = seg.picture_box()

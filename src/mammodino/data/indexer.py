@@ -503,7 +503,6 @@ def _process(task: Task, opts: IndexOptions) -> dict:
                          whole_image=opts.whole_image)
     del image
     seg, flipped, cached, mask = prep.seg, prep.flipped, prep.pixels, prep.mask
-    (H, W), box = prep.source_size, seg.box()
     out_h, out_w = mask.shape
     if meta.get("laterality"):
         laterality, lat_source = meta["laterality"], "tag"
@@ -529,18 +528,13 @@ def _process(task: Task, opts: IndexOptions) -> dict:
         laterality_source=lat_source,
         patient_key=pseudonym(meta.get("patient_id") or task.path_patient or None, opts.salt),
         study_key=pseudonym(meta.get("study_uid"), opts.salt),
-        height=int(H),
-        width=int(W),
-        breast_box=qc.box_text(box),
-        tissue_fraction=f"{seg.tissue_fraction:.4f}",
-        flipped=int(flipped),
+        **qc.segmentation_fields(seg, flipped),
         cache_height=int(out_h),
         cache_width=int(out_w),
         image_file=image_relpath(task.id),
         mask_file=mask_relpath(task.id),
         status="ok",
         reason="",
-        picture_box=qc.box_text(seg.picture_box()),
     )
     row["qc"], row["qc_reason"] = qc.check(row, prep.breast)
     return row

@@ -68,6 +68,16 @@ def box_text(box) -> str:
     return " ".join(str(int(v)) for v in box) if box else ""
 
 
+def segmentation_fields(seg, flipped: bool) -> dict:
+    """The manifest fields QC reads that come from one segmentation, as ``index`` writes them
+    (source size, breast box, picture box, tissue fraction, flip): benchmarks and tests judge
+    a segmentation through these, so they judge what ``index`` writes."""
+    H, W = seg.source_shape
+    return {"height": int(H), "width": int(W), "breast_box": box_text(seg.box()),
+            "picture_box": box_text(seg.picture_box()), "tissue_fraction": f"{seg.tissue_fraction:.4f}",
+            "flipped": int(flipped)}
+
+
 def parse_box(text) -> tuple[int, int, int, int] | None:
     """``"x0 y0 x1 y1"`` -> ints, or None when absent or malformed."""
     try:
