@@ -1,0 +1,85 @@
+"""benchmarks/lesions_in_box.py: published lesion positions against the boxes `index` writes
+(the check held-out real films are judged by), on film phantoms with known lesions and on
+tables in the MIAS and VinDr layouts."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import lesions_in_box as lib  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def films_with_lesions(tmp_path_factory):
+    """8 film phantoms (4 with a lesion), their lesion table as VinDr-style boxes, and the
+    index of the folder as the benchmark runs it (the production command)."""
+    from mammodino.synth.generate import generate_phantoms
+
+    root = tmp_path_factory.mktemp("lesion-films")
+    src = root / "films"
+    generate_phantoms(src, n_ffdm=8, n_dbt=0, seed=0, ffdm_shape=(450, 280), film=True)
+    labels = list(csv.DictReader((src / "labels.csv").open(newline="")))
+    table = root / "finding_annotations.csv"
+    with table.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["image_id", "finding_categories", "xmin", "ymin", "xmax", "ymax"])
+        for r in labels:
+            box = r["lesion_box"].split()
+            w.writerow([Path(r["path"]).stem, "['Mass']" if box else "['No Finding']", *(box or ["", "", "", ""])])
+    cache = root / "cache"
+    lib.index(src / "ffdm", cache, workers=1)
+    return src, table, cache, labels
+
+
+def test_every_phantom_lesion_lies_inside_the_box_index_writes(films_with_lesions):
+    src, table, cache, labels = films_with_lesions
+    lesions = lib.read_lesions(table)
+    assert len(lesions) == sum(bool(r["lesion_box"]) for r in labels) >= 3  # normal rows have no coordinates
+    rows = lib.evaluate(cache, lesions)
+    assert len(rows) == len(labels)
+    assert sum(r["lesions"] for r in rows) == len(lesions)
+    assert all(r["centre_in"] == r["whole_in"] == r["lesions"] for r in rows)
+    assert not any(r["strip"] or r["whole"] for r in rows)
+    text = lib.report(rows, len(lesions), "indexed", per_image=False)
+    assert f"centre inside the box {len(lesions)}, whole lesion inside {len(lesions)}" in text
+
+
+def test_a_lesion_outside_its_box_is_named_with_its_file(films_with_lesions, tmp_path):
+    src, table, cache, labels = films_with_lesions
+    row = next(r for r in lib.evaluate(cache, []) if r["file"])
+    x0, y0, x1, y1 = (int(v) for v in row["box"].split())
+    H = int(row["size"].split("x")[1])
+    bad = tmp_path / "points.csv"
+    # one point just past the box's exclusive right edge, one inside: the check can fail
+    bad.write_text(f"image,x,y,radius\n{Path(row['file']).stem},{x1},{(y0 + y1) // 2},0\n"
+                   f"{Path(row['file']).stem},{(x0 + x1) // 2},{(y0 + y1) // 2},{H}\n")
+    rows = lib.evaluate(cache, lib.read_lesions(bad))
+    hit = next(r for r in rows if r["file"] == row["file"])
+    assert (hit["lesions"], hit["centre_in"], hit["whole_in"]) == (2, 1, 0)
+    text = lib.report(rows, 2, "indexed", per_image=False)
+    assert row["file"] in text and "LESION OUTSIDE" in text
+
+
+def test_mias_centres_count_rows_from_the_bottom_of_the_film(tmp_path):
+    info = tmp_path / "Info.txt"
+    info.write_text("REFNUM BG CLASS SEVERITY X Y RADIUS\nmdb001 G CIRC B 535 425 197\nmdb003 D NORM\n"
+                    "mdb005 F CIRC B 477 133 30\nmdb007 G CIRC B 500 10 30\n")
+    lesions = lib.read_lesions(info)
+    assert [lesion["stem"] for lesion in lesions] == ["mdb001", "mdb005", "mdb007"]  # NORM has no position
+    centre, extent = lib.place(lesions[0], 1024, 1024)
+    assert centre == (535, 1024 - 425)
+    assert extent == (535 - 197, 1024 - 425 - 197, 535 + 197, 1024 - 425 + 197)
+    assert lib.place(lesions[1], 1024, 1024) == ((477, 891), (447, 861, 507, 921))
+    assert lib.place(lesions[2], 1024, 1024) == ((500, 1014), (470, 984, 530, 1024))  # clipped to the film
+
+
+def test_a_table_without_coordinates_is_refused_with_its_columns(tmp_path):
+    table = tmp_path / "labels.csv"
+    table.write_text("image_id,label\na,1\n")
+    with pytest.raises(Exception, match="xmin, ymin, xmax, ymax.*image_id, label"):
+        lib.read_lesions(table)
