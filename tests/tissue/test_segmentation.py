@@ -155,3 +155,42 @@ def test_background_level_is_the_darkest_sizeable_mode():
     # a few dark specks below the fat are not air
     specks = np.clip(np.concatenate([rng.normal(5, 1, 2_000), fat]), 0, 255).astype(np.uint8)
     assert abs(background_level(specks) - 60) <= 3
+
+
+def test_a_mask_that_stops_just_short_of_an_air_framed_films_edge_is_carried_to_it():
+    """mini-MIAS mdb110 / mdb126: segmented on the whole square, the skin-line snap took the
+    black frame beyond the film for air and left the breast 3 px (at 512) short of the
+    film's chest-wall edge, where two published lesions are centred."""
+    from mammodino.tissue.segmentation import SNAP_BAND, _to_film_edge
+
+    mask = np.zeros((40, 60), np.uint8)
+    film = (10, 0, 50, 40)  # the film's edges at x = 10 and x = 50; top and bottom are the image's
+    mask[5:30, 10 + 3:40] = 1  # stops 3 px short of the left edge ...
+    mask[30:35, 10 + SNAP_BAND + 3:40] = 1  # ... and here further than the snap can move a boundary
+    out = _to_film_edge(mask, film)
+    assert out[5:30, 10:13].all() and not out[5:30, :10].any()  # carried to the edge, not into the frame
+    assert not out[30:35, 10:10 + SNAP_BAND + 3].any()  # a breast that does not reach the edge stays
+    assert not out[:, 40:].any() and not out[:5].any() and not out[35:].any()  # nothing else moves
+    # sides that are the image's own edges are no film edge: nothing carried to them
+    assert (_to_film_edge(mask, (0, 0, 60, 40)) == mask).all()
+
+
+def test_white_bars_left_out_of_the_mask_are_no_air_for_the_fog_plane():
+    """mini-MIAS mdb274: a third of what its mask left out was a white film-edge bar and a
+    bright bottom band; the fog plane fitted to them tilted by 28 threshold steps and took
+    the lower half of the breast out. Above Otsu's split and more than FOG_BRIGHT_AIR of
+    the air, they leave the fit; a little bright air (the end of a fog patch) stays in."""
+    from mammodino.tissue.segmentation import FOG_BRIGHT_AIR, Levels, _fog_air
+
+    blurred = np.zeros((100, 100), np.float32)
+    mask = np.zeros((100, 100), np.uint8)
+    mask[:, :40] = 1
+    inside = np.ones((100, 100), bool)
+    levels = Levels(background=0.0, threshold=0.03, otsu=0.3)
+    blurred[:, 85:] = 0.95  # 15 of the 58 air columns: 26 % of the air
+    air = _fog_air(blurred, inside, mask, levels)
+    assert not air[:, 85:].any() and air[:, 60:85].all()
+    assert not air[:, :42].any() and air[:, 42:85].all()  # clear of the mask (FOG_MARGIN, at this size 2 px)
+    blurred[:, 85:] = 0.0
+    blurred[:, 97:] = 0.95  # 3 columns: under FOG_BRIGHT_AIR of the air, part of the fit
+    assert 3 / 58 < FOG_BRIGHT_AIR and _fog_air(blurred, inside, mask, levels)[:, 97:].all()

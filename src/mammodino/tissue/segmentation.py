@@ -83,6 +83,13 @@ SNAP_BAND = 4  # skin-line refinement searches this many pixels (at 512) inside 
 SNAP_SIGMA = 2.0  # gradient smoothing for the refinement (pixels at 512)
 FOG_SPAN = 0.5  # a fog trend spanning more than this x the threshold step is taken out
 FOG_MARGIN = 8  # air for the fog fit: this many pixels (at 512) away from the first mask
+# ... and when more than this share of that "air" lies above Otsu's split, those pixels are a
+# film's white edges and bars, not air: mini-MIAS mdb274 (33 % of it: a white bar and a bright
+# bottom band) had its plane tilted by 0.43, 28 times the threshold step, and the "fog" taken
+# out was the lower half of the breast, QC passing. Not always: the bright end of a fog patch
+# cut from the mask is fog (a dressed DDSM film, 3.6 % of its air above Otsu: without that
+# air its box fell from 0.88 to 0.71 and passed QC)
+FOG_BRIGHT_AIR = 0.15
 MIN_PERIPHERY_GAIN = 0.02  # a crowded-curve mask must add this share of the area to replace the first
 UPRIGHT_SOFT_EDGE = 2  # a scan turned upright: its film edge is blurred over this many lines by the resampling
 SKIN_STEP = 2.2  # the skin line (tissue mask) lies this x the breast threshold's step above the air
@@ -210,6 +217,10 @@ def segment(img2d: np.ndarray, view: str | None = None, remove_pectoral_muscle: 
     fraction = float(np.count_nonzero(mask)) / picture.size  # of the film, not of its frame
     if fraction < MIN_TISSUE_FRACTION:
         raise SkipFile(f"no breast tissue found (tissue fraction {fraction:.4f})")
+    if not framed and frame.air_framed is not None:
+        same = tissue is mask
+        mask = _to_film_edge(mask, frame.air_framed)
+        tissue = mask if same else _to_film_edge(tissue, frame.air_framed)
     if remove_pectoral_muscle and (view or "").upper().startswith("MLO"):
         tissue = remove_pectoral(picture, mask, tissue)
     tissue_small = _paste(tissue, work.shape, framed, (x0, y0))
@@ -226,6 +237,29 @@ class BreastMasks(NamedTuple):
     """The two masks of one picture at segmentation resolution."""
     extent: np.ndarray  # the breast out to the foot of its skin ramp: box, QC, side, tissue fraction
     tissue: np.ndarray  # within the skin line (:func:`_within_skin_line`): what the sampler draws from
+
+
+def _to_film_edge(mask: np.ndarray, film) -> np.ndarray:
+    """``mask`` carried out to the straight edges of an air-framed film (``film``, a box on
+    the mask's grid; its sides inside the image are the film's edges) on every line where
+    it stops within SNAP_BAND + 1 pixels of one. Segmented on the whole square, the
+    skin-line snap takes the black frame beyond the film for air and moves the boundary up
+    to SNAP_BAND pixels into the film where the breast meets its edge, which is no skin line:
+    2 of 119 mini-MIAS lesions, centred on the chest-wall edge, fell outside their box."""
+    h, w = mask.shape
+    x0, y0, x1, y1 = film
+    reach = SNAP_BAND + 2
+    out = mask.copy()
+    sides = [(x0 > 0, out[y0:y1, x0:x0 + reach]), (x1 < w, out[y0:y1, max(x0, x1 - reach):x1][:, ::-1]),
+             (y0 > 0, out[y0:y0 + reach, x0:x1].T), (y1 < h, out[max(y0, y1 - reach):y1, x0:x1][::-1].T)]
+    for framed_side, band in sides:  # views into ``out``: each line runs from the film's edge inwards
+        if not framed_side or band.size == 0:
+            continue
+        hit = band.any(axis=1)
+        first = np.argmax(band > 0, axis=1)
+        for i in np.flatnonzero(hit & (first > 0)):
+            band[i, :first[i]] = 1
+    return out
 
 
 def _paste(mask: np.ndarray, shape, framed: bool, at) -> np.ndarray:
@@ -337,9 +371,7 @@ def _without_fog_trend(small: np.ndarray, blurred: np.ndarray, inside: np.ndarra
     """The mask less the thick patches that a threshold on the image less its fog trend
     (:mod:`mammodino.tissue.fog`) leaves out, when the trend across the air spans more than
     FOG_SPAN of the threshold step."""
-    margin = _disc(max(2, round(FOG_MARGIN * max(small.shape) / SEG_LONG_SIDE)))
-    air = inside & ~cv2.dilate(mask.astype(np.uint8), margin).astype(bool)
-    fitted = fog_trend(blurred, air)
+    fitted = fog_trend(blurred, _fog_air(blurred, inside, mask, levels))
     if fitted is None or fitted[1] <= FOG_SPAN * (levels.threshold - levels.background):
         return mask
     trend = fitted[0]
@@ -360,6 +392,18 @@ def _without_fog_trend(small: np.ndarray, blurred: np.ndarray, inside: np.ndarra
     # border's inner edge beside the fog corner): cut as before, or it stretches the box
     kept = _largest_component(cut_thin_tails(mask.astype(bool) & ~patches))
     return mask if kept is None else kept.astype(np.uint8)
+
+
+def _fog_air(blurred: np.ndarray, inside: np.ndarray, mask: np.ndarray, levels: Levels) -> np.ndarray:
+    """The air the fog plane is fitted to: FOG_MARGIN pixels (at 512) clear of the mask, less
+    what lies above Otsu's split when that is more than FOG_BRIGHT_AIR of it (white film
+    edges and bars, not air)."""
+    margin = _disc(max(2, round(FOG_MARGIN * max(blurred.shape) / SEG_LONG_SIDE)))
+    air = inside & ~cv2.dilate(mask.astype(np.uint8), margin).astype(bool)
+    bright = air & (blurred > levels.otsu)
+    if np.count_nonzero(bright) > FOG_BRIGHT_AIR * np.count_nonzero(air):
+        air &= ~bright
+    return air
 
 
 def _is_a_picture_rectangle(mask: np.ndarray, inside: np.ndarray) -> bool:
