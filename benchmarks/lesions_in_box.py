@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import subprocess
 import sys
 import tempfile
@@ -105,7 +106,9 @@ def whole_inside(extent, box) -> bool:
 def index(src: Path, cache: Path, workers: int) -> str:
     """Run the production ``mammodino index`` and return its summary lines."""
     cmd = [sys.executable, "-m", "mammodino", "index", str(src), str(cache), "--workers", str(workers)]
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    # the command of this tree, not whichever mammodino the interpreter has installed
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO / "src"), os.environ.get("PYTHONPATH"))))}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise SystemExit(f"mammodino index failed ({done.returncode}):\n{done.stderr[-2000:]}")
     return "\n".join(line for line in done.stdout.splitlines() if line.strip())
