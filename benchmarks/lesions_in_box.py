@@ -19,7 +19,7 @@ box, whole lesions (the circle's or the given box, clipped to the image) inside 
 failure by file name. ``--per-image`` prints every row.
 
 Usage:
-  python benchmarks/lesions_in_box.py SRC TABLE [--cache DIR] [--workers 2] [--per-image]
+  python benchmarks/lesions_in_box.py SRC TABLE [--labels TABLE] [--cache DIR] [--workers 2] [--per-image]
 """
 
 from __future__ import annotations
@@ -103,9 +103,11 @@ def whole_inside(extent, box) -> bool:
     return box is not None and box[0] <= extent[0] and box[1] <= extent[1] and extent[2] <= box[2] and extent[3] <= box[3]
 
 
-def index(src: Path, cache: Path, workers: int) -> str:
-    """Run the production ``mammodino index`` and return its summary lines."""
+def index(src: Path, cache: Path, workers: int, labels: Path | None = None) -> str:
+    """Run the production ``mammodino index`` (with ``--labels`` when given) and return its
+    summary lines."""
     cmd = [sys.executable, "-m", "mammodino", "index", str(src), str(cache), "--workers", str(workers)]
+    cmd += ["--labels", str(labels)] if labels else []
     # the command of this tree, not whichever mammodino the interpreter has installed
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO / "src"), os.environ.get("PYTHONPATH"))))}
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -161,13 +163,14 @@ def main(argv=None) -> int:
     ap.add_argument("table", type=Path, help="MIAS Info.txt or a CSV of lesion points / boxes")
     ap.add_argument("--cache", type=Path, help="index into this cache (kept) instead of a temporary one")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--labels", type=Path, help="passed to index (MIAS: the same Info.txt gives every film its side and MLO)")
     ap.add_argument("--per-image", action="store_true")
     args = ap.parse_args(argv)
     lesions = read_lesions(args.table)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="lesions-in-box-") as tmp:
         cache = args.cache or Path(tmp) / "cache"
-        summary = index(args.src, cache, args.workers)
+        summary = index(args.src, cache, args.workers, args.labels)
         rows = evaluate(cache, lesions)
     first = next((line for line in summary.splitlines() if line.startswith("indexed")), summary)
     print(f"machine: {machine.one_line()}")

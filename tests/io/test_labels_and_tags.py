@@ -86,3 +86,11 @@ def test_patient_from_path():
     assert patient_from_path("Calc-Test_P_00038_LEFT_CC/1.3.6/1-1.png") == "P_00038"
     assert patient_from_path("Mass-Training_P_00001_RIGHT_MLO.png") == "P_00001"
     assert patient_from_path("train/A_0002_1.RIGHT_MLO.png") == ""
+
+
+def test_a_mini_mias_info_file_gives_each_film_its_side_and_the_mlo_view(tmp_path):
+    info = tmp_path / "Info.txt"
+    info.write_text("REFNUM BG CLASS SEVERITY X Y RADIUS\nmdb001 G CIRC B 535 425 197\nmdb002 G CIRC B 522 280 69\n"
+                    "mdb003 D NORM \nmdb005 F CIRC B 477 133 30\nmdb005 F CIRC B 500 168 26\n")
+    assert load_label_table(info) == {"mdb001": ("R", "MLO"), "mdb002": ("L", "MLO"), "mdb003": ("R", "MLO"),
+                                      "mdb005": ("R", "MLO")}

@@ -28,7 +28,8 @@ def add_arguments(parser) -> None:
                         help="worker processes (default: number of cores)")
     parser.add_argument("--labels", default=None,
                         help="CSV with an image id column (file stem) and laterality and/or view columns, "
-                             "used when the DICOM tags lack them (e.g. RSNA train.csv)")
+                             "used when the DICOM tags lack them (e.g. RSNA train.csv), or mini-MIAS Info.txt "
+                             "(every film MLO, its side from its number)")
     parser.add_argument("--include-for-processing", action="store_true",
                         help="also read FOR PROCESSING (raw detector) images, with a log + percentile window")
     parser.add_argument("--salt", default=None,
