@@ -28,13 +28,15 @@ borders, scanner strips, burned-in labels and tape. The recipe here:
    blurred inner edge, streaks in the air) are cut where they leave the breast, the largest
    component is the breast, holes filled (burned-in labels and markers away from the
    breast are separate components and dropped). Then the fog trend
-   (:mod:`mammodino.tissue.fog`): where a plane fitted to the air varies by more than half
-   the threshold step, the thick patches that a threshold on the image less the plane
+   (:mod:`mammodino.tissue.fog`): where a plane fitted to the air (not to white bars left
+   out of the mask, :func:`_fog_air`) varies by more than half the threshold step, the thick patches that a threshold on the image less the plane
    leaves out (a bright fog corner) are taken out of the mask.
 5. The skin line is refined by a marker watershed on the gradient magnitude: the mask
    eroded by 4 px is sure breast, everything outside the generous mask is sure air, and
    the boundary settles on the strongest edge between them. Film halos (the glow that
-   scatter leaves outside the skin) are thereby not counted as breast.
+   scatter leaves outside the skin) are thereby not counted as breast. (On an air-framed
+   film the black beyond the film is "air" too: where the breast meets the film's straight
+   edge the masks are carried back out to it, :func:`_to_film_edge`.)
 6. Rows at the top/bottom narrower than 20% of the widest row (a thin skin fold) are cut.
    The axillary part of an MLO view is kept: upper-outer-quadrant lesions project there.
 7. Two masks: the breast's *extent* (the mask of steps 1-6, out to the foot of the skin
