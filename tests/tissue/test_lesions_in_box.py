@@ -83,3 +83,20 @@ def test_a_table_without_coordinates_is_refused_with_its_columns(tmp_path):
     table.write_text("image_id,label\na,1\n")
     with pytest.raises(Exception, match="xmin, ymin, xmax, ymax.*image_id, label"):
         lib.read_lesions(table)
+
+
+def test_vindr_finding_boxes_are_read_from_the_real_table_layout(label_tables_dir):
+    """VinDr-Mammo's finding_annotations.csv: one row per finding, boxes in source pixels,
+    'No Finding' rows without coordinates."""
+    import csv
+
+    table = label_tables_dir / "vindr_finding_annotations.csv"
+    rows = list(csv.DictReader(table.open(newline="")))
+    with_box = [r for r in rows if r["xmin"].strip()]
+    lesions = lib.read_lesions(table)
+    assert len(lesions) == len(with_box) > 0
+    first = with_box[0]
+    box = tuple(float(first[k]) for k in ("xmin", "ymin", "xmax", "ymax"))
+    assert lesions[0]["stem"] == first["image_id"] and lesions[0]["box"] == box
+    centre, extent = lib.place(lesions[0], int(first["height"]), int(first["width"]))
+    assert centre == ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2) and extent == box
