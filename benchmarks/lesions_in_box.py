@@ -19,7 +19,7 @@ box, whole lesions (the circle's or the given box, clipped to the image) inside 
 failure by file name. ``--per-image`` prints every row.
 
 Usage:
-  python benchmarks/lesions_in_box.py SRC TABLE [--labels TABLE] [--cache DIR] [--workers 2] [--per-image]
+  python benchmarks/lesions_in_box.py SRC TABLE [--labels TABLE] [--table-size WxH] [--cache DIR] [--workers 2] [--per-image]
 """
 
 from __future__ import annotations
@@ -80,15 +80,21 @@ def read_lesions(table: Path) -> list[dict]:
     return out
 
 
-def place(lesion: dict, height: int, width: int) -> tuple[tuple[float, float], tuple[float, float, float, float]]:
-    """(centre, extent box clipped to the image) of a lesion in source pixels from the top-left."""
+def place(lesion: dict, height: int, width: int, grid: tuple[int, int] | None = None
+          ) -> tuple[tuple[float, float], tuple[float, float, float, float]]:
+    """(centre, extent box clipped to the image) of a lesion in source pixels from the top-left.
+    ``grid`` (width, height): the image size the table's coordinates refer to, when the
+    files are resized copies (mini-MIAS: 1024 x 1024); None = the image's own."""
+    gw, gh = grid or (width, height)
+    sx, sy = width / gw, height / gh
     x, y = lesion["x"], lesion["y"]
     if lesion["origin"] == "bottom":
-        y = height - y
+        y = gh - y
     box = lesion["box"]
     if box is None:
         r = lesion["radius"] or 0.0
         box = (x - r, y - r, x + r, y + r)
+    x, y, box = x * sx, y * sy, (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
     box = (max(0.0, box[0]), max(0.0, box[1]), min(float(width), box[2]), min(float(height), box[3]))
     return (x, y), box
 
@@ -116,7 +122,7 @@ def index(src: Path, cache: Path, workers: int, labels: Path | None = None) -> s
     return "\n".join(line for line in done.stdout.splitlines() if line.strip())
 
 
-def evaluate(cache: Path, lesions: list[dict]) -> list[dict]:
+def evaluate(cache: Path, lesions: list[dict], grid: tuple[int, int] | None = None) -> list[dict]:
     """One dict per ok row: its box, QC verdict, strip / whole-film findings and lesions."""
     by_stem: dict[str, list[dict]] = {}
     for lesion in lesions:
@@ -127,7 +133,7 @@ def evaluate(cache: Path, lesions: list[dict]) -> list[dict]:
         box = qc.parse_box(row["breast_box"])
         names = {name for name, _ in qc.findings(row, CachedImage(cache, row).breast_mask())}
         H, W = int(row["height"]), int(row["width"])
-        placed = [place(lesion, H, W) for lesion in by_stem.get(stem, [])]
+        placed = [place(lesion, H, W, grid) for lesion in by_stem.get(stem, [])]
         out.append({"file": Path(row.get("source") or "").name, "size": f"{W}x{H}", "box": row["breast_box"],
                     "qc": row.get("qc", ""), "qc_reason": row.get("qc_reason", ""),
                     "strip": "strip" in names, "whole": "whole image" in names,
@@ -157,6 +163,17 @@ def report(rows: list[dict], lesions_total: int, skipped_line: str, per_image: b
     return "\n".join(lines)
 
 
+MIAS_GRID = (1024, 1024)  # mini-MIAS coordinates are on its 1,024-px squares, whatever size a copy has
+
+
+def _grid(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise SystemExit(f"--table-size {text!r}: expected WxH, e.g. 1024x1024") from None
+    return w, h
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("src", type=Path, help="folder of images (DICOM, PGM, PNG, ...)")
@@ -165,13 +182,17 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--labels", type=Path, help="passed to index (MIAS: the same Info.txt gives every film its side and MLO)")
     ap.add_argument("--per-image", action="store_true")
+    ap.add_argument("--table-size", default=None, metavar="WxH",
+                    help="image size the table's coordinates refer to, for resized copies (default: each image's "
+                         "own; a mini-MIAS Info.txt: 1024x1024)")
     args = ap.parse_args(argv)
     lesions = read_lesions(args.table)
+    grid = _grid(args.table_size) if args.table_size else (MIAS_GRID if lesions and lesions[0]["origin"] == "bottom" else None)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="lesions-in-box-") as tmp:
         cache = args.cache or Path(tmp) / "cache"
         summary = index(args.src, cache, args.workers, args.labels)
-        rows = evaluate(cache, lesions)
+        rows = evaluate(cache, lesions, grid)
     first = next((line for line in summary.splitlines() if line.startswith("indexed")), summary)
     print(f"machine: {machine.one_line()}")
     print(f"{report(rows, len(lesions), first, args.per_image)}\n({time.perf_counter() - t0:.1f} s)")

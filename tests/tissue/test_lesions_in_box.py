@@ -76,6 +76,8 @@ def test_mias_centres_count_rows_from_the_bottom_of_the_film(tmp_path):
     assert extent == (535 - 197, 1024 - 425 - 197, 535 + 197, 1024 - 425 + 197)
     assert lib.place(lesions[1], 1024, 1024) == ((477, 891), (447, 861, 507, 921))
     assert lib.place(lesions[2], 1024, 1024) == ((500, 1014), (470, 984, 530, 1024))  # clipped to the film
+    # a copy resized to 512: the table's coordinates are on the 1,024-px squares
+    assert lib.place(lesions[1], 512, 512, lib.MIAS_GRID) == ((238.5, 445.5), (223.5, 430.5, 253.5, 460.5))
 
 
 def test_a_table_without_coordinates_is_refused_with_its_columns(tmp_path):
