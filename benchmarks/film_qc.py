@@ -172,11 +172,6 @@ def _centre(box):
     return ((box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0)
 
 
-def _inside(point, box) -> bool:
-    """The point lies in the (x0, y0, x1, y1) box (edges included)."""
-    return box[0] <= point[0] <= box[2] and box[1] <= point[1] <= box[3]
-
-
 def black_point(px: np.ndarray, breast: np.ndarray) -> np.ndarray:
     """The film digitised with its black point at its air (MIAS): grey levels up to the air's
     90th percentile become 0, the frame's own black, the rest is stretched back to full
@@ -326,8 +321,11 @@ def main(argv=None) -> int:
     print(f"true breast inside the manifest's box: mean {inside.mean():.4f}, min {inside.min():.4f}, "
           f"films < 0.99: {int((inside < 0.99).sum())}")
     lesions = [r for r in results if r["lesion_box"] is not None]
-    centre_in = sum(_inside(_centre(r["lesion_box"]), r["box"]) for r in lesions)
-    whole_in = sum(_inside(r["lesion_box"][:2], r["box"]) and _inside(r["lesion_box"][2:], r["box"]) for r in lesions)
+    from lesions_in_box import inside, whole_inside  # the published-lesion check's own: one rule for both
+
+    centre_in = sum(inside(_centre(r["lesion_box"]), r["box"]) for r in lesions)
+    whole_in = sum(inside(_centre(r["lesion_box"]), r["box"]) and whole_inside(r["lesion_box"], r["box"])
+                   for r in lesions)
     print(f"lesions inside the manifest's breast box: centre {centre_in} of {len(lesions)}, "
           f"whole lesion box {whole_in} of {len(lesions)}")
     if args.png8:  # no header: the side comes from the image, the view is unknown

@@ -14,7 +14,7 @@ checks every lesion against the row's ``breast_box``:
   ``finding_annotations.csv``); rows without coordinates (normal images) are skipped.
 
 Printed: images indexed / skipped, QC suspects by reason, boxes that are a strip or nearly
-the whole film by QC's own rules (judged whatever the verdict), lesion centres inside the
+the whole film by QC's own rules (the checks `index` wrote into ``qc_reason``), lesion centres inside the
 box, whole lesions (the circle's or the given box, clipped to the image) inside it, and each
 failure by file name. ``--per-image`` prints every row.
 
@@ -38,10 +38,10 @@ sys.path.insert(0, str(REPO / "src"))
 
 from mammodino import machine  # noqa: E402
 from mammodino.data import qc  # noqa: E402
-from mammodino.data.cache import CachedImage, read_manifest, with_sources  # noqa: E402
+from mammodino.data.cache import read_manifest, with_sources  # noqa: E402
 from mammodino.errors import UserError  # noqa: E402
 from mammodino.eval.tasks.base import find_col, read_table  # noqa: E402
-from mammodino.eval.tasks.mias import parse_info  # noqa: E402
+from mammodino.eval.tasks.mias import is_info_file, parse_info  # noqa: E402
 
 
 def read_lesions(table: Path) -> list[dict]:
@@ -49,9 +49,7 @@ def read_lesions(table: Path) -> list[dict]:
     ``x``, ``y``, ``radius``, ``box`` and ``origin`` ("bottom" for MIAS: y counts up)."""
     if not table.is_file():
         raise UserError(f"lesion table {table}: no such file")
-    with table.open("rb") as fh:
-        first = fh.readline(4096).decode("utf-8", "replace")
-    if "," not in first:  # MIAS: whitespace-separated, no header
+    if is_info_file(table):
         return [{"stem": f.refnum, "x": f.x, "y": f.y, "radius": f.radius, "box": None, "origin": "bottom"}
                 for f in parse_info(table) if f.x is not None and f.y is not None]
     header, rows = read_table(table)
@@ -131,7 +129,7 @@ def evaluate(cache: Path, lesions: list[dict], grid: tuple[int, int] | None = No
     for row in with_sources(cache, read_manifest(cache)):
         stem = Path(row.get("source") or "").stem.lower()
         box = qc.parse_box(row["breast_box"])
-        names = {name for name, _ in qc.findings(row, CachedImage(cache, row).breast_mask())}
+        names = set(qc.reason_names(row.get("qc_reason")))  # every failed check, as index wrote it
         H, W = int(row["height"]), int(row["width"])
         placed = [place(lesion, H, W, grid) for lesion in by_stem.get(stem, [])]
         out.append({"file": Path(row.get("source") or "").name, "size": f"{W}x{H}", "box": row["breast_box"],
@@ -148,7 +146,7 @@ def report(rows: list[dict], lesions_total: int, skipped_line: str, per_image: b
     n_les = sum(r["lesions"] for r in rows)
     lines.append(f"quality control: {qc.format_counts(qc.count_by_reason(rows))}")
     lines.append(f"boxes that are a strip: {sum(r['strip'] for r in rows)}; nearly the whole film: "
-                 f"{sum(r['whole'] for r in rows)} (QC's rules, whatever the verdict)")
+                 f"{sum(r['whole'] for r in rows)} (QC's rules)")
     lines.append(f"lesions on indexed images: {n_les} of {lesions_total} in the table; centre inside the box "
                  f"{sum(r['centre_in'] for r in rows)}, whole lesion inside {sum(r['whole_in'] for r in rows)}")
     for r in rows:

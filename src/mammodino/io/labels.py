@@ -61,8 +61,13 @@ def load_label_table(path) -> dict[str, tuple[str, str]]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"--labels {path}: file not found")
-    if _is_mias_info(path):
-        return _mias_table(path)
+    from mammodino.eval.tasks import mias  # the one MIAS reader (imported here: eval is above io)
+
+    if mias.is_info_file(path):
+        # every MIAS film is an MLO view and its number says the side (even left, odd right),
+        # which a PGM file cannot carry: with it the muscle leaves an MLO's tissue mask and QC
+        # compares the breast's side with the table's
+        return {f.refnum: (f.laterality, "MLO") for f in mias.parse_info(path)}
     with path.open(newline="", encoding="utf-8-sig", errors="replace") as fh:
         sample = fh.read(64 * 1024)
         fh.seek(0)
@@ -88,23 +93,3 @@ def load_label_table(path) -> dict[str, tuple[str, str]]:
             view = normalise_view(row.get(view_col)) if view_col else ""
             table[key] = (lat, view)
     return table
-
-
-_MIAS_LINE = re.compile(r"^mdb\d{3}\s+[FGD]\s+[A-Z]+", re.IGNORECASE | re.MULTILINE)
-
-
-def _is_mias_info(path: Path) -> bool:
-    """mini-MIAS ``Info.txt``: whitespace-separated finding lines, no header row to match."""
-    with path.open("rb") as fh:
-        head = fh.read(64 * 1024).decode("utf-8", "replace")
-    return bool(_MIAS_LINE.search(head))
-
-
-def _mias_table(path: Path) -> dict[str, tuple[str, str]]:
-    """``{mdbNNN: (laterality, "MLO")}`` from ``Info.txt`` (the task adapter's parser): every
-    MIAS film is an MLO view and its number says the side (even left, odd right), which a
-    PGM file cannot carry; with it the muscle leaves an MLO's tissue mask and QC compares the
-    breast's side with the table's."""
-    from mammodino.eval.tasks.mias import parse_info  # the one MIAS parser (imported here: eval is above io)
-
-    return {f.refnum: (f.laterality, "MLO") for f in parse_info(path)}

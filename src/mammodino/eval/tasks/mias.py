@@ -46,6 +46,17 @@ class MiasFinding:
         return f"mias-{(self.number + 1) // 2:03d}"
 
 
+_FINDING_LINE = re.compile(r"^mdb\d{3}\s+[FGD]\s+[A-Z]+", re.IGNORECASE | re.MULTILINE)
+
+
+def is_info_file(path: str | Path) -> bool:
+    """A mini-MIAS ``Info.txt``: finding lines (``mdb001 G CIRC ...``) within its first
+    64 KiB, whitespace-separated, with no header row a table reader could match."""
+    with Path(path).open("rb") as fh:
+        head = fh.read(64 * 1024).decode("utf-8", "replace")
+    return bool(_FINDING_LINE.search(head))
+
+
 def _lines(path: Path):
     """The file streamed line by line (memory independent of its size)."""
     with path.open(encoding="utf-8", errors="replace") as fh:
