@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from mammodino.data.qc import body_box_iou
+from mammodino.data.qc import MIN_BODY_BOX_IOU, body_box_iou
 from mammodino.tissue.segmentation import breast_box
 from mammodino.tissue.tails import TAIL_RADIUS, body, cut_thin_tails
 
@@ -31,6 +31,23 @@ def test_a_band_along_the_film_border_is_cut_where_it_leaves_the_breast():
     assert body_box_iou(leaky) < 0.6 < 0.97 < body_box_iou(cut)  # QC's tail check agrees
 
 
+def test_a_band_along_the_chest_wall_edge_itself_is_cut_too():
+    """A film's glow along its chest-wall edge: the threshold follows it above and below the
+    breast as a band on the image edge, 1.5 disc radii wide. Counted with the image's
+    outside as mask (OpenCV's default border), such a band was body and stretched the box
+    to both ends of the film (6 of 20 mini-DDSM films)."""
+    breast = _half_ellipse()
+    r = TAIL_RADIUS * 512
+    leaky = breast.copy()
+    leaky[:, :round(1.5 * r)] = 1  # along the chest-wall edge (x = 0), the whole height
+    cut = cut_thin_tails(leaky)
+    assert cut[breast > 0].all()
+    y0, y1 = breast_box(cut)[1::2]
+    by0, by1 = breast_box(breast)[1::2]
+    assert by0 - 1.5 * r <= y0 and y1 <= by1 + 1.5 * r, (y0, y1, by0, by1)  # (the film: 0-512)
+    assert body_box_iou(cut) > MIN_BODY_BOX_IOU  # and QC's tail check passes what is left
+
+
 def test_a_breast_without_tails_comes_back_unchanged():
     breast = _half_ellipse()
     np.testing.assert_array_equal(cut_thin_tails(breast), breast)
@@ -45,7 +62,9 @@ def test_a_mask_thinner_than_the_disc_everywhere_is_left_alone():
 
 def test_annotated_ddsm_breasts_lose_next_to_nothing(shared_data):
     """The 66 hand-drawn DDSM breast masks (every label but background): the cut takes at
-    most a sliver (measured: <= 0.5 %, a skin fold in a corner) from any of them."""
+    most a sliver from any of them (measured: <= 1.2 %, B_3653, the tip of the skin fold
+    below the breast where it runs down the chest-wall edge; <= 0.5 % before bands on the
+    image edge were cut like any other, 1.1 % of that film then)."""
     files = sorted((shared_data / "ddsm_tissue").glob("*/fgt_seg_labels/*_LI.png"))
     if not files:
         pytest.skip(f"DDSM tissue labels not found under {shared_data / 'ddsm_tissue'}")
@@ -53,4 +72,4 @@ def test_annotated_ddsm_breasts_lose_next_to_nothing(shared_data):
         truth = (cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) != 64).astype(np.uint8)
         kept = cut_thin_tails(truth)
         assert (kept <= truth).all()
-        assert kept.sum() >= 0.99 * truth.sum(), (path.name, kept.sum() / truth.sum())
+        assert kept.sum() >= 0.985 * truth.sum(), (path.name, kept.sum() / truth.sum())

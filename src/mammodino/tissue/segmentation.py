@@ -92,6 +92,8 @@ FOG_MARGIN = 8  # air for the fog fit: this many pixels (at 512) away from the f
 # cut from the mask is fog (a dressed DDSM film, 3.6 % of its air above Otsu: without that
 # air its box fell from 0.88 to 0.71 and passed QC)
 FOG_BRIGHT_AIR = 0.15
+FOG_PATCH_THICK = 0.5  # share of a fog-removed part within its body above which the whole part is fog
+PERIPHERY_REACH = 0.1  # how far (x the long side) the dim periphery may lie from the first mask (DDSM, darker curve: <= 0.12)
 MIN_PERIPHERY_GAIN = 0.02  # a crowded-curve mask must add this share of the area to replace the first
 UPRIGHT_SOFT_EDGE = 2  # a scan turned upright: its film edge is blurred over this many lines by the resampling
 SKIN_STEP = 2.2  # the skin line (tissue mask) lies this x the breast threshold's step above the air
@@ -360,12 +362,24 @@ def _with_dim_periphery(small: np.ndarray, blurred: np.ndarray, inside: np.ndarr
     wider = _threshold_mask(small, blurred, inside, lower_levels)
     if wider is None or _is_a_picture_rectangle(wider, inside):
         return kept
+    wider = _within_reach(wider, mask)
     area = np.count_nonzero(mask)
     if np.count_nonzero(wider.astype(bool) & mask.astype(bool)) < 0.9 * area:
         return kept
     if np.count_nonzero(wider) < (1.0 + MIN_PERIPHERY_GAIN) * area:
         return kept  # a skin line moved by a pixel here and there: keep the first mask
     return _without_fog_trend(small, blurred, inside, wider, lower_levels), lower_levels
+
+
+def _within_reach(wider: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``wider`` within PERIPHERY_REACH x the long side of ``mask``: a periphery lies round
+    the breast; what the lower threshold reaches beyond that is the glow along a film's
+    chest-wall edge, a band that runs to the film's end (a 25 %-longer DDSM film with the
+    glow: the band took the box 117 px of 512 past the breast)."""
+    reach = max(1, round(PERIPHERY_REACH * max(mask.shape)))
+    near = cv2.dilate(mask.astype(np.uint8), _disc(reach)).astype(bool)
+    kept = _largest_component(wider.astype(bool) & near)
+    return wider if kept is None else kept.astype(np.uint8)
 
 
 def _without_fog_trend(small: np.ndarray, blurred: np.ndarray, inside: np.ndarray, mask: np.ndarray,
@@ -388,8 +402,17 @@ def _without_fog_trend(small: np.ndarray, blurred: np.ndarray, inside: np.ndarra
     thick = body(removed).astype(bool) & removed  # (the body's work copy may spill a pixel)
     if not thick.any():
         return mask
+    # a part that is mostly thick is a fog patch and leaves whole (dressed DDSM: 84 % thick);
+    # a thin ring with a thick knot is the dim periphery the plane also lifted: only the
+    # knot and its rim leave (a darker-curve DDSM film: 7 % thick, and taking it whole took
+    # the whole periphery, tissue in the box 0.95 -> 0.91)
     _, labels = cv2.connectedComponents(removed.astype(np.uint8), connectivity=8)
-    patches = np.isin(labels, np.unique(labels[thick]))
+    parts = np.unique(labels[thick])
+    thick_share = np.bincount(labels[thick], minlength=labels.max() + 1)[parts] / np.bincount(labels.ravel())[parts]
+    patches = np.isin(labels, parts[thick_share >= FOG_PATCH_THICK])
+    knots = parts[thick_share < FOG_PATCH_THICK]
+    if knots.size:
+        patches |= cut_thin_tails(np.isin(labels, knots)).astype(bool)
     # what the patch leaves behind can be a thin band that both thresholds kept (a film
     # border's inner edge beside the fog corner): cut as before, or it stretches the box
     kept = _largest_component(cut_thin_tails(mask.astype(bool) & ~patches))
