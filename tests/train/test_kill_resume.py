@@ -7,7 +7,6 @@ trainer's `.partial` file), so the trainer runs unmodified. The in-process resum
 2 -> 1 process resume are tested in test_trainer.py and test_torchrun.py.
 """
 
-import pytest
 
 from support.killer import LAST, PARTIAL, format_report, kill_resume_campaign
 from mammodino.train import checkpoint as ckpt
@@ -28,23 +27,7 @@ def _assert_campaign(report, kills, during_write):
     assert report["max_abs_diff"] == 0.0, (text, report["differing_keys"])
 
 
-def test_two_kills_one_mid_checkpoint_write_then_identical_weights(phantom_cache, tmp_path):
-    report = kill_resume_campaign(phantom_cache, tmp_path, EVERY_STEP, kills=["write", "random"], seed=0, steps=4)
-    _assert_campaign(report, kills=2, during_write=1)
-    seg = report["segments"][0]
-    # killed while writing the checkpoint of the step it had just logged: that file stayed
-    # a .partial, checkpoint-last kept the step before (none yet when it was the first)
-    assert seg["mode"] == "write" and seg["hit_write"] and seg["partial_left"]
-    assert seg["checkpoint_step"] in (None, seg["logged_step"] - 1)
-    # the next run started from exactly that checkpoint, never from the partial file
-    assert report["segments"][1]["resumed_from"] == seg["checkpoint_step"]
-    assert not (tmp_path / "killed" / PARTIAL).exists()
-    tensors, meta = ckpt.load_checkpoint(tmp_path / "killed" / LAST)
-    assert meta["state"]["step"] == 4
-
-
-@pytest.mark.slow
-def test_six_kills_at_random_moments_and_during_writes(phantom_cache, tmp_path):
+def test_six_kills_at_random_moments_and_during_writes_then_identical_weights(phantom_cache, tmp_path):
     kills = ["write", "random", "startup", "write", "random", "write"]
     report = kill_resume_campaign(phantom_cache, tmp_path, EVERY_STEP, kills=kills, seed=1, steps=16)
     _assert_campaign(report, kills=6, during_write=3)
@@ -52,4 +35,13 @@ def test_six_kills_at_random_moments_and_during_writes(phantom_cache, tmp_path):
     for seg in report["segments"]:
         if seg["mode"] == "write" or seg["hit_write"]:
             assert seg["hit_write"] and seg["checkpoint_step"] in (None, seg["logged_step"] - 1)
+    # the first kill, mid-write of the step it had just logged: that file stayed a
+    # .partial, checkpoint-last kept the step before (none yet when it was the first) ...
+    seg = report["segments"][0]
+    assert seg["mode"] == "write" and seg["hit_write"] and seg["partial_left"]
+    # ... and the next run started from exactly that checkpoint, never from the partial file
+    assert report["segments"][1]["resumed_from"] == seg["checkpoint_step"]
+    assert not (tmp_path / "killed" / PARTIAL).exists()
+    tensors, meta = ckpt.load_checkpoint(tmp_path / "killed" / LAST)
+    assert meta["state"]["step"] == 16
 
