@@ -35,7 +35,7 @@ def test_a_band_along_the_chest_wall_edge_itself_is_cut_too():
     """A film's glow along its chest-wall edge: the threshold follows it above and below the
     breast as a band on the image edge, 1.5 disc radii wide. Counted with the image's
     outside as mask (OpenCV's default border), such a band was body and stretched the box
-    to both ends of the film (6 of 20 mini-DDSM films)."""
+    to one or both ends of the film (9 of 20 mini-DDSM films)."""
     breast = _half_ellipse()
     r = TAIL_RADIUS * 512
     leaky = breast.copy()

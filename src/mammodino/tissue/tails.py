@@ -12,7 +12,7 @@ segmentation cuts what lies further than the disc's radius from the body.
 The cut takes the image's outside for air. OpenCV's default border takes it for mask, and
 then a band on the image edge itself only had to be one radius wide to be body: the glow
 along a digitised film's chest-wall edge, which the threshold follows above and below the
-breast as such a band, stretched 6 of 20 mini-DDSM boxes to both ends of the film (and 5
+breast as such a band, stretched 9 of 20 mini-DDSM boxes to one or both ends of the film (and 5
 of 322 MIAS boxes). QC's body keeps the default: a breast cut by the image edge is body
 there, and only a tail that segmentation left is flagged.
 """
