@@ -3,9 +3,9 @@
 Dressing a film (:mod:`mammodino.synth.markers`) adds what lies *around* a breast; these
 variants change how the breast itself was recorded: the grey-level mapping of another
 digitiser (a darker or brighter transfer curve, 12 bits in a 16-bit word, a lifted air
-level, the glow along the chest-wall edge), another resolution, the other breast side or an upside-down scan, a film laid
-crooked on the scanner, a view cropped through the breast, a ruler beside it and a label
-touching it. Each takes an 8-bit film and
+level, the glow along the chest-wall edge), another resolution, the other breast side or
+an upside-down scan, a film laid crooked on the scanner, a view cropped through the breast,
+a ruler beside it and a label touching it. Each takes an 8-bit film and
 its label image (DDSM tissue labels: 64 = background) and returns both, transformed alike,
 so that a segmentation can be scored on every variant against the same annotation
 (``benchmarks/segmentation_variants.py``, ``tests/tissue/test_ddsm_variants.py``).
