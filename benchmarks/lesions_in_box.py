@@ -39,18 +39,10 @@ sys.path.insert(0, str(REPO / "src"))
 from mammodino import machine  # noqa: E402
 from mammodino.data import qc  # noqa: E402
 from mammodino.data.cache import read_manifest, with_sources  # noqa: E402
-from mammodino.data.index_walk import IMAGE_EXTENSIONS  # noqa: E402
 from mammodino.errors import UserError  # noqa: E402
 from mammodino.eval.tasks.base import find_col, read_table  # noqa: E402
 from mammodino.eval.tasks.mias import is_info_file, parse_info  # noqa: E402
-
-
-def table_stem(name: str) -> str:
-    """The file stem a table's image column names: its image or DICOM extension taken off,
-    nothing else (mini-DDSM's ``C_0029_1.LEFT_CC`` keeps its ``.LEFT_CC``)."""
-    name = Path(name.strip()).name
-    root, ext = os.path.splitext(name)
-    return root if ext.lower() in IMAGE_EXTENSIONS | {".dcm", ".dicom"} else name
+from mammodino.io.labels import stem_of  # noqa: E402  (a table's image name -> file stem, as --labels reads it)
 
 
 def read_lesions(table: Path) -> list[dict]:
@@ -76,7 +68,7 @@ def read_lesions(table: Path) -> list[dict]:
                 v = math.nan
             return None if math.isnan(v) else v
 
-        stem = table_stem(str(row.get(stem_col) or ""))
+        stem = stem_of(str(row.get(stem_col) or ""))
         if cols["xmin"] and None not in (num("xmin"), num("ymin"), num("xmax"), num("ymax")):
             box = (num("xmin"), num("ymin"), num("xmax"), num("ymax"))
             out.append({"stem": stem, "x": (box[0] + box[2]) / 2, "y": (box[1] + box[3]) / 2, "radius": None,
@@ -136,7 +128,7 @@ def evaluate(cache: Path, lesions: list[dict], grid: tuple[int, int] | None = No
         by_stem.setdefault(lesion["stem"].lower(), []).append(lesion)
     out = []
     for row in with_sources(cache, read_manifest(cache)):
-        stem = table_stem(row.get("source") or "").lower()
+        stem = stem_of(row.get("source") or "").lower()
         box = qc.parse_box(row["breast_box"])
         names = set(qc.reason_names(row.get("qc_reason")))  # every failed check, as index wrote it
         H, W = int(row["height"]), int(row["width"])

@@ -109,10 +109,10 @@ def test_a_table_names_its_images_by_stem_or_by_file_name(tmp_path):
     extension comes off, so the table's ``C_0029_1.LEFT_CC`` meets its file (before, all 24
     lesions of 20 mini-DDSM films were "not on an indexed image"); a DICOM UID name keeps
     its last part."""
-    assert lib.table_stem("C_0029_1.LEFT_CC") == "C_0029_1.LEFT_CC"
-    assert lib.table_stem("C_0029_1.LEFT_CC.jpg") == "C_0029_1.LEFT_CC"
-    assert lib.table_stem("1.2.826.0.1.3680043.8.498.123") == "1.2.826.0.1.3680043.8.498.123"
-    assert lib.table_stem("train/1-1.dcm") == "1-1"
+    assert lib.stem_of("C_0029_1.LEFT_CC") == "C_0029_1.LEFT_CC"
+    assert lib.stem_of("C_0029_1.LEFT_CC.jpg") == "C_0029_1.LEFT_CC"
+    assert lib.stem_of("1.2.826.0.1.3680043.8.498.123") == "1.2.826.0.1.3680043.8.498.123"
+    assert lib.stem_of("train/1-1.dcm") == "1-1"
     table = tmp_path / "lesions.csv"
     table.write_text("image,xmin,ymin,xmax,ymax\nC_0029_1.LEFT_CC,188,928,596,1264\n")
     assert [les["stem"] for les in lib.read_lesions(table)] == ["C_0029_1.LEFT_CC"]

@@ -55,9 +55,8 @@ def _opened_work_copy(m: np.ndarray, outside_is_mask: bool = True) -> tuple[np.n
     default border, beyond which the mask is taken to go on; else the outside is air."""
     small, scale = _work_copy(m)
     r = max(1, round(TAIL_RADIUS * max(small.shape)))
-    if outside_is_mask:
-        return cv2.morphologyEx(small, cv2.MORPH_OPEN, _disc(r)), r, scale
-    return cv2.morphologyEx(small, cv2.MORPH_OPEN, _disc(r), borderType=cv2.BORDER_CONSTANT, borderValue=0), r, scale
+    border = {} if outside_is_mask else {"borderType": cv2.BORDER_CONSTANT, "borderValue": 0}
+    return cv2.morphologyEx(small, cv2.MORPH_OPEN, _disc(r), **border), r, scale
 
 
 def _back(small: np.ndarray, shape: tuple[int, ...], scale: float) -> np.ndarray:
